@@ -1,0 +1,143 @@
+from django.db import models
+from django.db.models import Q
+
+from audiences.identity_types import IdentityType
+
+
+class Profile(models.Model):
+    """One user, known to the source systems by its external ID."""
+
+    external_id = models.CharField(max_length=255, unique=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.external_id
+
+
+class Identity(models.Model):
+    """A value by which partners can target a profile; stored normalized."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    type = models.CharField(max_length=20, choices=IdentityType.choices)
+    value = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["type", "value"], name="identity_type_value_unique")]
+        indexes = [models.Index(fields=["value"], name="identity_value_idx")]
+
+    def __str__(self):
+        return f"{self.type}:{self.value}"
+
+
+class Event(models.Model):
+    """Something a user did; most audiences are built from events."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(max_length=255)
+    attributes = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    # The sender's own event ID, so a re-sent batch is not counted twice.
+    source_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["name", "occurred_at"], name="event_name_time_idx"),
+            models.Index(fields=["profile", "name", "occurred_at"], name="event_profile_name_time_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Audience(models.Model):
+    class Kind(models.TextChoices):
+        RULES = "rules", "Rule-based"
+        STATIC = "static", "Static list"
+
+    name = models.CharField(max_length=255, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULES)
+    criteria = models.JSONField(null=True, blank=True, help_text="Rule criteria (see docs/criteria.md).")
+    size = models.PositiveIntegerField(default=0, editable=False)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="static") | Q(criteria__isnull=False), name="rule_audience_has_criteria"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="memberships")
+    since = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "profile"], name="membership_audience_profile_unique")
+        ]
+        indexes = [models.Index(fields=["profile"], name="membership_profile_idx")]
+
+    def __str__(self):
+        return f"{self.profile_id} in {self.audience_id}"
+
+
+class RefreshRun(models.Model):
+    """One evaluation that changed (or could have changed) membership.
+
+    Its change rows are exactly the changes it made, which is how the
+    forwarding side finds them without racing other runs' sequence numbers.
+    """
+
+    class Trigger(models.TextChoices):
+        FULL = "full", "Full refresh"
+        PROFILES = "profiles", "Profile update"
+        STATIC = "static", "Static list edit"
+        ERASURE = "erasure", "Profile erasure"
+
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    audience = models.ForeignKey(Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    added = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.get_trigger_display()} #{self.pk}"
+
+
+class MembershipChange(models.Model):
+    """Append-only log of membership changes, written with the change itself."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Add"
+        REMOVE = "remove", "Remove"
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(RefreshRun, on_delete=models.CASCADE, related_name="changes")
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="+")
+    # No foreign key: the log outlives an erased profile's row.
+    profile_id = models.BigIntegerField()
+    action = models.CharField(max_length=6, choices=Action.choices)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["audience", "profile_id"], name="change_audience_profile_idx")]
+
+    def __str__(self):
+        return f"{self.action} {self.profile_id} {self.audience_id}"
