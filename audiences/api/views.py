@@ -1,13 +1,148 @@
-from rest_framework import viewsets
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils.text import slugify
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from audiences.api import serializers as s
+from audiences.api.filters import EventFilter, ProfileFilter
+from audiences.criteria import compile_criteria
+from audiences.export import csv_rows
+from audiences.ingest import ProfileInput, ingest_events, upsert_profiles
+from audiences.models import Audience, Event, Membership, Profile
+from audiences.refresh import refresh_audience
+from audiences.static import UnknownProfiles, change_static_members, resolve_profiles
+from audiences.stats import identity_breakdown
+from audiences.tasks import queue_refresh
 
 
-class ProfileViewSet(viewsets.ViewSet):
-    pass
+class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Profiles by external ID; write them in bulk with `POST /profiles/bulk/`."""
+
+    lookup_field = "external_id"
+    lookup_value_regex = "[^/]+"
+    filterset_class = ProfileFilter
+
+    def get_queryset(self):
+        queryset = Profile.objects.prefetch_related("identities").order_by("pk")
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("memberships__audience")
+        return queryset
+
+    def get_serializer_class(self):
+        return s.ProfileDetailSerializer if self.action == "retrieve" else s.ProfileSerializer
+
+    @extend_schema(request=s.ProfileBatchSerializer, responses=s.IngestResultSerializer)
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """Create or update up to BULK_MAX_RECORDS profiles with their attributes and identities."""
+        batch = s.ProfileBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        items = [
+            ProfileInput(p["external_id"], p.get("attributes"), p.get("identities"))
+            for p in batch.validated_data["profiles"]
+        ]
+        return Response(upsert_profiles(items).as_dict())
 
 
-class EventViewSet(viewsets.ViewSet):
-    pass
+class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Events; ingest them in bulk with `POST /events/bulk/`."""
+
+    queryset = Event.objects.select_related("profile").order_by("-occurred_at", "-pk")
+    serializer_class = s.EventSerializer
+    filterset_class = EventFilter
+
+    @extend_schema(request=s.EventBatchSerializer, responses=s.IngestResultSerializer)
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """Store up to BULK_MAX_RECORDS events; unknown external IDs become new profiles."""
+        batch = s.EventBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        return Response(ingest_events(batch.validated_data["events"]).as_dict())
 
 
-class AudienceViewSet(viewsets.ViewSet):
-    pass
+class AudienceViewSet(viewsets.ModelViewSet):
+    queryset = Audience.objects.all()
+    serializer_class = s.AudienceSerializer
+    filterset_fields = ["kind", "name"]
+
+    def perform_create(self, serializer):
+        audience = serializer.save()
+        if audience.kind == Audience.Kind.RULES:
+            transaction.on_commit(lambda: queue_refresh(audience.pk))
+
+    def perform_update(self, serializer):
+        before = serializer.instance.criteria
+        audience = serializer.save()
+        if audience.kind == Audience.Kind.RULES and audience.criteria != before:
+            transaction.on_commit(lambda: queue_refresh(audience.pk))
+
+    @extend_schema(request=None, responses=s.RefreshResultSerializer)
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        """Re-evaluate a rule-based audience now and answer with what changed."""
+        audience = self.get_object()
+        if audience.kind != Audience.Kind.RULES:
+            raise serializers.ValidationError({"kind": ["a static audience has no criteria to refresh"]})
+        return Response(s.RefreshResultSerializer(refresh_audience(audience)).data)
+
+    @extend_schema(request=s.PreviewSerializer, responses=s.PreviewResultSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """Size and identity-type breakdown of criteria, without saving anything."""
+        data = s.PreviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        matching = Profile.objects.filter(compile_criteria(data.validated_data["criteria"]))
+        return Response({"size": matching.count(), "identity_types": identity_breakdown(matching)})
+
+    @extend_schema(methods=["GET"], request=None, responses=s.MemberSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.MemberChangeSerializer, responses=s.RefreshResultSerializer)
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, pk=None):
+        """GET: the members, paginated. POST: add profiles to a static audience."""
+        audience = self.get_object()
+        if request.method == "POST":
+            return self._change_members(audience, request, add=True)
+        queryset = (
+            Membership.objects.filter(audience=audience)
+            .select_related("profile")
+            .prefetch_related("profile__identities")
+            .order_by("profile_id")
+        )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.MemberSerializer(page, many=True).data)
+
+    @extend_schema(request=s.MemberChangeSerializer, responses=s.RefreshResultSerializer)
+    @action(detail=True, methods=["post"], url_path="members/remove")
+    def remove_members(self, request, pk=None):
+        """Remove profiles from a static audience."""
+        return self._change_members(self.get_object(), request, add=False)
+
+    def _change_members(self, audience, request, add):
+        if audience.kind != Audience.Kind.STATIC:
+            raise serializers.ValidationError({"kind": ["members of a rule-based audience follow its criteria"]})
+        data = s.MemberChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            ids = resolve_profiles(data.validated_data["external_ids"], data.validated_data["identities"])
+        except UnknownProfiles as exc:
+            raise serializers.ValidationError({"external_ids": [str(exc)]}) from None
+        run = change_static_members(audience, ids, add=add)
+        audience.refresh_from_db()
+        body = {"audience": audience.name, "added": run.added, "removed": run.removed, "size": audience.size, "seconds": 0.0}
+        return Response(body, status=status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={(200, "text/csv"): bytes})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """Every member with its identities, as CSV."""
+        return audience_csv_response(get_object_or_404(Audience, pk=pk))
+
+
+def audience_csv_response(audience):
+    response = StreamingHttpResponse(csv_rows(audience), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slugify(audience.name) or "audience"}-members.csv"'
+    return response

@@ -1,0 +1,178 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from audiences import criteria as criteria_lang
+from audiences.api.filters import profiles_with_identity
+from audiences.api.views import audience_csv_response
+from audiences.identity_types import IdentityType, InvalidIdentity, normalize
+from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
+from audiences.refresh import reevaluate_profiles, refresh_audience
+from audiences.stats import audience_breakdown
+
+
+class IdentityForm(forms.ModelForm):
+    class Meta:
+        model = Identity
+        fields = ["type", "value"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("type") and data.get("value"):
+            try:
+                data["value"] = normalize(data["type"], data["value"])
+            except InvalidIdentity as exc:
+                self.add_error("value", str(exc))
+        return data
+
+
+class IdentityInline(admin.TabularInline):
+    model = Identity
+    form = IdentityForm
+    extra = 0
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ["audience", "since"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "audience memberships"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "identity_count", "membership_count", "updated_at"]
+    search_fields = ["external_id"]
+    search_help_text = "An external ID, or any identity value (email, device ID, phone, customer ID)."
+    inlines = [IdentityInline, MembershipInline]
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            n_identities=Count("identities", distinct=True), n_memberships=Count("memberships", distinct=True)
+        )
+
+    @admin.display(description="identities", ordering="n_identities")
+    def identity_count(self, profile):
+        return profile.n_identities
+
+    @admin.display(description="audiences", ordering="n_memberships")
+    def membership_count(self, profile):
+        return profile.n_memberships
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return queryset, False
+        by_identity = queryset.filter(pk__in=profiles_with_identity(search_term))
+        return queryset.filter(external_id=search_term.strip()) | by_identity, False
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # An edit in the admin reaches membership like an API upsert does.
+        reevaluate_profiles([form.instance.pk])
+
+
+class AudienceForm(forms.ModelForm):
+    class Meta:
+        model = Audience
+        fields = ["name", "description", "kind", "criteria"]
+        widgets = {"criteria": forms.Textarea(attrs={"rows": 14, "cols": 90, "style": "font-family: monospace"})}
+
+    def clean(self):
+        data = super().clean()
+        kind, criteria = data.get("kind"), data.get("criteria")
+        if kind == Audience.Kind.RULES:
+            if criteria is None:
+                self.add_error("criteria", "A rule-based audience needs criteria.")
+            else:
+                try:
+                    criteria_lang.validate(criteria)
+                except criteria_lang.CriteriaError as exc:
+                    self.add_error("criteria", str(exc))
+        elif criteria is not None:
+            self.add_error("criteria", "A static audience has no criteria: leave this empty and edit its members.")
+        return data
+
+
+@admin.register(Audience)
+class AudienceAdmin(admin.ModelAdmin):
+    form = AudienceForm
+    list_display = ["name", "kind", "size", "last_refreshed_at", "summary"]
+    list_filter = ["kind"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["size", "last_refreshed_at", "identity_types", "download"]
+    actions = ["refresh_now"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "kind", "criteria"]}),
+        ("Members", {"fields": ["size", "last_refreshed_at", "identity_types", "download"]}),
+    ]
+
+    @admin.display(description="criteria")
+    def summary(self, audience):
+        return criteria_lang.describe(audience.criteria) if audience.criteria else "static list"
+
+    @admin.display(description="members per identity type")
+    def identity_types(self, audience):
+        if not audience.pk:
+            return "-"
+        counts = audience_breakdown(audience.pk)
+        rows = [(label, counts[value]) for value, label in IdentityType.choices]
+        return format_html(
+            "<table><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>", rows),
+        )
+
+    @admin.display(description="members CSV")
+    def download(self, audience):
+        if not audience.pk:
+            return "-"
+        url = reverse("admin:audiences_audience_export", args=[audience.pk])
+        return format_html('<a class="button" href="{}">Download members as CSV</a>', url)
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [path("<int:pk>/export/", export, name="audiences_audience_export"), *super().get_urls()]
+
+    def export_view(self, request, pk):
+        return audience_csv_response(get_object_or_404(Audience, pk=pk))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.kind == Audience.Kind.RULES and (not change or "criteria" in form.changed_data):
+            self._refresh_with_message(request, obj)
+
+    @admin.action(description="Refresh now")
+    def refresh_now(self, request, queryset):
+        for audience in queryset:
+            if audience.kind == Audience.Kind.RULES:
+                self._refresh_with_message(request, audience)
+            else:
+                self.message_user(request, f"{audience.name} is a static list: nothing to refresh.", messages.WARNING)
+
+    def _refresh_with_message(self, request, audience):
+        r = refresh_audience(audience)
+        self.message_user(
+            request, f"{r.audience} refreshed: {r.added} added, {r.removed} removed, {r.size} members ({r.seconds:.2f} s)."
+        )
+
+
+@admin.register(RefreshRun)
+class RefreshRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "trigger", "audience", "started_at", "finished_at", "added", "removed"]
+    list_filter = ["trigger"]
+    list_select_related = ["audience"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

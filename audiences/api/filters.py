@@ -1,0 +1,45 @@
+import django_filters
+
+from audiences.identity_types import IdentityType, InvalidIdentity, normalize
+from audiences.models import Event, Profile
+
+
+class ProfileFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter()
+    identity = django_filters.CharFilter(method="filter_identity", help_text="Any identity value, as typed.")
+    identity_type = django_filters.ChoiceFilter(
+        choices=IdentityType.choices, field_name="identities__type", distinct=True,
+        help_text="Profiles that have an identity of this type.",
+    )
+    audience = django_filters.CharFilter(field_name="memberships__audience__name", help_text="Audience name.")
+    updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+
+    class Meta:
+        model = Profile
+        fields = ["external_id", "identity", "identity_type", "audience", "updated_since"]
+
+    def filter_identity(self, queryset, name, value):
+        return queryset.filter(pk__in=profiles_with_identity(value))
+
+
+def profiles_with_identity(raw: str):
+    """Profile IDs holding `raw` under any type, normalizing it the way each type stores values."""
+    from audiences.models import Identity
+
+    candidates = {raw.strip()}
+    for identity_type in IdentityType.values:
+        try:
+            candidates.add(normalize(identity_type, raw))
+        except InvalidIdentity:
+            pass
+    return Identity.objects.filter(value__in=candidates).values("profile_id")
+
+
+class EventFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter(field_name="profile__external_id")
+    name = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ["external_id", "name", "since"]

@@ -1,0 +1,196 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from audiences import criteria as criteria_lang
+from audiences.identity_types import IdentityType, InvalidIdentity, normalize
+from audiences.models import Audience, Event, Membership, Profile
+
+
+class IdentitySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=IdentityType.choices)
+    value = serializers.CharField(trim_whitespace=False, max_length=1000)
+
+    def validate(self, data):
+        try:
+            data["value"] = normalize(data["type"], data["value"])
+        except InvalidIdentity as exc:
+            raise serializers.ValidationError({"value": [str(exc)]}) from None
+        return data
+
+    def to_representation(self, instance):
+        return {"type": instance.type, "value": instance.value}
+
+
+def _check_batch(items, key, label):
+    if len(items) > settings.BULK_MAX_RECORDS:
+        raise serializers.ValidationError(f"at most {settings.BULK_MAX_RECORDS} {label} per request")
+    seen = {}
+    for index, item in enumerate(items):
+        value = item.get(key)
+        if value is not None and value in seen:
+            raise serializers.ValidationError(
+                {index: {key: [f"'{value}' appears twice in this batch (first at index {seen[value]})"]}}
+            )
+        seen[value] = index
+
+
+class ProfileInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=255)
+    attributes = serializers.DictField(required=False)
+    identities = IdentitySerializer(many=True, required=False)
+
+    def validate_identities(self, identities):
+        return list(dict.fromkeys((i["type"], i["value"]) for i in identities))
+
+
+class ProfileBatchSerializer(serializers.Serializer):
+    profiles = ProfileInputSerializer(many=True, allow_empty=False)
+
+    def validate_profiles(self, profiles):
+        _check_batch(profiles, "external_id", "profiles")
+        owner = {}
+        for index, profile in enumerate(profiles):
+            for pair in profile.get("identities") or ():
+                if pair in owner and owner[pair] != index:
+                    raise serializers.ValidationError(
+                        {index: {"identities": [f"{pair[0]} '{pair[1]}' is also given to profiles[{owner[pair]}]"]}}
+                    )
+                owner[pair] = index
+        return profiles
+
+
+class EventInputSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=255)
+    name = serializers.CharField(max_length=255)
+    attributes = serializers.DictField(required=False)
+    occurred_at = serializers.DateTimeField()
+    source_id = serializers.CharField(max_length=255, required=False, help_text="Your event ID; a repeat is ignored.")
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventInputSerializer(many=True, allow_empty=False)
+
+    def validate_events(self, events):
+        _check_batch(events, "source_id", "events")
+        return events
+
+
+class IngestResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    identities_added = serializers.IntegerField()
+    identities_removed = serializers.IntegerField()
+    memberships_added = serializers.IntegerField()
+    memberships_removed = serializers.IntegerField()
+    events_created = serializers.IntegerField()
+
+
+class EventSerializer(serializers.ModelSerializer):
+    external_id = serializers.CharField(source="profile.external_id", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "external_id", "name", "attributes", "occurred_at", "source_id"]
+
+
+class MembershipOfProfileSerializer(serializers.ModelSerializer):
+    audience = serializers.CharField(source="audience.name")
+
+    class Meta:
+        model = Membership
+        fields = ["audience", "since"]
+
+
+class ProfileSerializer(serializers.ModelSerializer):
+    identities = IdentitySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Profile
+        fields = ["external_id", "attributes", "identities", "created_at", "updated_at"]
+
+
+class ProfileDetailSerializer(ProfileSerializer):
+    memberships = MembershipOfProfileSerializer(many=True, read_only=True)
+    recent_events = serializers.SerializerMethodField()
+
+    class Meta(ProfileSerializer.Meta):
+        fields = ProfileSerializer.Meta.fields + ["memberships", "recent_events"]
+
+    def get_recent_events(self, profile) -> list[dict]:
+        events = profile.events.order_by("-occurred_at")[:20]
+        return EventSerializer(events, many=True).data
+
+
+class CriteriaField(serializers.JSONField):
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        try:
+            criteria_lang.validate(data)
+        except criteria_lang.CriteriaError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return data
+
+
+class AudienceSerializer(serializers.ModelSerializer):
+    criteria = CriteriaField(required=False, allow_null=True)
+    criteria_summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Audience
+        fields = [
+            "id", "name", "description", "kind", "criteria", "criteria_summary",
+            "size", "last_refreshed_at", "created_at", "updated_at",
+        ]
+        read_only_fields = ["size", "last_refreshed_at", "created_at", "updated_at"]
+
+    def get_criteria_summary(self, audience) -> str:
+        return criteria_lang.describe(audience.criteria) if audience.criteria else ""
+
+    def validate(self, data):
+        kind = data.get("kind", getattr(self.instance, "kind", Audience.Kind.RULES))
+        has_criteria = data.get("criteria", getattr(self.instance, "criteria", None)) is not None
+        if kind == Audience.Kind.RULES and not has_criteria:
+            raise serializers.ValidationError({"criteria": ["a rule-based audience needs criteria"]})
+        if kind == Audience.Kind.STATIC and data.get("criteria") is not None:
+            raise serializers.ValidationError({"criteria": ["a static audience has no criteria; edit its members"]})
+        return data
+
+
+class PreviewSerializer(serializers.Serializer):
+    criteria = CriteriaField()
+
+
+class PreviewResultSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    identity_types = serializers.DictField(child=serializers.IntegerField())
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    external_id = serializers.CharField(source="profile.external_id")
+    identities = IdentitySerializer(source="profile.identities", many=True)
+
+    class Meta:
+        model = Membership
+        fields = ["external_id", "since", "identities"]
+
+
+class MemberChangeSerializer(serializers.Serializer):
+    external_ids = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list)
+    identities = IdentitySerializer(many=True, required=False, default=list)
+
+    def validate(self, data):
+        if not data["external_ids"] and not data["identities"]:
+            raise serializers.ValidationError({"external_ids": ["give external_ids or identities (or both)"]})
+        if len(data["external_ids"]) + len(data["identities"]) > settings.BULK_MAX_RECORDS:
+            raise serializers.ValidationError({"external_ids": [f"at most {settings.BULK_MAX_RECORDS} per request"]})
+        data["identities"] = [(i["type"], i["value"]) for i in data["identities"]]
+        return data
+
+
+class RefreshResultSerializer(serializers.Serializer):
+    audience = serializers.CharField()
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    size = serializers.IntegerField()
+    seconds = serializers.FloatField()

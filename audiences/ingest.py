@@ -1,0 +1,156 @@
+"""Bulk writes of profiles, identities and events.
+
+Each call does a fixed number of queries for the whole batch (not per
+profile), writes nothing when nothing differs, and re-evaluates the rule-based
+audiences for just the profiles it changed, in the same transaction.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from audiences.models import Event, Identity, Profile
+from audiences.refresh import reevaluate_profiles
+
+
+@dataclass
+class ProfileInput:
+    external_id: str
+    attributes: dict | None = None
+    # The profile's complete identity set when given: identities it holds but
+    # this list lacks are removed. None leaves its identities as they are.
+    identities: list[tuple[str, str]] | None = None
+
+
+@dataclass
+class IngestResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    identities_added: int = 0
+    identities_removed: int = 0
+    memberships_added: int = 0
+    memberships_removed: int = 0
+    events_created: int = 0
+    changed_profile_ids: set = field(default_factory=set)
+
+    def as_dict(self):
+        data = {k: v for k, v in self.__dict__.items() if k != "changed_profile_ids"}
+        return data
+
+
+def _ensure_profiles(external_ids, result):
+    """Return {external_id: Profile}, creating bare profiles for unknown IDs."""
+    profiles = {p.external_id: p for p in Profile.objects.filter(external_id__in=external_ids)}
+    missing = [Profile(external_id=e, attributes={}) for e in external_ids if e not in profiles]
+    if missing:
+        # Returns primary keys on PostgreSQL and on SQLite 3.35+.
+        Profile.objects.bulk_create(missing)
+        profiles.update({p.external_id: p for p in missing})
+        result.created += len(missing)
+        result.changed_profile_ids.update(p.pk for p in missing)
+    return profiles
+
+
+def _sync_identities(items, profiles, result):
+    wanted = {}  # (type, value) -> profile id
+    for item in items:
+        if item.identities is not None:
+            pid = profiles[item.external_id].pk
+            for pair in item.identities:
+                wanted[pair] = pid
+    owners = [profiles[i.external_id].pk for i in items if i.identities is not None]
+    if not owners:
+        return
+    held = Identity.objects.filter(profile_id__in=owners).values_list("pk", "profile_id", "type", "value")
+    held_pairs = {(t, v): (pk, pid) for pk, pid, t, v in held}
+    stale = [(pk, pid) for pair, (pk, pid) in held_pairs.items() if wanted.get(pair) != pid]
+    fresh = [pair for pair, pid in wanted.items() if held_pairs.get(pair, (None, None))[1] != pid]
+    if fresh:
+        # An identity already held by a profile outside this batch moves to the
+        # profile that now claims it: the latest source of truth wins.
+        values = {v for _, v in fresh}
+        moved_from = Identity.objects.filter(value__in=values).exclude(profile_id__in=owners)
+        moved_from = {(t, v): pid for t, v, pid in moved_from.values_list("type", "value", "profile_id")}
+        result.changed_profile_ids.update(pid for pair, pid in moved_from.items() if pair in wanted)
+    if stale:
+        Identity.objects.filter(pk__in=[pk for pk, _ in stale]).delete()
+        result.identities_removed += len(stale)
+        result.changed_profile_ids.update(pid for _, pid in stale)
+    if fresh:
+        Identity.objects.bulk_create(
+            [Identity(profile_id=wanted[pair], type=pair[0], value=pair[1]) for pair in fresh],
+            update_conflicts=True,
+            unique_fields=["type", "value"],
+            update_fields=["profile"],
+        )
+        result.identities_added += len(fresh)
+        result.changed_profile_ids.update(wanted[pair] for pair in fresh)
+
+
+def upsert_profiles(items: list[ProfileInput]) -> IngestResult:
+    result = IngestResult()
+    with transaction.atomic():
+        external_ids = [i.external_id for i in items]
+        existing = {p.external_id: p for p in Profile.objects.filter(external_id__in=external_ids)}
+        now = timezone.now()
+        new, changed = [], []
+        for item in items:
+            profile = existing.get(item.external_id)
+            if profile is None:
+                new.append(Profile(external_id=item.external_id, attributes=item.attributes or {}))
+            elif item.attributes is not None and item.attributes != profile.attributes:
+                profile.attributes, profile.updated_at = item.attributes, now
+                changed.append(profile)
+        if new:
+            Profile.objects.bulk_create(new)
+            existing.update({p.external_id: p for p in new})
+        if changed:
+            Profile.objects.bulk_update(changed, ["attributes", "updated_at"])
+        result.created, result.updated = len(new), len(changed)
+        result.changed_profile_ids.update(p.pk for p in new + changed)
+        _sync_identities(items, existing, result)
+        batch_ids = {p.pk for p in existing.values() if p.external_id in set(external_ids)}
+        result.unchanged = len(batch_ids - result.changed_profile_ids)
+        _reevaluate(result)
+    return result
+
+
+def ingest_events(events: list[dict]) -> IngestResult:
+    """Store events ({external_id, name, attributes, occurred_at, source_id}); unknown users are created."""
+    result = IngestResult()
+    with transaction.atomic():
+        source_ids = [e["source_id"] for e in events if e.get("source_id")]
+        seen = set(Event.objects.filter(source_id__in=source_ids).values_list("source_id", flat=True))
+        fresh = []
+        for e in events:
+            if e.get("source_id"):
+                if e["source_id"] in seen:
+                    continue  # already stored: a re-sent event is not counted twice
+                seen.add(e["source_id"])
+            fresh.append(e)
+        if not fresh:
+            return result
+        profiles = _ensure_profiles(list(dict.fromkeys(e["external_id"] for e in fresh)), result)
+        rows = [
+            Event(
+                profile_id=profiles[e["external_id"]].pk,
+                name=e["name"],
+                attributes=e.get("attributes") or {},
+                occurred_at=e["occurred_at"],
+                source_id=e.get("source_id"),
+            )
+            for e in fresh
+        ]
+        Event.objects.bulk_create(rows)
+        result.events_created = len(rows)
+        result.changed_profile_ids.update(r.profile_id for r in rows)
+        _reevaluate(result)
+    return result
+
+
+def _reevaluate(result: IngestResult) -> None:
+    run = reevaluate_profiles(result.changed_profile_ids)
+    if run is not None:
+        result.memberships_added, result.memberships_removed = run.added, run.removed

@@ -1,0 +1,156 @@
+"""Set-based membership evaluation.
+
+Adds and removes are computed by the database (INSERT … SELECT with NOT EXISTS
+anti-joins) and written to the change log first; membership is then brought in
+line from the log rows of the same run. Nothing iterates over members in Python,
+so a refresh that changes 1% of an audience writes about 1% of it.
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audiences import hooks
+from audiences.criteria import compile_criteria
+from audiences.models import Audience, Membership, MembershipChange, Profile, RefreshRun
+
+T_CHANGE = MembershipChange._meta.db_table
+T_MEMBER = Membership._meta.db_table
+T_AUDIENCE = Audience._meta.db_table
+
+
+@dataclass
+class RefreshResult:
+    audience: str
+    added: int
+    removed: int
+    size: int
+    seconds: float
+
+
+def _sql(profiles):
+    """SQL selecting the IDs of `profiles` as a column named `id`, to embed as a derived table."""
+    return profiles.order_by().annotate(pid=F("pk")).values("pid").query.sql_with_params()
+
+
+def _log_adds(run, audience, matching_sql, params, now) -> int:
+    """Log an `add` for every matching profile that is not yet a member."""
+    now = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            f"SELECT %s, %s, p.pid, 'add', %s FROM ({matching_sql}) p "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {T_MEMBER} m WHERE m.audience_id = %s AND m.profile_id = p.pid)",
+            [run.pk, audience.pk, now, *params, audience.pk],
+        )
+        return cursor.rowcount
+
+
+def _log_removes(run, audience, matching_sql, params, now, profile_ids=None) -> int:
+    """Log a `remove` for every member (of `profile_ids`, when given) that no longer matches."""
+    scope, scope_params = "", []
+    if profile_ids is not None:
+        scope_sql, scope_params = _sql(Profile.objects.filter(pk__in=profile_ids))
+        scope = f"AND m.profile_id IN ({scope_sql}) "
+    now = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            f"SELECT %s, %s, m.profile_id, 'remove', %s FROM {T_MEMBER} m "
+            f"WHERE m.audience_id = %s {scope}"
+            f"AND NOT EXISTS (SELECT 1 FROM ({matching_sql}) p WHERE p.pid = m.profile_id)",
+            [run.pk, audience.pk, now, audience.pk, *scope_params, *params],
+        )
+        return cursor.rowcount
+
+
+def apply_run(run) -> None:
+    """Bring membership in line with the change rows of `run` and move audience sizes by them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {T_MEMBER} (audience_id, profile_id, since) "
+            f"SELECT c.audience_id, c.profile_id, c.created_at FROM {T_CHANGE} c "
+            f"WHERE c.run_id = %s AND c.action = 'add'",
+            [run.pk],
+        )
+        cursor.execute(
+            f"DELETE FROM {T_MEMBER} WHERE EXISTS (SELECT 1 FROM {T_CHANGE} c WHERE c.run_id = %s "
+            f"AND c.action = 'remove' AND c.audience_id = {T_MEMBER}.audience_id "
+            f"AND c.profile_id = {T_MEMBER}.profile_id)",
+            [run.pk],
+        )
+        cursor.execute(
+            f"UPDATE {T_AUDIENCE} SET size = size "
+            f"+ (SELECT COUNT(*) FROM {T_CHANGE} c WHERE c.run_id = %s AND c.audience_id = {T_AUDIENCE}.id "
+            f"AND c.action = 'add') "
+            f"- (SELECT COUNT(*) FROM {T_CHANGE} c WHERE c.run_id = %s AND c.audience_id = {T_AUDIENCE}.id "
+            f"AND c.action = 'remove') "
+            f"WHERE id IN (SELECT audience_id FROM {T_CHANGE} WHERE run_id = %s)",
+            [run.pk, run.pk, run.pk],
+        )
+
+
+def _finish(run, added, removed) -> None:
+    run.added, run.removed, run.finished_at = added, removed, timezone.now()
+    run.save(update_fields=["added", "removed", "finished_at"])
+    if added or removed:
+        hooks.membership_changed(run)
+
+
+def refresh_audience(audience: Audience, now=None) -> RefreshResult:
+    """Re-evaluate a rule-based audience over every profile."""
+    started = time.monotonic()
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The row lock serialises refreshes of one audience across workers.
+        audience = Audience.objects.select_for_update().get(pk=audience.pk)
+        if audience.kind != Audience.Kind.RULES:
+            raise ValueError(f"'{audience.name}' is a static list; its members change only when edited.")
+        run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.FULL, audience=audience)
+        matching_sql, params = _sql(Profile.objects.filter(compile_criteria(audience.criteria, now)))
+        added = _log_adds(run, audience, matching_sql, params, now)
+        removed = _log_removes(run, audience, matching_sql, params, now)
+        if added or removed:
+            apply_run(run)
+        size = Membership.objects.filter(audience=audience).count()
+        Audience.objects.filter(pk=audience.pk).update(size=size, last_refreshed_at=now)
+        _finish(run, added, removed)
+    return RefreshResult(audience.name, added, removed, size, time.monotonic() - started)
+
+
+def _lock_rule_audiences() -> None:
+    # A shared lock: per-profile updates run side by side, but wait for (and
+    # block) a full refresh, which holds the row FOR UPDATE. SQLite serialises
+    # writers on its own.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {T_AUDIENCE} WHERE kind = 'rules' ORDER BY id FOR SHARE")
+
+
+def reevaluate_profiles(profile_ids, now=None) -> RefreshRun | None:
+    """Re-evaluate every rule-based audience for these profiles alone.
+
+    Two queries per audience for the whole batch, whatever its size; called in
+    the transaction that changed the profiles so the membership change commits
+    with them.
+    """
+    profile_ids = list(profile_ids)
+    if not profile_ids:
+        return None
+    now = now or timezone.now()
+    with transaction.atomic():
+        _lock_rule_audiences()
+        run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.PROFILES)
+        added = removed = 0
+        for audience in Audience.objects.filter(kind=Audience.Kind.RULES).only("pk", "criteria"):
+            scoped = Profile.objects.filter(pk__in=profile_ids).filter(compile_criteria(audience.criteria, now))
+            matching_sql, params = _sql(scoped)
+            added += _log_adds(run, audience, matching_sql, params, now)
+            removed += _log_removes(run, audience, matching_sql, params, now, profile_ids)
+        if added or removed:
+            apply_run(run)
+        _finish(run, added, removed)
+    return run
