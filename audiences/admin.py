@@ -57,8 +57,13 @@ class ProfileAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            n_identities=Count("identities", distinct=True), n_memberships=Count("memberships", distinct=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_identities=Count("identities", distinct=True),
+                n_memberships=Count("memberships", distinct=True),
+            )
         )
 
     @admin.display(description="identities", ordering="n_identities")
@@ -161,7 +166,8 @@ class AudienceAdmin(admin.ModelAdmin):
     def _refresh_with_message(self, request, audience):
         r = refresh_audience(audience)
         self.message_user(
-            request, f"{r.audience} refreshed: {r.added} added, {r.removed} removed, {r.size} members ({r.seconds:.2f} s)."
+            request,
+            f"{r.audience} refreshed: {r.added} added, {r.removed} removed, {r.size} members ({r.seconds:.2f} s).",
         )
 
 

@@ -83,7 +83,10 @@ class Audience(models.Model):
 
 
 class Membership(models.Model):
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
+    # No index of its own: the unique (audience, profile) index serves every
+    # lookup by audience, and with a second one the planner may pick the
+    # single-column index and filter each anti-join probe row by row.
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="memberships")
     since = models.DateTimeField()
 

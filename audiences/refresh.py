@@ -7,6 +7,7 @@ so a refresh that changes 1% of an audience writes about 1% of it.
 """
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -20,6 +21,8 @@ from audiences.models import Audience, Membership, MembershipChange, Profile, Re
 T_CHANGE = MembershipChange._meta.db_table
 T_MEMBER = Membership._meta.db_table
 T_AUDIENCE = Audience._meta.db_table
+T_MATCH = "relay_refresh_match"
+ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -111,14 +114,42 @@ def refresh_audience(audience: Audience, now=None) -> RefreshResult:
             raise ValueError(f"'{audience.name}' is a static list; its members change only when edited.")
         run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.FULL, audience=audience)
         matching_sql, params = _sql(Profile.objects.filter(compile_criteria(audience.criteria, now)))
-        added = _log_adds(run, audience, matching_sql, params, now)
-        removed = _log_removes(run, audience, matching_sql, params, now)
+        with _materialized(matching_sql, params) as matched_sql:
+            added = _log_adds(run, audience, matched_sql, [], now)
+            removed = _log_removes(run, audience, matched_sql, [], now)
         if added or removed:
             apply_run(run)
+        if connection.vendor == "postgresql" and added + removed > ANALYZE_AFTER:
+            # Fresh statistics before the next statement plans against a
+            # table that just grew or shrank a lot (autovacuum comes later).
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {T_MEMBER}")
         size = Membership.objects.filter(audience=audience).count()
         Audience.objects.filter(pk=audience.pk).update(size=size, last_refreshed_at=now)
         _finish(run, added, removed)
     return RefreshResult(audience.name, added, removed, size, time.monotonic() - started)
+
+
+@contextmanager
+def _materialized(matching_sql, params):
+    """Evaluate the criteria once into a keyed temporary table and yield SQL selecting from it.
+
+    The planner cannot estimate how many profiles JSON criteria match; with the
+    set written out (and analysed on PostgreSQL) both anti-joins get plans that
+    stay linear instead of a nested loop over a guessed one-row set.
+    """
+    key = "bigint PRIMARY KEY" if connection.vendor == "postgresql" else "INTEGER PRIMARY KEY"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {T_MATCH}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {T_MATCH} (pid {key})")
+        cursor.execute(f"INSERT INTO {T_MATCH} (pid) {matching_sql}", params)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {T_MATCH}")
+    try:
+        yield f"SELECT pid FROM {T_MATCH}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {T_MATCH}")
 
 
 def _lock_rule_audiences() -> None:

@@ -19,7 +19,10 @@ def refresh_audience_task(audience_id: int):
 
 def refresh_all_audiences():
     """The scheduled refresh: catches membership that changes as time passes (events ageing out)."""
-    return [refresh_audience_task(pk) for pk in Audience.objects.filter(kind=Audience.Kind.RULES).values_list("pk", flat=True)]
+    return [
+        refresh_audience_task(pk)
+        for pk in Audience.objects.filter(kind=Audience.Kind.RULES).values_list("pk", flat=True)
+    ]
 
 
 def queue_refresh(audience_id: int):

@@ -8,7 +8,9 @@ class ProfileFilter(django_filters.FilterSet):
     external_id = django_filters.CharFilter()
     identity = django_filters.CharFilter(method="filter_identity", help_text="Any identity value, as typed.")
     identity_type = django_filters.ChoiceFilter(
-        choices=IdentityType.choices, field_name="identities__type", distinct=True,
+        choices=IdentityType.choices,
+        field_name="identities__type",
+        distinct=True,
         help_text="Profiles that have an identity of this type.",
     )
     audience = django_filters.CharFilter(field_name="memberships__audience__name", help_text="Audience name.")

@@ -139,8 +139,16 @@ class AudienceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Audience
         fields = [
-            "id", "name", "description", "kind", "criteria", "criteria_summary",
-            "size", "last_refreshed_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "description",
+            "kind",
+            "criteria",
+            "criteria_summary",
+            "size",
+            "last_refreshed_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["size", "last_refreshed_at", "created_at", "updated_at"]
 

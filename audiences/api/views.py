@@ -132,7 +132,13 @@ class AudienceViewSet(viewsets.ModelViewSet):
             raise serializers.ValidationError({"external_ids": [str(exc)]}) from None
         run = change_static_members(audience, ids, add=add)
         audience.refresh_from_db()
-        body = {"audience": audience.name, "added": run.added, "removed": run.removed, "size": audience.size, "seconds": 0.0}
+        body = {
+            "audience": audience.name,
+            "added": run.added,
+            "removed": run.removed,
+            "size": audience.size,
+            "seconds": 0.0,
+        }
         return Response(body, status=status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={(200, "text/csv"): bytes})

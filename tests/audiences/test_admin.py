@@ -37,10 +37,15 @@ def test_an_operator_finds_a_profile_by_an_identity_value(staff):
 
 
 def test_invalid_criteria_are_shown_next_to_the_field(staff):
-    response = staff.post("/admin/audiences/audience/add/", {
-        "name": "Broken", "description": "", "kind": "rules",
-        "criteria": '{"user": "status", "op": "equals", "value": "x"}',
-    })
+    response = staff.post(
+        "/admin/audiences/audience/add/",
+        {
+            "name": "Broken",
+            "description": "",
+            "kind": "rules",
+            "criteria": '{"user": "status", "op": "equals", "value": "x"}',
+        },
+    )
     assert response.status_code == 200
     assert "op: unknown operator &#x27;equals&#x27;" in response.content.decode()
     assert not Audience.objects.exists()
@@ -48,10 +53,16 @@ def test_invalid_criteria_are_shown_next_to_the_field(staff):
 
 def test_saving_an_audience_refreshes_it_and_says_so(staff):
     ProfileFactory.create_batch(3, attributes={"status": "Premium"})
-    response = staff.post("/admin/audiences/audience/add/", {
-        "name": "Premium", "description": "", "kind": "rules",
-        "criteria": '{"user": "status", "op": "eq", "value": "premium"}',
-    }, follow=True)
+    response = staff.post(
+        "/admin/audiences/audience/add/",
+        {
+            "name": "Premium",
+            "description": "",
+            "kind": "rules",
+            "criteria": '{"user": "status", "op": "eq", "value": "premium"}',
+        },
+        follow=True,
+    )
     assert "Premium refreshed: 3 added, 0 removed, 3 members" in response.content.decode()
     assert Audience.objects.get().size == 3
 
@@ -59,8 +70,11 @@ def test_saving_an_audience_refreshes_it_and_says_so(staff):
 def test_the_refresh_now_action_reports_the_changes(staff):
     audience = AudienceFactory(name="Premium")
     ProfileFactory(attributes={"status": "Premium"})
-    response = staff.post("/admin/audiences/audience/", {
-        "action": "refresh_now", "_selected_action": [audience.pk]}, follow=True)
+    response = staff.post(
+        "/admin/audiences/audience/",
+        {"action": "refresh_now", "_selected_action": [audience.pk]},
+        follow=True,
+    )
     assert "Premium refreshed: 1 added, 0 removed, 1 members" in response.content.decode()
 
 

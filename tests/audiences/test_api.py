@@ -19,11 +19,16 @@ def test_every_endpoint_needs_authentication():
 
 
 def test_bulk_upsert_answers_with_counts(api):
-    body = {"profiles": [
-        {"external_id": "u1", "attributes": {"status": "Premium"},
-         "identities": [{"type": "email", "value": " U1@Example.com "}]},
-        {"external_id": "u2", "attributes": {"status": "Free"}},
-    ]}
+    body = {
+        "profiles": [
+            {
+                "external_id": "u1",
+                "attributes": {"status": "Premium"},
+                "identities": [{"type": "email", "value": " U1@Example.com "}],
+            },
+            {"external_id": "u2", "attributes": {"status": "Free"}},
+        ]
+    }
     response = api.post("/api/v1/profiles/bulk/", body, format="json")
 
     assert response.status_code == 200, response.json()
@@ -35,15 +40,23 @@ def test_bulk_upsert_answers_with_counts(api):
 @pytest.mark.parametrize(
     ("profiles", "errors"),
     [
-        ([{"external_id": "u1", "identities": [{"type": "fax", "value": "1"}]}],
-         {"profiles": {"0": {"identities": {"0": {"type": ['"fax" is not a valid choice.']}}}}}),
-        ([{"external_id": "u1", "identities": [{"type": "email", "value": "nope"}]}],
-         {"profiles": {"0": {"identities": {"0": {"value": ["'nope' is not a valid email address"]}}}}}),
-        ([{"external_id": "u1"}, {"external_id": "u1"}],
-         {"profiles": {"1": {"external_id": ["'u1' appears twice in this batch (first at index 0)"]}}}),
+        (
+            [{"external_id": "u1", "identities": [{"type": "fax", "value": "1"}]}],
+            {"profiles": {"0": {"identities": {"0": {"type": ['"fax" is not a valid choice.']}}}}},
+        ),
+        (
+            [{"external_id": "u1", "identities": [{"type": "email", "value": "nope"}]}],
+            {"profiles": {"0": {"identities": {"0": {"value": ["'nope' is not a valid email address"]}}}}},
+        ),
+        (
+            [{"external_id": "u1"}, {"external_id": "u1"}],
+            {"profiles": {"1": {"external_id": ["'u1' appears twice in this batch (first at index 0)"]}}},
+        ),
         ([{"attributes": {}}], {"profiles": {"0": {"external_id": ["This field is required."]}}}),
-        ([{"external_id": "u1", "attributes": ["not", "a", "dict"]}],
-         {"profiles": {"0": {"attributes": ['Expected a dictionary of items but got type "list".']}}}),
+        (
+            [{"external_id": "u1", "attributes": ["not", "a", "dict"]}],
+            {"profiles": {"0": {"attributes": ['Expected a dictionary of items but got type "list".']}}},
+        ),
     ],
 )
 def test_bad_profiles_get_a_400_naming_the_field_and_nothing_is_written(api, profiles, errors):
@@ -93,13 +106,24 @@ def test_profiles_can_be_found_by_any_identity_value(api):
 
 
 def test_events_are_ingested_in_bulk(api):
-    body = {"events": [{"external_id": "u1", "name": "Play Video", "occurred_at": "2026-11-27T10:00:00Z",
-                        "attributes": {"destination": "Paris"}}]}
+    body = {
+        "events": [
+            {
+                "external_id": "u1",
+                "name": "Play Video",
+                "occurred_at": "2026-11-27T10:00:00Z",
+                "attributes": {"destination": "Paris"},
+            }
+        ]
+    }
     response = api.post("/api/v1/events/bulk/", body, format="json")
     assert response.status_code == 200
     assert response.json()["events_created"] == 1
-    bad = api.post("/api/v1/events/bulk/", {"events": [{"external_id": "u1", "name": "x",
-                                                          "occurred_at": "yesterday"}]}, format="json")
+    bad = api.post(
+        "/api/v1/events/bulk/",
+        {"events": [{"external_id": "u1", "name": "x", "occurred_at": "yesterday"}]},
+        format="json",
+    )
     assert bad.status_code == 400
     assert list(bad.json()["events"]["0"]) == ["occurred_at"]
 
@@ -150,8 +174,11 @@ def test_static_members_are_added_by_external_id_or_identity_and_removed(api):
     IdentityFactory(profile__external_id="b", type="email", value="b@example.com")
     url = f"/api/v1/audiences/{audience.pk}/members/"
 
-    added = api.post(url, {"external_ids": ["a"], "identities": [{"type": "email", "value": "B@example.com"}]},
-                     format="json")
+    added = api.post(
+        url,
+        {"external_ids": ["a"], "identities": [{"type": "email", "value": "B@example.com"}]},
+        format="json",
+    )
     assert added.status_code == 200, added.json()
     assert added.json()["added"] == 2
     page = api.get(url).json()

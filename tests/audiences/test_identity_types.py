@@ -28,8 +28,13 @@ def test_it_normalizes_values(identity_type, raw, expected):
         ("mobile_number", "call me", "'call me' is not a phone number"),
         ("customer_id", "   ", "must not be empty"),
         ("customer_id", "abc\x00def", "must not contain control characters"),
-        ("emial", "x@example.com", "unknown identity type 'emial'; expected one of email, customer_id, "
-         "mobile_number, ios_idfa, ios_idfv, android_aaid, android_uuid, facebook_id, google_id, microsoft_id, other"),
+        (
+            "emial",
+            "x@example.com",
+            "unknown identity type 'emial'; expected one of email, customer_id, "
+            "mobile_number, ios_idfa, ios_idfv, android_aaid, android_uuid, facebook_id, google_id, "
+            "microsoft_id, other",
+        ),
     ],
 )
 def test_it_rejects_bad_values_with_a_reason(identity_type, raw, message):

@@ -109,8 +109,13 @@ def test_an_upsert_re_evaluates_just_the_changed_profiles():
 def test_events_reach_membership_at_once_and_repeats_are_ignored():
     audience = AudienceFactory(criteria={"event": "Book Trip", "in_last_days": 7})
     ProfileFactory(external_id="traveller")
-    event = {"external_id": "traveller", "name": "Book Trip", "attributes": {"price": 420},
-             "occurred_at": timezone.now() - dt.timedelta(hours=2), "source_id": "evt-1"}
+    event = {
+        "external_id": "traveller",
+        "name": "Book Trip",
+        "attributes": {"price": 420},
+        "occurred_at": timezone.now() - dt.timedelta(hours=2),
+        "source_id": "evt-1",
+    }
 
     first = ingest_events([event])
     again = ingest_events([event])

@@ -11,7 +11,12 @@ class Command(BaseCommand):
     help = "Re-evaluate rule-based audiences now and print what changed (adds, removes, size, time)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--audience", action="append", metavar="NAME", help="Audience name; repeat for several. Default: all rule-based audiences.")
+        parser.add_argument(
+            "--audience",
+            action="append",
+            metavar="NAME",
+            help="Audience name; repeat for several. Default: all rule-based audiences.",
+        )
 
     def handle(self, *args, audience=None, **options):
         audiences = Audience.objects.filter(kind=Audience.Kind.RULES)
@@ -31,8 +36,12 @@ class Command(BaseCommand):
         console = Console(file=self.stdout, highlight=False)
         results = []
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task("Refreshing", total=len(audiences))
             for item in audiences:
