@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -86,11 +88,25 @@ class ProfileAdmin(admin.ModelAdmin):
         reevaluate_profiles([form.instance.pk])
 
 
+class PrettyJSONField(forms.JSONField):
+    """Criteria shown indented, so an operator can read and edit nested conditions."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 class AudienceForm(forms.ModelForm):
+    criteria = PrettyJSONField(
+        required=False,
+        help_text="Rule criteria as JSON; see docs/criteria.md. Leave empty for a static list.",
+        widget=forms.Textarea(attrs={"rows": 18, "cols": 90, "style": "font-family: monospace"}),
+    )
+
     class Meta:
         model = Audience
         fields = ["name", "description", "kind", "criteria"]
-        widgets = {"criteria": forms.Textarea(attrs={"rows": 14, "cols": 90, "style": "font-family: monospace"})}
 
     def clean(self):
         data = super().clean()

@@ -27,3 +27,23 @@ def test_create_api_token_creates_the_user_and_prints_a_working_token(capsys, cl
     assert client.get("/api/v1/audiences/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
     call_command("create_api_token", "robot")
     assert capsys.readouterr().out.strip() == key
+
+
+def test_migrate_keeps_a_refresh_schedule_and_its_task_refreshes_everything(settings):
+    from django_q.models import Schedule
+
+    from audiences.schedules import REFRESH_SCHEDULE_NAME, ensure_schedules
+    from audiences.tasks import refresh_all_audiences
+
+    settings.AUDIENCE_REFRESH_MINUTES = 5
+    ensure_schedules()
+    schedule = Schedule.objects.get(name=REFRESH_SCHEDULE_NAME)
+    assert (schedule.func, schedule.minutes) == ("audiences.tasks.refresh_all_audiences", 5)
+
+    AudienceFactory(name="Premium")
+    ProfileFactory(attributes={"status": "Premium"})
+    assert [r["added"] for r in refresh_all_audiences()] == [1]
+
+    settings.AUDIENCE_REFRESH_MINUTES = 0
+    ensure_schedules()
+    assert not Schedule.objects.filter(name=REFRESH_SCHEDULE_NAME).exists()
