@@ -16,3 +16,23 @@ def api(api_user):
     token = Token.objects.create(user=api_user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server():
+    from outputs.sandbox.server import PartnerSandbox
+
+    server = PartnerSandbox()
+    server.start("127.0.0.1", 0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_server):
+    """The partner sandbox on a free port of 127.0.0.1, emptied before each test (real HTTP)."""
+    from outputs.sandbox.client import SandboxClient
+
+    client = SandboxClient(_sandbox_server.url)
+    client.reset()
+    return client

@@ -3,11 +3,14 @@
 from rest_framework.routers import DefaultRouter
 
 from audiences.api.views import AudienceViewSet, EventViewSet, ProfileViewSet
+from outputs.api.views import OutputViewSet, PartnerViewSet
 
 router = DefaultRouter()
 router.register("profiles", ProfileViewSet, basename="profile")
 router.register("events", EventViewSet, basename="event")
 router.register("audiences", AudienceViewSet, basename="audience")
+router.register("outputs", OutputViewSet, basename="output")
+router.register("partners", PartnerViewSet, basename="partner")
 
 app_name = "api"
 urlpatterns = router.urls

@@ -164,13 +164,25 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.5)
 
+# Seconds before a request to a partner is abandoned (connect and read each).
+PARTNER_HTTP_TIMEOUT = env.float("PARTNER_HTTP_TIMEOUT", default=15.0)
+
+# Fernet keys for secrets at rest, newest first: the first encrypts, all decrypt,
+# so a new key is rolled in by putting it first and running `rotate_secrets`.
+# Generate one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+if not SECRETS_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured("SECRETS_ENCRYPTION_KEYS must be set when DEBUG is off.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # urllib3 logs request lines (with query strings) at DEBUG: keep it quiet so
+    # no partner credential can reach a log by that road.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
 
 if not DEBUG:

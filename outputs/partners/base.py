@@ -1,0 +1,187 @@
+"""The partner contract: what every partner module declares and implements.
+
+A partner module is handed plain data (an account's settings, a connection's
+settings, a list of messages) and returns plain data (checks, per-message
+outcomes). It knows nothing of our models or our queue; the forwarding engine
+in `connections` does the bookkeeping, retries and backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Action = Literal["add", "remove"]
+
+
+# --- identity normalization: the values we store are already normalized per
+# type (see audiences.identity_types); these shape them the way a partner wants.
+
+
+def raw(value: str) -> str:
+    return value
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def sha256_email(value: str) -> str:
+    return sha256_hex(value.strip().lower())
+
+
+def sha256_phone(value: str) -> str:
+    # Partners that hash phone numbers want digits only, country code included.
+    return sha256_hex("".join(ch for ch in value if ch.isdigit()))
+
+
+# --- declarations ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration field, declared once and rendered by shared code everywhere."""
+
+    name: str
+    label: str
+    help: str = ""
+    kind: Literal["text", "secret", "bool", "choice", "int", "url", "multichoice"] = "text"
+    required: bool = True
+    default: Any = None
+    choices: tuple[tuple[str, str], ...] = ()
+    # Extra check on a cleaned value: return an error sentence, or "" when fine.
+    validate: Callable[[Any], str] | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How messages reach the partner: as they come, or queued and uploaded at an interval."""
+
+    mode: Literal["realtime", "interval"] = "realtime"
+    every_minutes: int | None = None  # interval: upload at least this often …
+    every_messages: int | None = None  # … or as soon as this many are waiting
+
+    def describe(self) -> str:
+        if self.mode == "realtime":
+            return "realtime"
+        parts = []
+        if self.every_minutes:
+            parts.append(f"every {self.every_minutes} minutes")
+        if self.every_messages:
+            parts.append(f"or when {self.every_messages:,} messages are waiting")
+        return "interval: " + " ".join(parts)
+
+
+# --- what flows in and out -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    """An output as the partner module sees it: its settings (secrets decrypted) and base URL."""
+
+    settings: dict
+    base_url: str = ""  # empty: the partner's real host
+
+
+@dataclass(frozen=True)
+class Message:
+    key: Any  # opaque to the partner; outcomes are keyed by it
+    action: Action
+    identity_type: str
+    value: str  # normalized as we store it; the partner shapes it with its normalizer
+    audience: str  # audience name, for partners that tag or label by it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["accepted", "rejected", "retry"]
+    reason: str = ""
+    retry_after: float | None = None  # seconds, when the partner said so
+
+
+ACCEPTED = Outcome("accepted")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure only a person can fix; the connection stops until someone resumes it."""
+
+    kind: Literal["credentials", "destination", "account"]
+    message: str  # what happened, one sentence
+    hint: str  # what to do, one or two sentences
+
+
+@dataclass
+class Attempt:
+    """One HTTP request as the delivery record keeps it (no secrets, body truncated)."""
+
+    method: str
+    path: str
+    status: int | None
+    duration_ms: int
+    response_excerpt: str = ""
+
+
+@dataclass
+class SendResult:
+    outcomes: dict[Any, Outcome] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    fault: Fault | None = None
+
+    def mark_all(self, messages, outcome: Outcome) -> None:
+        for m in messages:
+            self.outcomes.setdefault(m.key, outcome)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Literal["ok", "warning", "failing"]
+    detail: str
+    hint: str = ""
+
+
+class Partner:
+    """Base of every partner module: declarations as class attributes, three methods to write."""
+
+    slug: ClassVar[str]
+    name: ClassVar[str]
+    pattern: ClassVar[Literal["direct", "indirect"]]
+    docs_url: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    # identity type -> how its value is shaped for the partner
+    identity_types: ClassVar[dict[str, Callable[[str], str]]] = {}
+    output_settings: ClassVar[tuple[Setting, ...]] = ()
+    connection_settings: ClassVar[tuple[Setting, ...]] = ()
+    batch_size: ClassVar[int] = 100
+    max_concurrency: ClassVar[int] = 1
+    requests_per_second: ClassVar[float | None] = None
+    delivery: ClassVar[Delivery] = Delivery()
+
+    def accepted_types(self, connection_settings: dict) -> set[str]:
+        """Identity types this connection forwards; a partner may let a connection narrow them."""
+        return set(self.identity_types)
+
+    def base_url(self, account: Account) -> str:
+        return (account.base_url or self.default_base_url).rstrip("/")
+
+    def check_credentials(self, account: Account) -> Check:
+        raise NotImplementedError
+
+    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        """Credentials, destination and account preconditions, each with a hint when it fails."""
+        raise NotImplementedError
+
+    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+        """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
+        raise NotImplementedError
+
+    def partner_count(self, account: Account, connection_settings: dict) -> int | None:
+        """How many members the partner reports holding, where its API says; None when it cannot tell."""
+        return None

@@ -1,0 +1,48 @@
+"""Operations on outputs, shared by the admin, the API and the commands."""
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from outputs import schema
+from outputs.models import Output
+from outputs.partners import registry
+from outputs.partners.base import Check
+from outputs.partners.http import TransportError
+
+log = logging.getLogger(__name__)
+
+
+def clean_output_settings(kind: str, data: dict, output: Output | None = None, partial: bool = False):
+    """Validated (plain, secret) settings for a partner; raises ValidationError keyed by setting name."""
+    try:
+        partner = registry.get(kind)
+    except KeyError as exc:
+        raise ValidationError({"kind": [str(exc.args[0])]}) from None
+    existing = {**output.settings, **output.secrets} if output and output.pk else {}
+    cleaned = schema.clean_settings(partner.output_settings, data, existing=existing, partial=partial)
+    return schema.split_secrets(partner.output_settings, cleaned)
+
+
+def check_credentials(output: Output) -> Check:
+    """Ask the partner whether the output's credentials work, and remember the answer on the output."""
+    try:
+        check = output.partner.check_credentials(output.account())
+    except TransportError as exc:
+        check = Check("credentials", "failing", f"Could not reach {output.partner.name}: {exc}")
+    Output.objects.filter(pk=output.pk).update(
+        credentials_checked_at=timezone.now(),
+        credentials_ok=check.status == "ok",
+        credentials_message=_sentence(check)[:500],
+    )
+    log.info("Checked credentials of output %s (%s): %s", output.pk, output.kind, check.status)
+    return check
+
+
+def _sentence(check: Check) -> str:
+    return f"{check.detail} {check.hint}".strip()
+
+
+def describe_check(check: Check) -> str:
+    return _sentence(check)
