@@ -20,3 +20,19 @@ def on_membership_changed(listener: Callable) -> Callable:
 def membership_changed(run) -> None:
     for listener in _membership_listeners:
         listener(run)
+
+
+_identity_listeners: list[Callable] = []
+
+
+def on_identities_changed(listener: Callable) -> Callable:
+    """Register `listener(removed, added)`, lists of (profile_id, type, value) of changed identities."""
+    if listener not in _identity_listeners:
+        _identity_listeners.append(listener)
+    return listener
+
+
+def identities_changed(removed, added) -> None:
+    if removed or added:
+        for listener in _identity_listeners:
+            listener(removed, added)

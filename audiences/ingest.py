@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
+from audiences import hooks
 from audiences.models import Event, Identity, Profile
 from audiences.refresh import reevaluate_profiles
 
@@ -65,19 +66,22 @@ def _sync_identities(items, profiles, result):
         return
     held = Identity.objects.filter(profile_id__in=owners).values_list("pk", "profile_id", "type", "value")
     held_pairs = {(t, v): (pk, pid) for pk, pid, t, v in held}
-    stale = [(pk, pid) for pair, (pk, pid) in held_pairs.items() if wanted.get(pair) != pid]
+    stale = [(pk, pid, pair) for pair, (pk, pid) in held_pairs.items() if wanted.get(pair) != pid]
     fresh = [pair for pair, pid in wanted.items() if held_pairs.get(pair, (None, None))[1] != pid]
+    removed = [(pid, *pair) for _, pid, pair in stale]
     if fresh:
         # An identity already held by a profile outside this batch moves to the
         # profile that now claims it: the latest source of truth wins.
         values = {v for _, v in fresh}
         moved_from = Identity.objects.filter(value__in=values).exclude(profile_id__in=owners)
         moved_from = {(t, v): pid for t, v, pid in moved_from.values_list("type", "value", "profile_id")}
-        result.changed_profile_ids.update(pid for pair, pid in moved_from.items() if pair in wanted)
+        moved_from = {pair: pid for pair, pid in moved_from.items() if pair in wanted}
+        result.changed_profile_ids.update(moved_from.values())
+        removed += [(pid, *pair) for pair, pid in moved_from.items()]
     if stale:
-        Identity.objects.filter(pk__in=[pk for pk, _ in stale]).delete()
+        Identity.objects.filter(pk__in=[pk for pk, _, _ in stale]).delete()
         result.identities_removed += len(stale)
-        result.changed_profile_ids.update(pid for _, pid in stale)
+        result.changed_profile_ids.update(pid for _, pid, _ in stale)
     if fresh:
         Identity.objects.bulk_create(
             [Identity(profile_id=wanted[pair], type=pair[0], value=pair[1]) for pair in fresh],
@@ -87,6 +91,9 @@ def _sync_identities(items, profiles, result):
         )
         result.identities_added += len(fresh)
         result.changed_profile_ids.update(wanted[pair] for pair in fresh)
+    # Before re-evaluation: members' partners learn of the identity change now;
+    # joins and leaves that follow are forwarded with the new identities.
+    hooks.identities_changed(removed, [(wanted[pair], *pair) for pair in fresh])
 
 
 def upsert_profiles(items: list[ProfileInput]) -> IngestResult:

@@ -164,6 +164,19 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.5)
 
+# Forwarding. A claimed batch is leased to one worker for OUTBOX_LEASE_SECONDS;
+# if the worker dies the batch is claimed again after that.
+OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=120)
+# Transient failures back off exponentially from RETRY_BASE_SECONDS up to
+# RETRY_MAX_SECONDS (with jitter), and give up after RETRY_WINDOW_HOURS.
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5)
+RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=3600)
+RETRY_WINDOW_HOURS = env.float("RETRY_WINDOW_HOURS", default=72)
+# One drain task works at most this long, then queues a successor.
+DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
+# Delivered, rejected and failed messages are pruned after this many days.
+OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=7)
+
 # Seconds before a request to a partner is abandoned (connect and read each).
 PARTNER_HTTP_TIMEOUT = env.float("PARTNER_HTTP_TIMEOUT", default=15.0)
 

@@ -4,3 +4,14 @@ from django.apps import AppConfig
 class ConnectionsConfig(AppConfig):
     name = "connections"
     verbose_name = "Connections"
+
+    def ready(self):
+        from django.db.models.signals import post_migrate
+
+        from audiences import hooks
+        from connections import fanout
+        from connections.schedules import ensure_schedules
+
+        hooks.on_membership_changed(fanout.fan_out_run)
+        hooks.on_identities_changed(fanout.fan_out_identity_changes)
+        post_migrate.connect(ensure_schedules, sender=self)

@@ -1,1 +1,147 @@
-from django.db import models  # noqa: F401
+from django.db import models
+from django.db.models import Q
+
+from audiences.models import Audience
+from outputs.models import Output
+
+
+class Connection(models.Model):
+    """An audience forwarded to an output, with what the partner needs to place it (e.g. a List ID)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        FAULTED = "faulted", "Faulted"
+        DISCONNECTING = "disconnecting", "Disconnecting (removing members from the partner)"
+
+    class Mode(models.TextChoices):
+        REALTIME = "realtime", "Realtime"
+        INTERVAL = "interval", "Interval upload"
+
+    audience = models.ForeignKey(Audience, on_delete=models.PROTECT, related_name="connections")
+    output = models.ForeignKey(Output, on_delete=models.PROTECT, related_name="connections")
+    settings = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=1000, blank=True)
+    delivery_mode = models.CharField(max_length=10, choices=Mode.choices)
+    interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    interval_messages = models.PositiveIntegerField(null=True, blank=True)
+
+    # Counters survive the pruning of delivered messages.
+    sent_count = models.BigIntegerField(default=0)
+    accepted_count = models.BigIntegerField(default=0)
+    rejected_count = models.BigIntegerField(default=0)
+    failed_count = models.BigIntegerField(default=0)
+    unaccepted_count = models.BigIntegerField(
+        default=0, help_text="Membership changes of members with no identity type this partner accepts."
+    )
+    last_delivery_at = models.DateTimeField(null=True, blank=True)
+    last_upload_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Set when a drain task is queued and cleared when it starts: at most one waits per connection.
+    drain_queued_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["audience__name", "output__name"]
+        indexes = [models.Index(fields=["status"], name="connection_status_idx")]
+
+    def __str__(self):
+        return f"{self.audience} → {self.output}"
+
+    @property
+    def partner(self):
+        return self.output.partner
+
+
+class OutboxMessage(models.Model):
+    """One membership message for one connection: add or remove one identity at the partner."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight"
+        DELIVERED = "delivered", "Delivered"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        REPLACED = "replaced", "Replaced by a newer message"
+
+    id = models.BigAutoField(primary_key=True)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    profile_id = models.BigIntegerField(null=True, blank=True)
+    identity_type = models.CharField(max_length=20)
+    value = models.CharField(max_length=255)
+    action = models.CharField(max_length=6, choices=[("add", "Add"), ("remove", "Remove")])
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    # Erased profiles: the row is deleted once delivered, so no identity outlives the erasure.
+    forget_after_delivery = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Coalescing: one unsent message per identity and connection; a newer
+            # change replaces the waiting one instead of queueing behind it.
+            models.UniqueConstraint(
+                fields=["connection", "identity_type", "value"],
+                condition=Q(state="pending"),
+                name="outbox_one_pending_per_identity",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["connection", "state", "next_attempt_at"], name="outbox_claim_idx"),
+            models.Index(fields=["connection", "identity_type", "value"], name="outbox_identity_idx"),
+            models.Index(fields=["value"], name="outbox_value_idx"),
+            models.Index(fields=["state", "finished_at"], name="outbox_prune_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.action} {self.identity_type}:{self.value}"
+
+
+class Delivery(models.Model):
+    """One batch sent to the partner: what went, how it went, and what the partner said."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="deliveries")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    messages = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    requests = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=1000, blank=True)
+    response_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["connection", "-started_at"], name="delivery_recent_idx")]
+
+    def __str__(self):
+        return f"{self.connection_id} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class OutputSlot(models.Model):
+    """A lease on one of an output's concurrent-request slots, shared by every worker.
+
+    A drain holds a slot while it sends; `next_request_at` paces each slot so
+    that all slots together stay under the partner's rate limit.
+    """
+
+    output = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_request_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["output", "slot"], name="output_slot_unique")]

@@ -1,0 +1,121 @@
+"""Connection operations: one implementation behind the admin, the API, the commands and the tasks."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from connections import fanout
+from connections.models import Connection, OutboxMessage
+from outputs import schema
+
+
+def clean_connection(output, data: dict, mode: str | None, minutes, messages, existing: Connection | None = None):
+    """Validated connection settings and delivery mode; ValidationError keyed by field."""
+    partner = output.partner
+    errors = {}
+    try:
+        cleaned = schema.clean_settings(partner.connection_settings, data, existing=existing.settings if existing else None)
+    except ValidationError as exc:
+        errors.update({f"settings.{k}": v for k, v in exc.message_dict.items()})
+        cleaned = {}
+    default = partner.delivery
+    mode = mode or (existing.delivery_mode if existing else default.mode)
+    if mode not in Connection.Mode.values:
+        errors["delivery_mode"] = [f"Must be one of {', '.join(Connection.Mode.values)}."]
+    elif mode == "realtime" and default.mode == "interval":
+        errors["delivery_mode"] = [f"{partner.name} takes queued uploads at an interval, not realtime messages."]
+    # An operator may tighten the partner's upload criteria, never loosen them.
+    for name, value, limit in (("interval_minutes", minutes, default.every_minutes),
+                               ("interval_messages", messages, default.every_messages)):  # fmt: skip
+        if value is not None and limit is not None and not (1 <= value <= limit):
+            errors[name] = [f"Must be between 1 and {partner.name}'s {limit:,}."]
+    if errors:
+        raise ValidationError(errors)
+    if mode == "interval":
+        minutes = minutes or default.every_minutes
+        messages = messages or default.every_messages
+    return cleaned, mode, minutes, messages
+
+
+def connect(audience, output, settings: dict, mode=None, minutes=None, messages=None) -> Connection:
+    """Create the connection and queue the audience's current members (the backfill), atomically."""
+    cleaned, mode, minutes, messages = clean_connection(output, settings, mode, minutes, messages)
+    with transaction.atomic():
+        conn = Connection.objects.create(
+            audience=audience, output=output, settings=cleaned, delivery_mode=mode,
+            interval_minutes=minutes, interval_messages=messages,
+        )  # fmt: skip
+        conn.queued_on_connect = fanout.backfill(conn)
+    return conn
+
+
+def pause(conn: Connection) -> None:
+    Connection.objects.filter(pk=conn.pk).exclude(status=Connection.Status.DISCONNECTING).update(
+        status=Connection.Status.PAUSED, status_reason="Paused by an operator."
+    )
+
+
+def resume(conn: Connection) -> None:
+    """Back to active: waiting messages (including a faulted batch) go out now."""
+    Connection.objects.filter(pk=conn.pk).exclude(status=Connection.Status.DISCONNECTING).update(
+        status=Connection.Status.ACTIVE, status_reason=""
+    )
+    fanout._drain_after_commit([conn.pk])
+
+
+def sync_now(conn: Connection) -> None:
+    """Send what is waiting now, interval or not, backoff or not."""
+    OutboxMessage.objects.filter(connection=conn, state="pending").update(next_attempt_at=timezone.now())
+    from connections.tasks import request_drain
+
+    transaction.on_commit(lambda: request_drain([conn.pk], force=True))
+
+
+def retry_failed(conn: Connection) -> int:
+    """Give failed messages another retry window (rejected ones stay: the partner refused them)."""
+    now = timezone.now()
+    failed = OutboxMessage.objects.filter(connection=conn, state="failed")
+    # A newer pending message for the same identity supersedes the failed one.
+    newer = OutboxMessage.objects.filter(
+        connection=conn, state="pending", identity_type=OuterRef("identity_type"), value=OuterRef("value")
+    )
+    failed.filter(Exists(newer)).update(state="replaced")
+    count = failed.update(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="", finished_at=None)
+    fanout._drain_after_commit([conn.pk])
+    return count
+
+
+def disconnect(conn: Connection, remove_from_partner: bool) -> str:
+    """Delete the connection, or first queue a remove for every member and delete it once they are sent."""
+    with transaction.atomic():
+        if not remove_from_partner:
+            conn.delete()
+            return "deleted"
+        Connection.objects.filter(pk=conn.pk).update(
+            status=Connection.Status.DISCONNECTING,
+            status_reason="Removing the audience's members from the partner before disconnecting.",
+        )
+        conn.status = Connection.Status.DISCONNECTING
+        fanout.backfill(conn, action="remove")
+    return "removing"
+
+
+def finish_disconnect(conn: Connection) -> bool:
+    """Delete a disconnecting connection once nothing is waiting or in flight."""
+    if conn.status != Connection.Status.DISCONNECTING:
+        return False
+    busy = Q(state="pending") | Q(state="in_flight")
+    if OutboxMessage.objects.filter(busy, connection=conn).exists():
+        return False
+    conn.delete()
+    return True
+
+
+def connections_of(audience=None, output=None):
+    qs = Connection.objects.select_related("audience", "output")
+    return qs.filter(audience=audience) if audience is not None else qs.filter(output=output)
+
+
+def describe_connections(connections) -> str:
+    return ", ".join(f"'{c.audience.name}' → '{c.output.name}'" for c in connections)

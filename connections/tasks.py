@@ -1,0 +1,125 @@
+"""django-q2 entry points. Thin: they take IDs and call the engine and services."""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db.models import Exists, Min, OuterRef, Q
+from django.utils import timezone
+
+from connections import engine, services
+from connections.models import Connection, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+STALE_QUEUE = dt.timedelta(minutes=10)
+
+
+def request_drain(connection_ids, force: bool = False) -> list[int]:
+    """Queue one drain task per connection, unless one is already waiting (deduplicated in the database).
+
+    Realtime connections drain as soon as their messages commit; interval ones
+    only when forced (sync now) or when the sweep finds their upload due.
+    """
+    from django_q.tasks import async_task
+
+    now = timezone.now()
+    eligible = Connection.objects.filter(pk__in=connection_ids, status__in=engine.SENDING)
+    if not force:
+        eligible = eligible.filter(Q(delivery_mode="realtime") | Q(status="disconnecting"))
+    queued = []
+    for pk in eligible.values_list("pk", flat=True):
+        # The conditional UPDATE is the lock: only one caller flips it.
+        fresh = Connection.objects.filter(pk=pk).filter(
+            Q(drain_queued_at__isnull=True) | Q(drain_queued_at__lt=now - STALE_QUEUE)
+        )
+        if fresh.update(drain_queued_at=now):
+            async_task("connections.tasks.drain_connection", pk, task_name=f"drain-{pk}-{now.timestamp():.3f}")
+            queued.append(pk)
+    return queued
+
+
+def drain_connection(connection_id: int) -> dict:
+    try:
+        report = engine.drain(connection_id)
+    except Connection.DoesNotExist:
+        return {}
+    conn = Connection.objects.filter(pk=connection_id).select_related("output").first()
+    if conn is None:
+        return {}
+    if report.batches and conn.delivery_mode == Connection.Mode.INTERVAL:
+        Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
+    if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):
+        log.info("Connection %s disconnected after removing its members from the partner.", connection_id)
+        return report_dict(report)
+    if report.more_due:
+        request_drain([connection_id], force=True)
+    else:
+        _schedule_retry(conn)
+    if report.fault:
+        log.warning("Connection %s faulted: %s", connection_id, report.fault)
+        _after_fault(conn)
+    return report_dict(report)
+
+
+def report_dict(report) -> dict:
+    return {k: v for k, v in report.__dict__.items() if k != "lock"}
+
+
+def _after_fault(conn) -> None:
+    hook = getattr(settings, "CONNECTION_FAULT_HOOK", None)
+    if hook:
+        from django.utils.module_loading import import_string
+
+        import_string(hook)(conn)
+
+
+def _schedule_retry(conn) -> None:
+    """Messages backing off: wake a drain when the earliest is due (a one-off django-q2 schedule)."""
+    from django_q.models import Schedule
+
+    due = OutboxMessage.objects.filter(connection=conn, state="pending").aggregate(at=Min("next_attempt_at"))["at"]
+    name = f"Retry connection {conn.pk}"
+    if due is None or conn.delivery_mode != "realtime" or conn.status != Connection.Status.ACTIVE:
+        return
+    Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": "connections.tasks.request_drain",
+            "args": repr([conn.pk]),
+            "schedule_type": Schedule.ONCE,
+            "next_run": max(due, timezone.now()),
+            "repeats": 1,
+        },
+    )
+
+
+def sweep() -> list[int]:
+    """Every minute: realtime connections with due messages and nothing queued; interval uploads that are due."""
+    now = timezone.now()
+    due = OutboxMessage.objects.filter(connection=OuterRef("pk"), state="pending", next_attempt_at__lte=now)
+    expired = OutboxMessage.objects.filter(connection=OuterRef("pk"), state="in_flight", lease_expires_at__lt=now)
+    candidates = Connection.objects.filter(status__in=engine.SENDING).filter(Exists(due) | Exists(expired))
+    ready = []
+    for conn in candidates:
+        if conn.delivery_mode == "realtime" or conn.status == Connection.Status.DISCONNECTING or upload_due(conn, now):
+            ready.append(conn.pk)
+    return request_drain(ready, force=True)
+
+
+def upload_due(conn, now=None) -> bool:
+    """Interval connections upload every N minutes, or as soon as N messages are waiting."""
+    now = now or timezone.now()
+    waiting = OutboxMessage.objects.filter(connection=conn, state="pending", next_attempt_at__lte=now)
+    if conn.interval_messages and waiting.count() >= conn.interval_messages:
+        return True
+    last = conn.last_upload_at or conn.created_at
+    return bool(conn.interval_minutes) and now - last >= dt.timedelta(minutes=conn.interval_minutes)
+
+
+def prune() -> int:
+    """Delete finished messages past OUTBOX_KEEP_DAYS; counters on the connection keep the totals."""
+    cutoff = timezone.now() - dt.timedelta(days=settings.OUTBOX_KEEP_DAYS)
+    finished = ["delivered", "rejected", "failed", "replaced"]
+    deleted, _ = OutboxMessage.objects.filter(state__in=finished, finished_at__lt=cutoff).delete()
+    return deleted
