@@ -34,5 +34,6 @@ def sandbox(_sandbox_server):
     from outputs.sandbox.client import SandboxClient
 
     client = SandboxClient(_sandbox_server.url)
+    client.url = _sandbox_server.url
     client.reset()
     return client

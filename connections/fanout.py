@@ -57,6 +57,12 @@ def fan_out_run(run) -> None:
     audience_ids = set(MembershipChange.objects.filter(run=run).values_list("audience_id", flat=True).distinct())
     conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related("output")
     forget = run.trigger == "erasure"
+    if forget:
+        # Erasure: the profile's history goes now; its removals are forgotten once delivered.
+        OutboxMessage.objects.filter(
+            profile_id__in=MembershipChange.objects.filter(run=run).values("profile_id"),
+            state__in=["delivered", "rejected", "failed", "replaced"],
+        ).delete()
     touched = []
     for conn in conns:
         types = accepted_types(conn)

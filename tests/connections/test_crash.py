@@ -1,0 +1,75 @@
+"""A worker killed mid-batch loses nothing: the lease expires, the batch goes again, the partner's upsert absorbs it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from audiences.ingest import ProfileInput, upsert_profiles
+from audiences.models import Audience
+from audiences.refresh import refresh_audience
+from connections import engine, services
+from connections.models import OutboxMessage
+from outputs.models import Output
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "0123456789abcdef0123456789abcdef-us6"
+LIST = "a1b2c3d4e5"
+WORKER = """
+import django, sys
+django.setup()
+from connections import engine
+engine.drain(int(sys.argv[1]))
+"""
+
+
+def database_url():
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(sandbox):
+    sandbox.mailchimp_account(KEY)
+    sandbox.mailchimp_list(KEY, LIST, "Crash test")
+    output = Output(kind="mailchimp", name="Mailchimp", base_url=sandbox.url + "/mailchimp/{dc}",
+                    settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False})  # fmt: skip
+    output.set_secrets({"api_key": KEY})
+    output.save()
+    upsert_profiles([ProfileInput(f"u{i}", {"status": "Premium"}, [("email", f"u{i}@example.com")]) for i in range(1200)])
+    audience = Audience.objects.create(name="Crash", criteria={"user": "status", "op": "eq", "value": "Premium"})
+    refresh_audience(audience)
+    conn = services.connect(audience, output, {"list_id": LIST})
+    # Every request hangs for a while at the partner: the worker dies with its batches in flight.
+    sandbox.fault("mailchimp", "slow", delay=3, count=3)
+    env = {**os.environ, "DATABASE_URL": database_url(), "OUTBOX_LEASE_SECONDS": "2",
+           "DJANGO_SETTINGS_MODULE": "config.settings"}  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(conn.pk)], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 20
+    while not OutboxMessage.objects.filter(connection=conn, state="in_flight").exists():
+        assert time.monotonic() < deadline, "the worker never claimed a batch"
+        assert worker.poll() is None, "the worker ended before it was killed"
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    in_flight = OutboxMessage.objects.filter(connection=conn, state="in_flight").count()
+    assert in_flight > 0
+
+    time.sleep(2.1)  # the dead worker's lease runs out
+    sandbox.clear_faults()
+    report = engine.drain(conn.pk)
+
+    assert OutboxMessage.objects.filter(connection=conn).exclude(state="delivered").count() == 0
+    list_state = sandbox.mailchimp_list_state(LIST)
+    assert list_state["member_count"] == 1200
+    duplicates = sandbox.stats()["duplicates"]["mailchimp"]
+    assert duplicates <= in_flight  # at most the batches the dead worker had in flight went twice
+    assert report.messages >= in_flight
