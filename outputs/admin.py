@@ -91,7 +91,7 @@ class OutputAdmin(admin.ModelAdmin):
             context = {**self.admin_site.each_context(request), "partners": registry.all_partners(),
                        "opts": self.model._meta, "title": "Add output: choose a partner"}  # fmt: skip
             return render(request, "admin/outputs/output/choose_partner.html", context)
-        return super().add_view(request, form_url, extra_context)
+        return super().add_view(request, form_url, {**(extra_context or {}), "partner_kind": kind})
 
     @admin.display(description="partner")
     def partner(self, obj):

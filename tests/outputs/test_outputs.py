@@ -13,6 +13,8 @@ from outputs.models import Output
 pytestmark = pytest.mark.django_db
 
 KEY = "0123456789abcdef0123456789abcdef-us6"
+# The management form of the read-only connections inline on the output page.
+INLINES = {"connections-TOTAL_FORMS": "0", "connections-INITIAL_FORMS": "0"}
 
 
 def mailchimp_body(**settings):
@@ -132,7 +134,7 @@ def test_the_admin_masks_secrets_and_builds_the_form_from_the_schema(admin_clien
 
 def test_an_output_is_added_in_the_admin_with_its_secret_encrypted(admin_client):
     response = admin_client.post("/admin/outputs/output/add/?kind=mailchimp", {
-        "name": "Mailchimp", "base_url": "", "setting__api_key": KEY, "setting__email_type": "html",
+        "name": "Mailchimp", "base_url": "", "setting__api_key": KEY, "setting__email_type": "html", **INLINES,
     })  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:3000]
     output = Output.objects.get()
@@ -142,7 +144,7 @@ def test_an_output_is_added_in_the_admin_with_its_secret_encrypted(admin_client)
 
 def test_a_bad_setting_in_the_admin_is_shown_next_to_its_field(admin_client):
     response = admin_client.post("/admin/outputs/output/add/?kind=mailchimp", {
-        "name": "Mailchimp", "base_url": "", "setting__api_key": "not-a-key", "setting__email_type": "html",
+        "name": "Mailchimp", "base_url": "", "setting__api_key": "not-a-key", "setting__email_type": "html", **INLINES,
     })  # fmt: skip
     assert response.status_code == 200
     assert not Output.objects.exists()

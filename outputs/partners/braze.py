@@ -1,0 +1,269 @@
+"""Braze: audience membership as an array custom attribute on each user ("relay_audiences": [...]).
+
+Braze's audiences ("segments") cannot be created over the API, so, like mParticle, we tag users instead:
+each audience a user is in is one value of an array attribute, and Braze segments on it.
+
+REST API, https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+- POST /users/track with `Authorization: Bearer <key>`; the key needs the users.track permission.
+- At most 75 attribute objects a request; 3,000 requests per 3 seconds per workspace.
+- `{"attr": {"add": [...], "remove": [...]}}` adds or removes array values without rewriting the array,
+  so a repeat is harmless.
+- 201 with `errors: [{"type", "input_array", "index"}]` means the other objects were taken.
+- Each workspace lives on one instance with its own REST endpoint (https://rest.iad-01.braze.com, …).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlparse
+
+from outputs.partners import http
+from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outcome, Partner, SendResult, Setting, raw
+
+DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
+MATCHED_BY = {"external_id": "external ID", "email": "email address", "device_alias": "device ID alias"}
+IDENTIFIER_TYPES = {
+    "external_id": {"customer_id"},
+    "email": {"email"},
+    "device_alias": set(DEVICE_TYPES),
+}
+
+HINTS = {
+    # Braze answers an unknown key and a key without the endpoint's permission alike (401).
+    "credentials": (
+        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has the users.track "
+        "permission, and that the REST endpoint is your instance's ({host})."
+    ),
+    "permission": (
+        "The key lacks the users.track permission: Settings → APIs and Identifiers → edit the key → "
+        "tick users.track under User Data."
+    ),
+    "endpoint": (
+        "Check the REST endpoint in the output settings: it is listed for your dashboard's instance at "
+        "https://www.braze.com/docs/api/basics/#endpoints, such as https://rest.iad-01.braze.com."
+    ),
+    "transient": "This is usually temporary; verification runs again on its schedule.",
+}
+
+
+def _check_rest_endpoint(value: str) -> str:
+    url = urlparse(value)
+    host = url.hostname or ""
+    if url.scheme == "https" and (host.endswith(".braze.com") or host.endswith(".braze.eu")) and url.path in ("", "/"):
+        return ""
+    return (
+        "Use your Braze instance's REST endpoint: an https:// address ending in braze.com or braze.eu, "
+        "such as https://rest.iad-01.braze.com."
+    )
+
+
+def _check_attribute_name(value: str) -> str:
+    if len(value) > 255 or value.startswith("$"):
+        return "A Braze custom attribute name has at most 255 characters and does not start with $."
+    return ""
+
+
+class _Stop(Exception):
+    """The rest of the batch cannot go: a fault, or an outcome every unsettled message shares."""
+
+    def __init__(self, fault: Fault | None = None, outcome: Outcome | None = None):
+        self.fault, self.outcome = fault, outcome
+
+
+class Braze(Partner):
+    slug = "braze"
+    name = "Braze"
+    pattern = "indirect"
+    docs_url = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track/"
+    identity_types = {"customer_id": raw, "email": raw, **{t: raw for t in DEVICE_TYPES}}
+    output_settings = (
+        Setting(
+            "api_key",
+            "REST API key",
+            "Create one in Braze under Settings → APIs and Identifiers with the users.track permission "
+            "(https://www.braze.com/docs/api/basics/#rest-api-key).",
+            kind="secret",
+        ),
+        Setting(
+            "rest_endpoint",
+            "REST endpoint",
+            "Your instance's REST endpoint, such as https://rest.iad-01.braze.com "
+            "(https://www.braze.com/docs/api/basics/#endpoints).",
+            kind="url",
+            validate=_check_rest_endpoint,
+        ),
+    )
+    connection_settings = (
+        Setting(
+            "attribute_name",
+            "Attribute name",
+            "The array custom attribute that lists the audiences a user is in; segment on it in Braze "
+            "(https://www.braze.com/docs/user_guide/data_and_analytics/custom_data/custom_attributes/).",
+            required=False,
+            default="relay_audiences",
+            validate=_check_attribute_name,
+        ),
+        Setting(
+            "identifier",
+            "Identify users by",
+            "External ID: our customer ID is the Braze external_id. Email: Braze matches users by email. "
+            "Device alias: a user alias labelled with the device ID type (ios_idfa, android_aaid, …).",
+            kind="choice",
+            required=False,
+            default="external_id",
+            choices=(("external_id", "External ID"), ("email", "Email"), ("device_alias", "Device ID alias")),
+        ),
+    )
+    batch_size = 75  # attribute objects per /users/track request
+    max_concurrency = 10  # Braze limits by request rate, not by connections: 10 in parallel stay far below it
+    requests_per_second = 1000.0  # 3,000 requests per three seconds
+
+    def accepted_types(self, connection_settings: dict) -> set[str]:
+        return set(IDENTIFIER_TYPES[connection_settings.get("identifier") or "external_id"])
+
+    def base_url(self, account: Account) -> str:
+        return (account.base_url or account.settings.get("rest_endpoint") or "").rstrip("/")
+
+    # --- the three methods ---------------------------------------------------
+
+    def check_credentials(self, account: Account) -> Check:
+        # Braze has no ping: an empty /users/track call proves both the key and its users.track permission.
+        try:
+            response = self._track(account, {"attributes": []})
+        except http.TransportError as exc:
+            return Check("credentials", "warning", f"Could not check the API key: {exc}", HINTS["transient"])
+        if response.status_code < 300:
+            return Check("credentials", "ok", "Braze accepted the API key for users.track.")
+        fault = self._fault(account, response)
+        if fault:
+            return Check("credentials", "failing", fault.message, fault.hint)
+        # 400 for the empty request still means the key got through authentication and permission checks.
+        if response.status_code == 400:
+            return Check("credentials", "ok", "Braze accepted the API key for users.track.")
+        detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
+        return Check("credentials", "warning", detail, HINTS["transient"])
+
+    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        # Braze has no list to look up: the attribute is created by the first write.
+        credentials = self.check_credentials(account)
+        if credentials.status != "ok":
+            return [credentials, Check("destination", "warning", "Not checked: the API key must work first.")]
+        attribute = connection_settings.get("attribute_name") or "relay_audiences"
+        matched_by = MATCHED_BY[connection_settings.get("identifier") or "external_id"]
+        detail = f"Users are tagged in the array attribute '{attribute}', matched by {matched_by}."
+        return [credentials, Check("destination", "ok", detail)]
+
+    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+        result = SendResult()
+        accepted = self.accepted_types(connection_settings)
+        identifier = connection_settings.get("identifier") or "external_id"
+        sendable = [m for m in messages if m.identity_type in accepted]
+        result.mark_all(
+            [m for m in messages if m.identity_type not in accepted],
+            Outcome("rejected", _wrong_type(identifier)),
+        )
+        attribute = connection_settings.get("attribute_name") or "relay_audiences"
+        # Callers hand over at most batch_size messages; chunking again keeps a bigger list within
+        # Braze's 75 attribute objects a request instead of failing it.
+        try:
+            for start in range(0, len(sendable), self.batch_size):
+                chunk = sendable[start : start + self.batch_size]
+                self._send_chunk(account, chunk, [_attribute_object(m, identifier, attribute) for m in chunk], result)
+        except _Stop as stop:
+            result.fault = stop.fault
+            if stop.outcome:
+                result.mark_all(sendable, stop.outcome)
+        except http.TransportError as exc:
+            result.mark_all(sendable, Outcome("retry", str(exc)))
+        return result
+
+    def _send_chunk(self, account, chunk, objects, result) -> None:
+        """One /users/track call; settles its messages, or raises _Stop when the rest should not go."""
+        response = self._track(account, {"attributes": objects}, result)
+        status = response.status_code
+        body = http.json_or_empty(response)
+        if status < 300:
+            rejected = {}
+            for error in body.get("errors") or []:
+                if isinstance(error, dict) and error.get("input_array", "attributes") == "attributes":
+                    rejected[error.get("index")] = _scrub(str(error.get("type") or ""), account).rstrip(".")
+            for index, m in enumerate(chunk):
+                reason = rejected.get(index)
+                outcome = (
+                    ACCEPTED if reason is None else Outcome("rejected", _sentence("Braze rejected this user", reason))
+                )
+                result.outcomes[m.key] = outcome
+            return
+        fault = self._fault(account, response)
+        if fault:
+            raise _Stop(fault=fault)
+        if status == 429:
+            raise _Stop(outcome=Outcome("retry", "Braze is rate limiting requests (HTTP 429).", _wait(response)))
+        if status >= 500:
+            raise _Stop(outcome=Outcome("retry", f"Braze had a server error (HTTP {status})."))
+        message = _scrub(str(body.get("message") or ""), account).rstrip(".")
+        details = [_scrub(str(e), account).rstrip(".") for e in body.get("errors") or [] if isinstance(e, str)]
+        reason = _sentence(f"Braze refused the request (HTTP {status})", "; ".join([message, *details]).strip("; "))
+        result.mark_all(chunk, Outcome("rejected", reason))
+
+    # --- HTTP and error classes ------------------------------------------------
+
+    def _track(self, account, payload, result: SendResult | None = None):
+        headers = {"Authorization": f"Bearer {account.settings.get('api_key', '')}"}
+        attempts = result.attempts if result is not None else None
+        try:
+            return http.call("POST", f"{self.base_url(account)}/users/track", attempts, json=payload, headers=headers)
+        finally:
+            if attempts:  # the delivery record keeps the answer: it must not keep a key Braze echoed
+                attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)
+
+    def _fault(self, account, response) -> Fault | None:
+        status = response.status_code
+        if status == 401:
+            host = urlparse(self.base_url(account)).netloc or "not set"
+            return Fault("credentials", "Braze rejected the API key.", HINTS["credentials"].format(host=host))
+        if status == 403:
+            return Fault("credentials", "Braze refused the API key for /users/track (HTTP 403).", HINTS["permission"])
+        if status == 404:
+            host = urlparse(self.base_url(account)).netloc or "not set"
+            message = f"Braze has no /users/track endpoint at {host}."
+            return Fault("destination", message, HINTS["endpoint"])
+        return None
+
+
+def _attribute_object(message: Message, identifier: str, attribute: str) -> dict:
+    change = {"add" if message.action == "add" else "remove": [message.audience]}
+    if identifier == "device_alias":
+        # Alias-only users are created only when _update_existing_only is false.
+        alias = {"alias_name": message.value, "alias_label": message.identity_type}
+        return {"user_alias": alias, "_update_existing_only": False, attribute: change}
+    return {identifier: message.value, attribute: change}
+
+
+def _wrong_type(identifier: str) -> str:
+    if identifier == "external_id":
+        return "This Braze connection matches users by external ID; it accepts only customer IDs."
+    if identifier == "email":
+        return "This Braze connection matches users by email; it accepts only email addresses."
+    return "This Braze connection matches users by device ID alias; it accepts only mobile device IDs."
+
+
+def _wait(response) -> float | None:
+    """Seconds to wait: Retry-After, else X-RateLimit-Reset (the UTC epoch second the window resets)."""
+    seconds = http.retry_after(response)
+    if seconds is not None:
+        return seconds
+    try:
+        return max(0.0, float(response.headers["X-RateLimit-Reset"]) - time.time())
+    except (KeyError, ValueError):
+        return None
+
+
+def _sentence(lead: str, detail: str) -> str:
+    return f"{lead}: {detail}." if detail else f"{lead}."
+
+
+def _scrub(text: str, account: Account) -> str:
+    """Partner text is shown to people: make sure it never carries the key."""
+    key = account.settings.get("api_key") or ""
+    return text.replace(key, "…") if len(key) >= 8 else text

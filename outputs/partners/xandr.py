@@ -1,0 +1,412 @@
+"""AppNexus / Xandr: mobile advertising IDs into a segment, through the Batch Segment Service.
+
+Xandr takes segment membership as files, not per-user calls: sign in, ask for an
+upload job, POST the file to the job's upload URL, then poll the job until its
+phase is "completed". Xandr asks for at most one upload a minute and allows up
+to 24 hours to process a file, so messages are queued and uploaded at an
+interval; a job still running after a short wait is remembered, and the next
+attempt checks that job instead of uploading the same lines again.
+
+https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service
+https://learn.microsoft.com/en-us/xandr/digital-platform-api/legacy-bss-file-format
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from outputs.partners import http
+from outputs.partners.base import (
+    ACCEPTED,
+    Account,
+    Check,
+    Delivery,
+    Fault,
+    Message,
+    Outcome,
+    Partner,
+    SendResult,
+    Setting,
+    raw,
+)
+
+# SEPARATOR5 codes for mobile device IDs, appended as "^<code>" (legacy BSS file format).
+DEVICE_CODES = {"ios_idfa": "3", "android_aaid": "8"}
+# EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
+ADD_EXPIRATION = 0
+REMOVE_EXPIRATION = -1
+# Xandr's processing SLA: after this a job we were waiting for is forgotten and the lines uploaded again.
+PENDING_FOR = 24 * 3600
+
+HINTS = {
+    "login": "Check the username and password of this output; the user needs API access to Xandr "
+    "(your Xandr representative can enable it).",
+    "disabled": "Use another Xandr user with API access, or ask your Xandr representative to reactivate this one.",
+    "password_expired": "Reset the password in Xandr and paste the new one into this output.",
+    "no_access": "Check the member ID of this output, and ask your Xandr representative to give this user "
+    "access to member {member} and to enable the Batch Segment Service for it.",
+    "segment": "Check the segment ID of this connection: it must be a segment of member {member} "
+    "(Audience > Segments in Xandr).",
+    "inactive": "Activate segment {segment} in Xandr, or connect an active segment.",
+}
+
+LINE_REASONS = {
+    "num_invalid_user": "Xandr has not seen this device ID, so it cannot be added to the segment.",
+    "num_invalid_format": "Xandr could not read this line of the upload file.",
+    "num_invalid_timestamp": "Xandr rejected the timestamp on this line.",
+    "num_past_expiration": "Xandr rejected this line because its expiration has passed.",
+}
+
+_tokens: dict[str, str] = {}  # account key -> API token, kept for the life of the process
+_pending: dict[tuple, dict[str, tuple[str, float]]] = {}  # (account, member, segment) -> {line: (job, since)}
+_lock = threading.Lock()
+
+
+class _Stop(Exception):
+    """Ends a send: the fault stops the batch, or every message still without an outcome gets `outcome`."""
+
+    def __init__(self, outcome: Outcome | None = None, fault: Fault | None = None):
+        super().__init__(outcome.reason if outcome else fault.message)
+        self.outcome, self.fault = outcome, fault
+
+
+@dataclass
+class _Session:
+    base: str
+    account: Account
+    member: int
+    attempts: list = field(default_factory=list)
+    token: str = ""
+
+
+def _positive(value) -> str:
+    return "" if value > 0 else "Must be a positive number."
+
+
+class Xandr(Partner):
+    slug = "xandr"
+    name = "AppNexus / Xandr"
+    pattern = "direct"
+    docs_url = "https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service"
+    default_base_url = "https://api.appnexus.com"
+    # Device IDs go to Xandr as they are: Xandr matches raw IDs and never hashed ones.
+    identity_types = {"ios_idfa": raw, "android_aaid": raw}
+    output_settings = (
+        Setting("username", "API username", "A Xandr user with API access."),
+        Setting("password", "API password", kind="secret"),
+        Setting(
+            "member_id",
+            "Member ID",
+            "Your Xandr member (seat) ID. Its Batch Segment Service must be configured for "
+            "SEG_ID:EXPIRATION segment fields with the separators , ; : and ^.",
+            kind="int",
+            validate=_positive,
+        ),
+    )
+    connection_settings = (
+        Setting(
+            "segment_id", "Segment ID", "The Xandr segment that holds this audience.", kind="int", validate=_positive
+        ),
+    )
+    batch_size = 100_000  # lines per file; Xandr's limit is 0.5 GB, about 10 million lines
+    max_concurrency = 1
+    delivery = Delivery(mode="interval", every_minutes=15, every_messages=50_000)
+    # How long one send waits for Xandr to process its upload job before answering "retry".
+    job_wait = 30.0
+    first_poll_delay = 0.2
+    max_poll_delay = 5.0
+
+    # --- checks ----------------------------------------------------------------
+
+    def check_credentials(self, account: Account) -> Check:
+        s = self._session(account)
+        try:
+            self._login(s, fresh=True)
+        except _Stop as stop:
+            return _failing("credentials", stop)
+        return Check("credentials", "ok", f"Signed in to Xandr as {account.settings.get('username')}.")
+
+    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        checks = [self.check_credentials(account)]
+        if checks[0].status != "ok":
+            return checks
+        s = self._session(account)
+        try:
+            self._login(s)
+            checks.append(self._segment_check(s, connection_settings["segment_id"]))
+        except _Stop as stop:
+            checks.append(_failing("segment", stop))
+        return checks
+
+    def _segment_check(self, s: _Session, segment: int) -> Check:
+        found = self._segment(s, segment)
+        label = f"Segment {segment}" + (f" ({found['short_name']})" if found.get("short_name") else "")
+        if found.get("state", "active") != "active":
+            hint = HINTS["inactive"].format(segment=segment)
+            return Check("segment", "warning", f"{label} of member {s.member} is {found['state']}.", hint)
+        return Check("segment", "ok", f"{label} exists in member {s.member}.")
+
+    # --- sending ---------------------------------------------------------------
+
+    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+        result = SendResult()
+        s = self._session(account)
+        try:
+            self._send(s, int(connection_settings["segment_id"]), messages, result)
+        except _Stop as stop:
+            if stop.fault:
+                result.fault = stop.fault
+            else:
+                result.mark_all(messages, stop.outcome)
+        finally:
+            result.attempts = _scrubbed(s.attempts, account.settings.get("password"), s.token)
+        return result
+
+    def _send(self, s: _Session, segment: int, messages: list[Message], result: SendResult) -> None:
+        lines: dict[str, list[Message]] = {}
+        for m in messages:
+            code = DEVICE_CODES.get(m.identity_type)
+            if code is None:
+                reason = f"Xandr accepts only iOS (IDFA) and Android (AAID) advertising IDs, not {m.identity_type}."
+                result.outcomes[m.key] = Outcome("rejected", reason)
+                continue
+            expiration = ADD_EXPIRATION if m.action == "add" else REMOVE_EXPIRATION
+            line = f"{self.identity_types[m.identity_type](m.value)},{segment}:{expiration}^{code}"
+            lines.setdefault(line, []).append(m)
+        if not lines:
+            return
+        self._login(s)
+        found = self._segment(s, segment)
+        if found.get("state", "active") != "active":
+            message = f"Xandr segment {segment} of member {s.member} is {found['state']}."
+            raise _Stop(fault=Fault("destination", message, HINTS["inactive"].format(segment=segment)))
+
+        pending = _pending_for(s, segment)
+        fresh = {line: msgs for line, msgs in lines.items() if line not in pending}
+        for job_id in sorted({pending[line][0] for line in lines if line in pending}):
+            mine = {line: msgs for line, msgs in lines.items() if pending.get(line, ("",))[0] == job_id}
+            try:
+                job = self._job(s, job_id)
+            except _Stop as stop:
+                if not (stop.fault and stop.fault.kind == "destination"):
+                    raise
+                job = {"phase": "error"}  # Xandr no longer knows the job
+            if job.get("phase") == "completed":
+                self._record(s, segment, job, mine, result)
+            elif job.get("phase") == "error":
+                fresh.update(mine)  # Xandr gave up on that file: upload these lines again
+            else:
+                result.mark_all([m for msgs in mine.values() for m in msgs], _still_processing(job_id))
+            if job.get("phase") in ("completed", "error"):
+                _forget(pending, mine)
+        if fresh:
+            self._upload(s, segment, fresh, result, pending)
+
+    def _upload(self, s: _Session, segment: int, lines: dict, result: SendResult, pending: dict) -> None:
+        job = self._api(s, "POST", "/batch-segment", params={"member_id": s.member}).get("batch_segment_upload_job")
+        job = _one(job)
+        job_id, upload_url = job.get("job_id"), job.get("upload_url")
+        if not job_id or not upload_url:
+            raise _Stop(Outcome("retry", "Xandr did not return an upload job; the batch will be uploaded again."))
+        body = ("\n".join(lines) + "\n").encode("latin-1", "replace")  # BSS files are Latin-1
+        headers = {"Content-Type": "application/octet-stream"}
+        self._api(s, "POST", urljoin(s.base + "/", upload_url), data=body, headers=headers)
+        job = self._wait(s, job_id)
+        if job.get("phase") == "completed":
+            self._record(s, segment, job, lines, result)
+        elif job.get("phase") == "error":
+            error = job.get("error_code") or "unknown error"
+            reason = f"Xandr could not process upload job {job_id} ({error}); the batch will be uploaded again."
+            result.mark_all([m for msgs in lines.values() for m in msgs], Outcome("retry", reason))
+        else:
+            since = time.time()
+            with _lock:
+                pending.update({line: (job_id, since) for line in lines})
+            result.mark_all([m for msgs in lines.values() for m in msgs], _still_processing(job_id))
+
+    def _wait(self, s: _Session, job_id: str) -> dict:
+        deadline, delay = time.monotonic() + self.job_wait, self.first_poll_delay
+        while True:
+            job = self._job(s, job_id)
+            remaining = deadline - time.monotonic()
+            if job.get("phase") in ("completed", "error") or remaining <= 0:
+                return job
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, self.max_poll_delay)
+
+    def _job(self, s: _Session, job_id: str) -> dict:
+        response = self._api(s, "GET", "/batch-segment", params={"member_id": s.member, "job_id": job_id})
+        return _one(response.get("batch_segment_upload_job"))
+
+    def _record(self, s: _Session, segment: int, job: dict, lines: dict, result: SendResult) -> None:
+        """Per-line outcomes from a completed job: lines named in its error log are rejected, the rest accepted."""
+        if job.get("num_unauth_segment"):
+            message = f"Xandr does not allow member {s.member} to add users to segment {segment}."
+            raise _Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
+        if job.get("num_invalid_segment") or job.get("num_inactive_segment"):
+            message = f"Xandr reports segment {segment} as invalid or inactive for member {s.member}."
+            raise _Stop(fault=Fault("destination", message, HINTS["segment"].format(member=s.member)))
+        errors = {}
+        for entry in (job.get("error_log_lines") or "").splitlines():
+            counter, _, line = entry.strip().partition("-")
+            if line:
+                errors[line.split(",", 1)[0]] = counter
+        for line, msgs in lines.items():
+            counter = errors.get(line.split(",", 1)[0])
+            outcome = ACCEPTED
+            if counter:
+                outcome = Outcome("rejected", LINE_REASONS.get(counter, f"Xandr rejected this line ({counter})."))
+            for m in msgs:
+                result.outcomes[m.key] = outcome
+
+    # --- the Xandr API ---------------------------------------------------------
+
+    def _session(self, account: Account) -> _Session:
+        return _Session(self.base_url(account), account, int(account.settings.get("member_id") or 0))
+
+    def _login(self, s: _Session, fresh: bool = False) -> None:
+        key = _account_key(s)
+        if not fresh and _tokens.get(key):
+            s.token = _tokens[key]
+            return
+        credentials = {"username": s.account.settings.get("username"), "password": s.account.settings.get("password")}
+        response = self._call(s, "POST", "/auth", json={"auth": credentials})
+        body = _envelope(response)
+        if response.status_code in (401, 403) or str(body.get("error_id", "")).startswith("NOAUTH"):
+            raise _Stop(fault=_auth_fault(body))
+        self._raise_for(s, response, body)
+        if not body.get("token"):
+            raise _Stop(Outcome("retry", "Xandr did not return a token when signing in; the batch will be sent again."))
+        s.token = body["token"]
+        with _lock:
+            _tokens[key] = s.token
+
+    def _api(self, s: _Session, method: str, url: str, headers: dict | None = None, **kwargs) -> dict:
+        """One authenticated call; on NOAUTH (token expired) sign in again once and repeat it."""
+        for first in (True, False):
+            response = self._call(s, method, url, headers={**(headers or {}), "Authorization": s.token}, **kwargs)
+            body = _envelope(response)
+            if response.status_code == 401 or str(body.get("error_id", "")).startswith("NOAUTH"):
+                if first and body.get("error_id", "NOAUTH") == "NOAUTH":
+                    self._login(s, fresh=True)
+                    continue
+                raise _Stop(fault=_auth_fault(body))
+            self._raise_for(s, response, body)
+            return body
+        raise AssertionError("unreachable")
+
+    def _segment(self, s: _Session, segment: int) -> dict:
+        try:
+            body = self._api(s, "GET", "/segment", params={"id": segment, "member_id": s.member})
+        except _Stop as stop:
+            if stop.fault and stop.fault.kind == "destination":
+                stop.fault = _missing_segment(s, segment)
+            raise
+        found = _one(body.get("segment") or body.get("segments"))
+        if not found:
+            raise _Stop(fault=_missing_segment(s, segment))
+        return found
+
+    def _call(self, s: _Session, method: str, url: str, **kwargs):
+        try:
+            return http.call(method, url if url.startswith("http") else s.base + url, s.attempts, **kwargs)
+        except http.TransportError as exc:
+            raise _Stop(Outcome("retry", str(exc))) from None
+
+    def _raise_for(self, s: _Session, response, body: dict) -> None:
+        status, error_id = response.status_code, body.get("error_id") or ""
+        error = body.get("error") or body.get("errors") or ""
+        error = "; ".join(map(str, error)) if isinstance(error, list) else str(error)
+        error = _scrub(error, s.account.settings.get("password"), s.token)
+        if status == 429 or body.get("error_code") == "RATE_LIMIT_EXCEEDED":
+            reason = "Xandr asked us to slow down" + (f": {error}" if error else " (HTTP 429).")
+            raise _Stop(Outcome("retry", reason.rstrip(".") + ".", http.retry_after(response, 60.0)))
+        if status >= 500 or error_id == "SYSTEM":
+            raise _Stop(Outcome("retry", f"Xandr answered with HTTP {status}, a temporary error."))
+        if status == 403 or error_id == "UNAUTH":
+            message = f"Xandr does not allow this user to upload segment data for member {s.member}."
+            raise _Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
+        if status == 404 or error_id == "NOTFOUND":
+            message = f"Xandr could not find member {s.member} or the object asked for."
+            raise _Stop(fault=Fault("destination", message, HINTS["no_access"].format(member=s.member)))
+        if status >= 400 or error_id or body.get("status") == "ERROR":
+            detail = error or error_id or f"HTTP {status}"
+            raise _Stop(Outcome("rejected", f"Xandr rejected the request: {detail.rstrip('.')}."))
+
+
+def _account_key(s: _Session) -> str:
+    settings = s.account.settings
+    parts = (s.base, str(settings.get("username")), str(settings.get("password")), str(s.member))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _auth_fault(body: dict) -> Fault:
+    error_id = body.get("error_id")
+    if error_id == "NOAUTH_DISABLED":
+        return Fault("credentials", "The Xandr user of this output has been deactivated.", HINTS["disabled"])
+    if error_id == "NOAUTH_EXPIRED":
+        return Fault("credentials", "The password of this output's Xandr user has expired.", HINTS["password_expired"])
+    return Fault("credentials", "Xandr refused the username and password of this output.", HINTS["login"])
+
+
+def _missing_segment(s: _Session, segment: int) -> Fault:
+    message = f"Xandr segment {segment} was not found in member {s.member}."
+    return Fault("destination", message, HINTS["segment"].format(member=s.member))
+
+
+def _still_processing(job_id: str) -> Outcome:
+    return Outcome("retry", f"Xandr is still processing upload job {job_id}; the upload will be checked again.")
+
+
+def _pending_scope(s: _Session, segment: int) -> tuple:
+    return (_account_key(s), s.member, segment)
+
+
+def _forget(pending: dict, lines: dict) -> None:
+    with _lock:
+        for line in lines:
+            pending.pop(line, None)
+
+
+def _pending_for(s: _Session, segment: int) -> dict:
+    cutoff = time.time() - PENDING_FOR
+    with _lock:
+        pending = _pending.setdefault(_pending_scope(s, segment), {})
+        for line in [line for line, (_, since) in pending.items() if since < cutoff]:
+            del pending[line]
+    return pending
+
+
+def _envelope(response) -> dict:
+    body = http.json_or_empty(response).get("response")
+    return body if isinstance(body, dict) else {}
+
+
+def _one(value) -> dict:
+    # Some logins (data providers) get a one-element list where others get the object.
+    if isinstance(value, list):
+        value = value[0] if value else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _scrub(text: str, *secrets) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(str(secret), "[redacted]")
+    return text
+
+
+def _scrubbed(attempts: list, *secrets) -> list:
+    for attempt in attempts:
+        attempt.response_excerpt = _scrub(attempt.response_excerpt, *secrets)
+    return attempts
+
+
+def _failing(name: str, stop: _Stop) -> Check:
+    if stop.fault:
+        return Check(name, "failing", stop.fault.message, stop.fault.hint)
+    return Check(name, "failing", stop.outcome.reason, "Try again in a few minutes.")

@@ -1,0 +1,439 @@
+"""Facebook Custom Audiences against the partner sandbox: real HTTP, the audience checked on the sandbox side."""
+
+import hashlib
+import json
+
+import pytest
+import requests
+
+from outputs.partners import http
+from outputs.partners.base import Account, Message, raw, sha256_email, sha256_phone
+from outputs.partners.facebook import FacebookCustomAudiences, madid
+from outputs.partners.registry import get
+from outputs.schema import clean_value
+
+TOKEN = "EAAB-sandbox-s3cret-token-value"
+ACT = "act_1001"
+AUDIENCE = "23850000000000001"
+IDFA = "aebe52e7-03ee-455a-b3c4-e57283966239"
+CONNECTION = {"audience_id": AUDIENCE}
+TEST_EMAIL_SHA256 = "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"  # sha256("test@example.com")
+
+
+def setup(sandbox, **token_flags):
+    sandbox.reset()
+    sandbox.facebook_token(TOKEN, ACT, **token_flags)
+    sandbox.facebook_audience(AUDIENCE, ACT, name="Potential Parisians")
+
+
+@pytest.fixture
+def partner():
+    return get("facebook")
+
+
+@pytest.fixture
+def account(sandbox):
+    setup(sandbox)
+    return Account(
+        {"access_token": TOKEN, "ad_account_id": ACT, "api_version": "v21.0"}, sandbox.facebook_url(version=None)
+    )
+
+
+def audience(sandbox):
+    return sandbox.facebook_audience_state(AUDIENCE)
+
+
+def add(key, value, identity_type="email"):
+    return Message(key, "add", identity_type, value, "Potential Parisians")
+
+
+def remove(key, value, identity_type="email"):
+    return Message(key, "remove", identity_type, value, "Potential Parisians")
+
+
+def emails(count, start=0):
+    return [add(i, f"person{i}@example.com") for i in range(start, start + count)]
+
+
+# --- normalization -----------------------------------------------------------------------------------------
+
+
+def test_it_hashes_emails_to_the_published_test_vector():
+    assert hashlib.sha256(b"test@example.com").hexdigest() == TEST_EMAIL_SHA256
+    assert sha256_email("test@example.com") == TEST_EMAIL_SHA256
+    assert sha256_email("  Test@Example.COM ") == TEST_EMAIL_SHA256  # trimmed and lower-cased first
+
+
+def test_it_hashes_phone_numbers_as_digits_with_the_country_code():
+    digits = hashlib.sha256(b"16505551212").hexdigest()
+
+    assert sha256_phone("+16505551212") == digits
+    assert sha256_phone("+1 (650) 555-1212") == digits
+
+
+def test_it_sends_mobile_advertiser_ids_raw_and_lower_case():
+    assert madid("AEBE52E7-03EE-455A-B3C4-E57283966239") == IDFA
+    assert madid(IDFA) == IDFA
+
+
+# --- delivery ----------------------------------------------------------------------------------------------
+
+
+def test_it_adds_hashed_emails_and_phones_and_raw_mobile_ids(sandbox, partner, account):
+    messages = [
+        add(1, "test@example.com"),
+        add(2, "+16505551212", "mobile_number"),
+        add(3, IDFA, "ios_idfa"),
+        add(4, "38400000-8cf0-11bd-b23e-10b96e40000d", "android_aaid"),
+    ]
+
+    result = partner.send(account, CONNECTION, messages)
+
+    assert result.fault is None
+    assert {k: o.status for k, o in result.outcomes.items()} == dict.fromkeys([1, 2, 3, 4], "accepted")
+    held = audience(sandbox)
+    assert held["members"] == {
+        TEST_EMAIL_SHA256: "EMAIL_SHA256",
+        hashlib.sha256(b"16505551212").hexdigest(): "PHONE_SHA256",
+        IDFA: "MOBILE_ADVERTISER_ID",
+        "38400000-8cf0-11bd-b23e-10b96e40000d": "MOBILE_ADVERTISER_ID",
+    }
+    # one request (one single-batch session) per schema
+    assert [(a.method, a.path) for a in result.attempts] == [("POST", f"/facebook/v21.0/{AUDIENCE}/users")] * 3
+    sessions = held["sessions"].values()
+    assert sorted(s["num_received"] for s in sessions) == [1, 1, 2]
+    assert all(s["last_batch_flag"] and s["batch_seqs"] == [1] and s["operation"] == "add" for s in sessions)
+
+
+def test_it_removes_members_with_delete(sandbox, partner, account):
+    partner.send(account, CONNECTION, [add(1, "test@example.com"), add(2, "other@example.com")])
+
+    result = partner.send(account, CONNECTION, [remove(3, "test@example.com")])
+
+    assert result.outcomes[3].status == "accepted"
+    assert [a.method for a in result.attempts] == ["DELETE"]
+    assert list(audience(sandbox)["members"]) == [sha256_email("other@example.com")]
+
+
+def test_it_sends_ten_thousand_records_in_one_request(sandbox, partner, account):
+    result = partner.send(account, CONNECTION, emails(10_000))
+
+    assert len(result.attempts) == 1
+    assert sum(o.status == "accepted" for o in result.outcomes.values()) == 10_000
+    assert audience(sandbox)["count"] == 10_000
+
+
+def test_it_keeps_requests_under_the_limit_the_sandbox_enforces(sandbox, partner, account):
+    hashes = [sha256_email(f"person{i}@example.com") for i in range(10_001)]
+    direct = requests.post(
+        f"{sandbox.facebook_url()}/{AUDIENCE}/users",
+        data={"payload": json.dumps({"schema": "EMAIL_SHA256", "data": hashes}), "access_token": TOKEN},
+        timeout=30,
+    )
+    assert direct.status_code == 400
+    assert direct.json()["error"]["message"] == (
+        "(#100) Too many records in this request: 10001. Send at most 10000 records per request."
+    )
+
+    assert partner.batch_size == 10_000  # what the engine hands us at most
+    result = partner.send(account, CONNECTION, emails(10_001))  # and a larger batch is split anyway
+
+    assert [a.status for a in result.attempts] == [200, 200]
+    assert sum(o.status == "accepted" for o in result.outcomes.values()) == 10_001
+    assert audience(sandbox)["count"] == 10_001
+
+
+def test_it_rejects_the_entries_facebook_names_invalid(sandbox, account):
+    class Unhashed(FacebookCustomAudiences):
+        identity_types = {**FacebookCustomAudiences.identity_types, "email": raw}
+
+    result = Unhashed().send(account, CONNECTION, [add(1, TEST_EMAIL_SHA256), add(2, "not-hashed@example.com")])
+
+    assert result.outcomes[1].status == "accepted"
+    assert result.outcomes[2].status == "rejected"
+    assert result.outcomes[2].reason == "Facebook marked this entry invalid (EMAIL_SHA256)."
+    assert list(audience(sandbox)["members"]) == [TEST_EMAIL_SHA256]
+
+
+def test_it_accepts_but_flags_the_invalid_entries_facebook_does_not_name(sandbox, account):
+    class Unhashed(FacebookCustomAudiences):
+        identity_types = {**FacebookCustomAudiences.identity_types, "email": raw}
+
+    bad = [add(i, f"plain{i}@example.com") for i in range(12)]  # the sandbox names 10 of them, like Facebook
+    result = Unhashed().send(account, CONNECTION, [*bad, add(99, TEST_EMAIL_SHA256)])
+
+    rejected = [k for k, o in result.outcomes.items() if o.status == "rejected"]
+    assert len(rejected) == 10
+    flagged = {k: o for k, o in result.outcomes.items() if o.status == "accepted"}
+    assert len(flagged) == 3 and 99 in flagged
+    assert {o.reason for o in flagged.values()} == {
+        "Facebook reported 2 invalid entries in this request without naming them."
+    }
+
+
+def test_it_rejects_only_the_request_facebook_refuses(sandbox, partner, account):
+    sandbox.fault(partner="facebook", path="/users", kind="status", status=400)
+
+    result = partner.send(account, CONNECTION, [*emails(2), add(9, IDFA, "ios_idfa")])
+
+    assert result.fault is None
+    assert {result.outcomes[k].reason for k in (0, 1)} == {"Facebook rejected the request: Invalid parameter."}
+    assert result.outcomes[9].status == "accepted"  # the other schema's request still went
+    assert list(audience(sandbox)["members"]) == [IDFA]
+
+
+def test_it_rejects_identity_types_facebook_does_not_take(sandbox, partner, account):
+    result = partner.send(account, CONNECTION, [add(1, "test@example.com"), add(2, "C-1234", "customer_id")])
+
+    assert result.outcomes[1].status == "accepted"
+    assert result.outcomes[2].reason == "Facebook Custom Audiences does not take customer_id identities."
+
+
+# --- faults ------------------------------------------------------------------------------------------------
+
+
+def test_it_faults_on_a_token_facebook_does_not_know(sandbox, partner, account):
+    wrong = Account({**account.settings, "access_token": "EAAB-not-a-token"}, account.base_url)
+
+    result = partner.send(wrong, CONNECTION, emails(2))
+
+    assert result.outcomes == {}
+    assert result.fault.kind == "credentials"
+    assert result.fault.message == "Facebook did not accept the access token of this output."
+    assert result.fault.hint == (
+        "Generate a new system-user token with the ads_management permission in Business Settings → "
+        "System users and paste it into this output."
+    )
+
+
+def test_it_faults_on_a_revoked_token_as_expired(sandbox, partner, account):
+    sandbox.revoke("facebook", TOKEN)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "credentials"
+    assert f"{result.fault.message} {result.fault.hint}" == (
+        "The Facebook access token has expired. Generate a new system-user token in Business Settings → "
+        "System users and paste it into this output."
+    )
+
+
+def test_it_faults_on_a_missing_audience(sandbox, partner, account):
+    sandbox.delete_facebook_audience(AUDIENCE)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "destination"
+    assert result.fault.message == f"Facebook audience {AUDIENCE} does not exist, or this token cannot see it."
+    assert result.fault.hint == (
+        "Check the audience ID of this connection, and that ad account act_1001 owns the audience "
+        "or has it shared with it."
+    )
+
+
+def test_it_faults_on_a_flagged_audience(sandbox, partner, account):
+    sandbox.facebook_audience(AUDIENCE, ACT, name="Potential Parisians", flagged=True)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "destination"
+    assert result.fault.message == (
+        f"Facebook has blocked uploads to audience {AUDIENCE}: it is flagged for restricted content."
+    )
+    assert result.fault.hint == (
+        "Open Audiences in Ads Manager, resolve or appeal the restrictions on this audience, "
+        "or create a new audience and connect it instead."
+    )
+
+
+def test_it_faults_when_the_custom_audience_terms_are_not_accepted(sandbox, partner, account):
+    setup(sandbox, tos_accepted=False)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "account"
+    assert result.fault.message == "The Custom Audience terms are not accepted for ad account act_1001."
+    assert result.fault.hint == (
+        "Someone with admin access to the ad account must accept the Custom Audience terms for ad account "
+        "act_1001 at https://www.facebook.com/customaudiences/app/tos/?act=1001, then resume this connection."
+    )
+
+
+def test_it_faults_when_the_token_has_no_admin_access(sandbox, partner, account):
+    setup(sandbox, admin=False)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "account"
+    assert result.fault.message == "The Facebook token has no permission to manage audiences of ad account act_1001."
+    assert result.fault.hint == (
+        "In Business Settings, assign ad account act_1001 and this audience to the system user with full "
+        "(admin) control, and give its token the ads_management permission."
+    )
+
+
+def test_it_faults_when_the_ad_account_has_no_verified_business(sandbox, partner, account):
+    setup(sandbox, business_verified=False)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert result.fault.kind == "account"
+    assert result.fault.message == (
+        "Facebook requires ad account act_1001 to belong to a verified business for custom audiences."
+    )
+    assert result.fault.hint == (
+        "Move ad account act_1001 into a business portfolio (Business Manager) and complete business "
+        "verification, then assign it to the system user of this token."
+    )
+
+
+def test_it_retries_on_429_with_retry_after(sandbox, partner, account):
+    sandbox.fault(partner="facebook", path="/users", kind="status", status=429, retry_after=30)
+
+    result = partner.send(account, CONNECTION, [*emails(2), add(9, IDFA, "ios_idfa")])
+
+    assert result.fault is None
+    assert len(result.attempts) == 1  # the other schema waits too
+    for outcome in result.outcomes.values():
+        assert outcome.status == "retry"
+        assert outcome.reason == (
+            "Facebook asked us to slow down: There have been too many calls to this ad-account. "
+            "Wait a bit and try again."
+        )
+        assert outcome.retry_after == 30
+
+
+def test_it_retries_on_a_server_error(sandbox, partner, account):
+    sandbox.fault(partner="facebook", path="/users", kind="status", status=503)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert {o.reason for o in result.outcomes.values()} == {"Facebook answered with HTTP 503, a temporary error."}
+    assert {o.status for o in result.outcomes.values()} == {"retry"}
+
+
+def test_it_retries_on_a_timeout(sandbox, partner, account, settings, monkeypatch):
+    settings.PARTNER_HTTP_TIMEOUT = 0.5
+    monkeypatch.setattr(http, "_session", None)
+    sandbox.fault(partner="facebook", path="/users", kind="timeout", delay=2)
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert {(o.status, o.reason) for o in result.outcomes.values()} == {
+        ("retry", "The request timed out after 0.5 seconds.")
+    }
+
+
+def test_it_retries_on_a_dropped_connection(sandbox, partner, account):
+    sandbox.fault(partner="facebook", path="/users", kind="drop")
+
+    result = partner.send(account, CONNECTION, emails(2))
+
+    host = sandbox.base_url.removeprefix("http://")
+    assert {(o.status, o.reason) for o in result.outcomes.values()} == {
+        ("retry", f"A connection error occurred: could not reach {host}.")
+    }
+
+
+def test_it_keeps_the_token_out_of_attempts_and_sentences(sandbox, partner, account):
+    results = [partner.send(account, CONNECTION, emails(2))]
+    sandbox.facebook_audience(AUDIENCE, ACT, name="Potential Parisians", flagged=True)
+    results.append(partner.send(account, CONNECTION, emails(2)))
+    sandbox.fault(partner="facebook", path="/users", kind="status", status=429)
+    results.append(partner.send(account, CONNECTION, emails(2)))
+    sandbox.revoke("facebook", TOKEN)
+    results.append(partner.send(account, CONNECTION, emails(2)))
+
+    for result in results:
+        texts = [a.path + " " + a.response_excerpt for a in result.attempts]
+        texts += [o.reason for o in result.outcomes.values()]
+        if result.fault:
+            texts += [result.fault.message, result.fault.hint]
+        assert TOKEN not in "\n".join(texts)
+    checks = partner.verify(account, CONNECTION)
+    assert TOKEN not in " ".join(c.detail + c.hint for c in checks)
+
+
+# --- verification ------------------------------------------------------------------------------------------
+
+
+def test_it_verifies_token_terms_and_audience(sandbox, partner, account):
+    partner.send(account, CONNECTION, emails(3))
+
+    checks = partner.verify(account, CONNECTION)
+
+    assert [(c.name, c.status, c.detail) for c in checks] == [
+        ("credentials", "ok", "The token can read ad account act_1001."),
+        ("terms", "ok", "The Custom Audience terms are accepted for ad account act_1001."),
+        (
+            "audience",
+            "ok",
+            f"Audience Potential Parisians ({AUDIENCE}) exists and accepts uploads; Facebook estimates at least 3 "
+            "people (an approximate lower bound, not an exact count).",
+        ),
+    ]
+    assert partner.partner_count(account, CONNECTION) == 3
+
+
+def test_it_verify_reports_terms_business_and_admin_access(sandbox, partner, account):
+    setup(sandbox, tos_accepted=False, business_verified=False, admin=False)
+
+    checks = {c.name: c for c in partner.verify(account, CONNECTION)}
+
+    assert checks["credentials"].status == "ok"
+    assert checks["terms"].status == "failing"
+    assert checks["terms"].hint.endswith(
+        "at https://www.facebook.com/customaudiences/app/tos/?act=1001, then resume this connection."
+    )
+    assert (checks["business"].status, checks["business"].detail) == (
+        "failing",
+        "Ad account act_1001 does not belong to a business portfolio.",
+    )
+    assert (checks["audience"].status, checks["audience"].detail) == (
+        "failing",
+        f"This token may not change the members of audience {AUDIENCE}.",
+    )
+
+
+def test_it_verify_reports_a_flagged_audience(sandbox, partner, account):
+    sandbox.facebook_audience(AUDIENCE, ACT, name="Potential Parisians", flagged=True)
+
+    audience_check = partner.verify(account, CONNECTION)[-1]
+
+    assert (audience_check.status, audience_check.detail) == (
+        "failing",
+        f"Audience Potential Parisians ({AUDIENCE}) is flagged and blocks uploads.",
+    )
+
+
+def test_it_verify_reports_a_missing_audience_and_a_bad_token(sandbox, partner, account):
+    checks = partner.verify(account, {"audience_id": "999"})
+    assert (checks[-1].name, checks[-1].status, checks[-1].detail) == (
+        "audience",
+        "failing",
+        "Facebook audience 999 does not exist, or this token cannot see it.",
+    )
+
+    sandbox.revoke("facebook", TOKEN)
+    checks = partner.verify(account, CONNECTION)
+    assert [(c.name, c.status, c.detail) for c in checks] == [
+        ("credentials", "failing", "The Facebook access token has expired."),
+    ]
+    assert partner.partner_count(account, CONNECTION) is None
+
+
+# --- declarations ------------------------------------------------------------------------------------------
+
+
+def test_it_validates_its_settings(partner):
+    settings = {s.name: s for s in partner.output_settings + partner.connection_settings}
+
+    with pytest.raises(ValueError, match=r"^Must look like act_1234567890 \(the ad account ID with act_\)\.$"):
+        clean_value(settings["ad_account_id"], "1001")
+    with pytest.raises(ValueError, match=r"^Must look like v21\.0\.$"):
+        clean_value(settings["api_version"], "21")
+    with pytest.raises(ValueError, match=r"^Must be the numeric ID of the custom audience\.$"):
+        clean_value(settings["audience_id"], "abc")
+    assert clean_value(settings["api_version"], "") == "v21.0"
+    assert [s.name for s in partner.output_settings if s.secret] == ["access_token"]
+    assert partner.delivery.mode == "realtime"
