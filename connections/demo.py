@@ -1,0 +1,137 @@
+"""The seed document's story, end to end: an audience of 100, Mailchimp and AppNexus, forwarded by django-q2."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audiences.ingest import ProfileInput, ingest_events, upsert_profiles
+from audiences.models import Audience, Profile
+from audiences.refresh import refresh_audience
+from connections import services
+from connections.models import Connection, OutboxMessage
+from outputs.models import Output
+
+AUDIENCE = "Potential Parisians"
+POTENTIAL_PARISIANS = {
+    "all": [
+        {
+            "event": "Play Video",
+            "where": [
+                {"attribute": "category", "op": "eq", "value": "Destination Intro"},
+                {"attribute": "destination", "op": "eq", "value": "Paris"},
+            ],
+            "in_last_days": 3,
+        },
+        {"user": "status", "op": "eq", "value": "Premium"},
+    ]
+}
+MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us6"
+MAILCHIMP_LIST = "a1b2c3d4e5"
+XANDR = {"username": "demo", "password": "demo-pass", "member_id": 1234, "segment_id": 5678}
+# The ten members who stop qualifying in the second act: five have an email, all ten a device ID.
+LEAVERS = [1, 2, 11, 12, 21, 22, 31, 32, 41, 42]
+
+
+def aaid(n: int) -> str:
+    return f"38400000-8cf0-41bd-b23e-{n:012d}"
+
+
+def seed_people(now) -> None:
+    """100 users who match (50 with an email, 80 with an Android advertising ID) and 60 who do not."""
+    profiles, events = [], []
+    for i in range(160):
+        matches = i < 100
+        identities = [("customer_id", f"CUST-{i:04d}")]
+        if i % 2 == 0:
+            identities.append(("email", f"traveller{i:03d}@example.com"))
+        if i % 5 != 0:
+            identities.append(("android_aaid", aaid(i)))
+        status = "Premium" if matches or i % 3 == 0 else "Free"
+        profiles.append(ProfileInput(f"demo-{i:03d}", {"status": status, "country": "US"}, identities))
+        destination = "Paris" if matches or i % 3 != 0 else "Rome"
+        events.append({
+            "external_id": f"demo-{i:03d}", "name": "Play Video", "source_id": f"demo-play-{i}",
+            "attributes": {"category": "Destination Intro", "destination": destination},
+            "occurred_at": now - dt.timedelta(hours=1 + i % 48),
+        })  # fmt: skip
+    upsert_profiles(profiles)
+    ingest_events(events)
+
+
+def reset_demo_data() -> None:
+    with transaction.atomic():
+        for conn in Connection.objects.filter(audience__name=AUDIENCE):
+            conn.delete()
+        Output.objects.filter(name__in=["Mailchimp (demo)", "AppNexus (demo)"]).delete()
+        Audience.objects.filter(name=AUDIENCE).delete()
+        Profile.objects.filter(external_id__startswith="demo-").delete()
+
+
+def create_outputs(sandbox_url: str):
+    mailchimp = Output(kind="mailchimp", name="Mailchimp (demo)", base_url=f"{sandbox_url}/mailchimp/{{dc}}",
+                       settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False})  # fmt: skip
+    mailchimp.set_secrets({"api_key": MAILCHIMP_KEY})
+    mailchimp.save()
+    xandr = Output(kind="xandr", name="AppNexus (demo)", base_url=f"{sandbox_url}/xandr",
+                   settings={"username": XANDR["username"], "member_id": XANDR["member_id"]})  # fmt: skip
+    xandr.set_secrets({"password": XANDR["password"]})
+    xandr.save()
+    return mailchimp, xandr
+
+
+def leave(indexes) -> None:
+    upsert_profiles([ProfileInput(f"demo-{i:03d}", {"status": "Free", "country": "US"}) for i in indexes])
+
+
+class QCluster:
+    """A real `manage.py qcluster` in the background: the demo's forwarding goes through django-q2."""
+
+    def __init__(self):
+        self.process = None
+
+    def __enter__(self):
+        root = Path(settings.BASE_DIR)
+        self.process = subprocess.Popen(
+            [sys.executable, str(root / "manage.py"), "qcluster"],
+            cwd=root, env={**os.environ, "Q_WORKERS": "2", "LOG_LEVEL": "WARNING"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_until_forwarded(connections, timeout=90) -> bool:
+    deadline = time.monotonic() + timeout
+    busy = OutboxMessage.objects.filter(connection__in=connections, state__in=["pending", "in_flight"])
+    while time.monotonic() < deadline:
+        if not busy.filter(next_attempt_at__lte=timezone.now() + dt.timedelta(minutes=10)).exists():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def request_uploads(connections) -> None:
+    """Interval partners upload on their schedule; the demo asks for the upload now, as "Sync now" does."""
+    for conn in connections:
+        if conn.delivery_mode == Connection.Mode.INTERVAL:
+            with transaction.atomic():
+                services.sync_now(conn)
+
+
+def refreshed(audience):
+    return refresh_audience(audience)

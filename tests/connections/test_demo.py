@@ -1,0 +1,28 @@
+"""`make demo` tells the seed's story with the seed's numbers, through a real qcluster and the sandbox."""
+
+import re
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_demo_forwards_50_emails_to_mailchimp_and_80_device_ids_to_appnexus(capsys, monkeypatch):
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        url = f"sqlite:///{s['NAME']}"
+    else:
+        url = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+    monkeypatch.setenv("DATABASE_URL", url)  # the demo's qcluster must use the test database
+
+    call_command("demo")
+
+    out = capsys.readouterr().out
+    assert "matches 100 users: 50 have an email address, 80 an Android advertising ID." in out
+    first, second = out.split("5. Ten members stop qualifying")
+    assert re.search(r"AppNexus \(demo\)\s+│ 100\s+│ 80\s+│ 80 adds\s+│ 80 ", first)
+    assert re.search(r"Mailchimp \(demo\)\s+│ 100\s+│ 50\s+│ 50 adds\s+│ 50 ", first)
+    assert re.search(r"AppNexus \(demo\)\s+│ 90\s+│ 70\s+│ 80 adds, 10 removes\s+│ 70 ", second)
+    assert re.search(r"Mailchimp \(demo\)\s+│ 90\s+│ 45\s+│ 50 adds, 5 removes\s+│ 45 ", second)
