@@ -177,6 +177,8 @@ RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=3600)
 RETRY_WINDOW_HOURS = env.float("RETRY_WINDOW_HOURS", default=72)
 # One drain task works at most this long, then queues a successor.
 DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
+# How long a drain waits for one of its output's request slots while other drains hold them all.
+SLOT_WAIT_SECONDS = env.float("SLOT_WAIT_SECONDS", default=30)
 # Delivered, rejected and failed messages are pruned after this many days.
 OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=7)
 

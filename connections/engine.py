@@ -268,7 +268,13 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
         return report
     partner = conn.partner
     holder = worker_name()
-    slots = output_slots.acquire(conn.output, partner.max_concurrency, holder, settings.OUTBOX_LEASE_SECONDS)
+    slots = []
+    wait_until = time.monotonic() + settings.SLOT_WAIT_SECONDS
+    while not slots:
+        slots = output_slots.acquire(conn.output, partner.max_concurrency, holder, settings.OUTBOX_LEASE_SECONDS)
+        if slots or time.monotonic() >= wait_until:
+            break
+        time.sleep(0.25)  # other connections of this output hold every slot; they give them back per drain
     if not slots:
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report

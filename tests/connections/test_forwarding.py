@@ -258,3 +258,53 @@ def test_the_sweep_drains_due_realtime_connections_and_due_interval_uploads(sand
     Connection.objects.filter(pk=conn.pk).update(drain_queued_at=None)
     assert tasks.sweep() == [conn.pk]
     assert tasks.sweep() == []  # already queued: deduplicated
+
+
+def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchimp, settings):
+    import threading
+
+    sandbox.mailchimp_list(KEY, "second0001", "Second list")
+    audience, first = connected(mailchimp, members=0)
+    people(*[(f"p{i}", "Premium", f"p{i}@example.com", None) for i in range(6000)])
+    second = services.connect(audience, mailchimp, {"list_id": "second0001"})
+    sandbox.fault("mailchimp", "slow", delay=0.05, count=1000)  # hold requests open so they overlap
+
+    threads = [threading.Thread(target=engine.drain, args=(c.pk,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    stats = sandbox.stats()
+    assert 2 <= stats["max_concurrent"]["mailchimp"] <= 10
+    assert OutboxMessage.objects.exclude(state="delivered").count() == 0
+    assert sandbox.mailchimp_list_state(LIST)["member_count"] == 6000
+    assert sandbox.mailchimp_list_state("second0001")["member_count"] == 6000
+
+
+def test_an_interval_connection_uploads_when_its_criteria_are_met(sandbox):
+    sandbox.xandr_account("demo", "demo-pass", 1234)
+    sandbox.xandr_segment(1234, 5678)
+    output = Output(kind="xandr", name="AppNexus", base_url=sandbox.url + "/xandr",
+                    settings={"username": "demo", "member_id": 1234})  # fmt: skip
+    output.set_secrets({"password": "demo-pass"})
+    output.save()
+    people(*[(f"u{i}", "Premium", None, aaid(i)) for i in range(5)])
+    audience = Audience.objects.create(name="Devices", criteria=PREMIUM)
+    refresh_audience(audience)
+    conn = services.connect(audience, output, {"segment_id": 5678}, minutes=15, messages=10)
+    Connection.objects.filter(pk=conn.pk).update(drain_queued_at=None)
+
+    assert tasks.sweep() == []  # 5 waiting, under 10, and 15 minutes have not passed
+    people(*[(f"u{i}", "Premium", None, aaid(i)) for i in range(5, 10)])
+    assert tasks.sweep() == [conn.pk]  # 10 waiting: the upload is due
+    tasks.drain_connection(conn.pk)
+    assert sandbox.xandr_segment_state(5678)["count"] == 10
+
+    people(("u0", "Free", None, aaid(0)))
+    Connection.objects.filter(pk=conn.pk).update(drain_queued_at=None)
+    assert tasks.sweep() == []
+    Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now() - dt.timedelta(minutes=16))
+    assert tasks.sweep() == [conn.pk]  # 15 minutes since the last upload
+    tasks.drain_connection(conn.pk)
+    assert sandbox.xandr_segment_state(5678)["count"] == 9
