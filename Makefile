@@ -34,7 +34,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 serve: migrate
-	$(PY) manage.py runserver 127.0.0.1:8000
+	bin/serve
 
 clean:
 	rm -rf $(VENV) var

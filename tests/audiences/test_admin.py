@@ -60,6 +60,9 @@ def test_saving_an_audience_refreshes_it_and_says_so(staff):
             "description": "",
             "kind": "rules",
             "criteria": '{"user": "status", "op": "eq", "value": "premium"}',
+            # the read-only connections inline's management form, as a browser sends it
+            "connections-TOTAL_FORMS": "0",
+            "connections-INITIAL_FORMS": "0",
         },
         follow=True,
     )

@@ -22,13 +22,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--sandbox-port", type=int, default=0, help="Port for the partner sandbox (0: any free).")
+        parser.add_argument(
+            "--sandbox-port", type=int, default=8125,
+            help="Port for the partner sandbox; the one `make serve` uses, so the demo's outputs keep working "
+            "there (a free port is taken when it is busy).",
+        )  # fmt: skip
 
     def handle(self, *args, sandbox_port, **options):
         out = Console(file=self.stdout, highlight=False, width=130)
         logging.getLogger("django-q").setLevel(logging.WARNING)  # "Enqueued …" lines would interleave the story
         with PartnerSandbox() as sandbox:
-            url = sandbox.start("127.0.0.1", sandbox_port)
+            try:
+                url = sandbox.start("127.0.0.1", sandbox_port)
+            except OSError:
+                url = sandbox.start("127.0.0.1", 0)
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
             client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])

@@ -1,0 +1,189 @@
+"""Plain request/response values shared by the router, the partners and the control API.
+
+Stdlib only, and nothing from Django or from ``outputs.partners``: the sandbox is written from the partners'
+public API references, independently of our adapters.
+"""
+
+import json
+import threading
+import time
+import uuid
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# Answer a DROP and the connection is closed without a response (the "drop" fault).
+DROP = object()
+
+
+class BadJSON(ValueError):
+    """The request body is not the JSON the endpoint needs."""
+
+
+class Request:
+    """One partner or control request, already read off the socket."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "host", "ctx", "_json", "_form")
+
+    def __init__(self, method, path, query, headers, body, host):
+        self.method = method
+        self.path = path  # without the query string, percent-encoding untouched
+        self.query = query  # the raw query string
+        self.headers = headers  # an http.client.HTTPMessage (case-insensitive .get)
+        self.body = body
+        self.host = host  # "127.0.0.1:54321", from the Host header or the server address
+        self.ctx = {}
+        self._json = None
+        self._form = None
+
+    def json(self):
+        """The body as JSON; raises BadJSON when it is not."""
+        if self._json is None:
+            if not self.body:
+                raise BadJSON("empty body")
+            try:
+                self._json = json.loads(self.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BadJSON(str(exc)) from None
+        return self._json
+
+    def params(self):
+        """Query string and form/JSON body fields merged (body wins), as single string-or-object values.
+
+        The Graph API takes its parameters from any of these places, so the Facebook emulation reads them here.
+        """
+        if self._form is None:
+            form = {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
+            ctype = (self.headers.get("Content-Type") or "").lower()
+            if self.body:
+                if ctype.startswith("application/x-www-form-urlencoded"):
+                    text = self.body.decode("utf-8", "replace")
+                    form.update({k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()})
+                elif ctype.startswith("multipart/form-data"):
+                    form.update(_multipart(self.body, self.headers.get("Content-Type")))
+                elif ctype.startswith("application/json"):
+                    try:
+                        data = self.json()
+                    except BadJSON:
+                        data = None
+                    if isinstance(data, dict):
+                        form.update(data)
+            self._form = form
+        return self._form
+
+    def query_params(self):
+        return {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
+
+    def base_url(self):
+        return f"http://{self.host}"
+
+
+def _multipart(body, content_type):
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    fields = {}
+    if message.is_multipart():
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                payload = part.get_payload(decode=True) or b""
+                fields[name] = payload.decode("utf-8", "replace")
+    return fields
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status, body=b"", headers=None):
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+
+def json_response(status, payload, headers=None, content_type="application/json; charset=utf-8"):
+    extra = [("Content-Type", content_type)]
+    if headers:
+        extra.extend(headers)
+    return Response(status, _dumps(payload).encode("utf-8"), extra)
+
+
+def empty_response(status=204, headers=None):
+    return Response(status, b"", headers)
+
+
+def dumps(payload):
+    return _dumps(payload)
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+def now():
+    return time.time()
+
+
+def utc_stamp(ts=None):
+    """'2012-05-21 16:42:29', the AppNexus/Xandr timestamp format (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts if ts is not None else time.time()))
+
+
+def iso_stamp(ts=None):
+    """'2024-05-01T10:20:30+00:00', the Mailchimp timestamp format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ts if ts is not None else time.time()))
+
+
+class Partner:
+    """One emulated partner API. State lives in memory behind ``self.lock``.
+
+    The router calls ``admit`` (auth and admission limits that must run before any injected fault, such as
+    Mailchimp's 10 simultaneous connections), then applies a fault if one matches, then ``handle``; ``release``
+    always runs afterwards. ``error_response`` builds the partner's own error body for an injected status.
+    """
+
+    name = ""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+        self.lock = threading.Lock()
+        self.duplicates = 0
+        self.reset()
+
+    def reset(self):
+        self.duplicates = 0
+
+    def admit(self, request):
+        return None
+
+    def release(self, request):
+        pass
+
+    def handle(self, request):  # pragma: no cover - every partner overrides it
+        raise NotImplementedError
+
+    def error_response(self, status, retry_after=None):  # pragma: no cover - every partner overrides it
+        raise NotImplementedError
+
+    def revoke(self, credential):
+        return False
+
+    def index(self, base):
+        return {}
+
+
+def retry_after_header(retry_after):
+    if retry_after is None:
+        return []
+    value = retry_after if isinstance(retry_after, int) else max(0, round(float(retry_after)))
+    return [("Retry-After", str(value))]
+
+
+def reason(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,26 @@
+import pytest
+
+from outputs.sandbox import PartnerSandbox, SandboxClient
+
+MC_KEY = "0123456789abcdef0123456789abcdef-us6"
+MC_LIST = "a1b2c3d4e5"
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    with PartnerSandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def client(sandbox):
+    control = SandboxClient(sandbox.url)
+    control.reset()
+    yield control
+    control.close()
+
+
+@pytest.fixture
+def demo(client):
+    """The demo accounts (see ``manage.py partner_sandbox --seed-demo``), on a freshly reset sandbox."""
+    return client.seed_demo()

@@ -1,0 +1,111 @@
+import requests
+
+KEY = "braze-demo-key"
+
+
+def _track(demo, body, key=KEY):
+    return requests.post(
+        f"{demo['braze']['base_url']}/users/track",
+        headers={"Authorization": f"Bearer {key}"},
+        json=body,
+        timeout=5,
+    )
+
+
+def test_it_adds_and_removes_array_values_once_each(demo, client):
+    first = _track(
+        demo,
+        {
+            "attributes": [
+                {"external_id": "u1", "audiences": {"add": ["Lapsed buyers", "VIP"]}},
+                {"email": "Ada@Example.com", "audiences": {"add": ["VIP"]}},
+                {
+                    "user_alias": {"alias_name": "dev-1", "alias_label": "device"},
+                    "_update_existing_only": False,
+                    "audiences": {"add": ["VIP"]},
+                },
+            ]
+        },
+    )
+    assert first.status_code == 201
+    assert first.json() == {"message": "success", "attributes_processed": 3}
+    again = _track(
+        demo, {"attributes": [{"external_id": "u1", "audiences": {"add": ["VIP"], "remove": ["Lapsed buyers"]}}]}
+    )
+    assert again.status_code == 201
+    users = client.braze_users()["users"]
+    assert users["external_id:u1"]["audiences"] == ["VIP"]
+    assert users["email:ada@example.com"]["audiences"] == ["VIP"]
+    assert users["alias:device:dev-1"]["audiences"] == ["VIP"]
+    assert client.braze_users()["operations"]["external_id:u1"] == 2
+    assert client.stats()["duplicates"]["braze"] == 1
+
+
+def test_it_does_not_create_an_alias_only_user_unless_asked(demo, client):
+    response = _track(demo, {"attributes": [{"user_alias": {"alias_name": "d", "alias_label": "l"}, "x": 1}]})
+    assert response.status_code == 201
+    assert "alias:l:d" not in client.braze_users()["users"]
+
+
+def test_it_accepts_75_objects_and_refuses_76(demo):
+    objects = [{"external_id": f"u{i}", "audiences": {"add": ["A"]}} for i in range(76)]
+    assert _track(demo, {"attributes": objects[:75]}).json() == {"message": "success", "attributes_processed": 75}
+    refused = _track(demo, {"attributes": objects})
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "Max Input Length Exceeded"
+
+
+def test_it_reports_invalid_objects_as_non_fatal_errors(demo):
+    response = _track(
+        demo,
+        {
+            "attributes": [
+                {"external_id": "u1", "a": 1},
+                {"audiences": {"add": ["A"]}},
+                {"user_alias": {"alias_name": "x"}},
+            ]
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["message"] == "success"
+    assert body["attributes_processed"] == 1
+    assert [(e["input_array"], e["index"]) for e in body["errors"]] == [("attributes", 1), ("attributes", 2)]
+    assert (
+        body["errors"][0]["type"]
+        == "Each object must specify an 'external_id', 'braze_id', 'user_alias', 'email' or 'phone'."
+    )
+
+
+def test_it_refuses_a_request_with_no_valid_object(demo):
+    response = _track(demo, {"attributes": [{"audiences": {"add": ["A"]}}]})
+    assert response.status_code == 400
+    assert (
+        response.json()["message"]
+        == "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
+    )
+
+
+def test_it_refuses_unknown_revoked_and_unpermitted_keys(demo, client):
+    unknown = _track(demo, {"attributes": [{"external_id": "u1", "a": 1}]}, key="not-a-key-1234")
+    assert unknown.status_code == 401
+    assert unknown.json() == {"message": "Invalid API key: not-******1234"}
+
+    client.braze_key("export-only-key", permissions=["users.export.ids"])
+    unpermitted = _track(demo, {"attributes": [{"external_id": "u1", "a": 1}]}, key="export-only-key")
+    assert unpermitted.status_code == 401
+    assert unpermitted.json()["message"].startswith("Invalid API key: ")
+
+    client.revoke("braze", KEY)
+    assert _track(demo, {"attributes": [{"external_id": "u1", "a": 1}]}).status_code == 401
+
+
+def test_it_sends_rate_limit_headers_and_answers_429_past_the_limit(demo, client):
+    client.braze_rate_limit(2)
+    body = {"attributes": [{"external_id": "u1", "a": 1}]}
+    first, second, third = (_track(demo, body) for _ in range(3))
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("2", "1")
+    assert second.headers["X-RateLimit-Remaining"] == "0"
+    assert int(first.headers["X-RateLimit-Reset"]) > 0
+    assert third.status_code == 429
+    assert int(third.headers["Retry-After"]) >= 1

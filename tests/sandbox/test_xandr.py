@@ -1,0 +1,123 @@
+import gzip
+
+import requests
+
+IDFA = "AEBE52E7-03EE-455A-B3C4-E57283966239"
+AAID = "97987bca-ae59-4c7d-94ba-ee4f19ab8c21"
+
+
+def _login(demo, username="demo", password="demo-pass"):
+    return requests.post(
+        f"{demo['xandr']['base_url']}/auth", json={"auth": {"username": username, "password": password}}, timeout=5
+    )
+
+
+def _token(demo):
+    return _login(demo).json()["response"]["token"]
+
+
+def _upload(demo, token, text, member_id=1234, compress=False):
+    base = demo["xandr"]["base_url"]
+    job = requests.post(f"{base}/batch-segment?member_id={member_id}", headers={"Authorization": token}, timeout=5)
+    assert job.status_code == 200, job.text
+    upload = job.json()["response"]["batch_segment_upload_job"]
+    data = text.encode("latin-1")
+    posted = requests.post(
+        upload["upload_url"],
+        data=gzip.compress(data) if compress else data,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=5,
+    )
+    assert posted.json() == {"response": {"segment_upload": {"job_id": upload["job_id"]}, "status": "OK"}}
+    return upload["job_id"]
+
+
+def _poll(demo, token, job_id, member_id=1234):
+    response = requests.get(
+        f"{demo['xandr']['base_url']}/batch-segment?member_id={member_id}&job_id={job_id}",
+        headers={"Authorization": token},
+        timeout=5,
+    )
+    return response.json()["response"]["batch_segment_upload_job"]
+
+
+def test_it_logs_in_and_refuses_a_bad_password(demo):
+    good = _login(demo)
+    assert good.status_code == 200
+    assert good.json()["response"]["status"] == "OK"
+    assert good.json()["response"]["token"]
+
+    bad = _login(demo, password="wrong")
+    assert bad.status_code == 401
+    assert bad.json()["response"]["error_id"] == "NOAUTH"
+    assert bad.json()["response"]["error"] == "No match found for user/pass"
+
+
+def test_it_runs_a_batch_segment_job_through_its_phases(demo, client):
+    token = _token(demo)
+    job_id = _upload(demo, token, f"{IDFA},5678:1440^3\n{AAID},5678:0^8\nnot-a-uuid,5678:0^8\n")
+    first = _poll(demo, token, job_id)
+    assert first["phase"] == "processing"
+    assert "num_valid" not in first
+    second = _poll(demo, token, job_id)
+    assert second["phase"] == "completed"
+    assert (second["num_valid"], second["num_valid_user"], second["num_invalid_user"]) == (2, 2, 1)
+    assert second["num_invalid_format"] == 0
+    assert second["segment_log_lines"] == "added: 5678:2 removed:"
+
+    state = client.xandr_segment_state(5678)
+    assert state["count"] == 2
+    assert state["members"] == sorted([IDFA, AAID])
+    assert [j["job_id"] for j in state["jobs"]] == [job_id]
+
+
+def test_it_removes_users_with_expiration_minus_one(demo, client):
+    token = _token(demo)
+    _upload(demo, token, f"{IDFA},5678:0^3\n{AAID},5678:0^8\n")
+    job_id = _upload(demo, token, f"{IDFA},5678:-1^3\n", compress=True)
+    _poll(demo, token, job_id)
+    assert _poll(demo, token, job_id)["num_valid"] == 1
+    assert client.xandr_segment_state(5678)["members"] == [AAID]
+    # Removing a user who is not in the segment changes nothing, and shows as a duplicate.
+    _upload(demo, token, f"{IDFA},5678:-1^3\n")
+    assert client.xandr_segment_state(5678)["count"] == 1
+    assert client.stats()["duplicates"]["xandr"] == 1
+
+
+def test_it_counts_bad_lines_and_other_members_segments(demo, client):
+    client.xandr_segment(999, 4242)
+    token = _token(demo)
+    job_id = _upload(demo, token, f"{IDFA},4242:0^3\n{IDFA},1111:0^3\nrubbish\n{AAID},5678:0^8\n{AAID},5678:0^8\n")
+    _poll(demo, token, job_id)
+    job = _poll(demo, token, job_id)
+    assert job["num_unauth_segment"] == 1
+    assert job["num_invalid_segment"] == 1
+    assert job["num_invalid_format"] == 2  # "rubbish" and the duplicated line
+    assert job["num_valid"] == 1
+    assert "num_invalid_format-rubbish" in job["error_log_lines"]
+
+
+def test_it_refuses_requests_without_a_valid_token(demo, client):
+    base = demo["xandr"]["base_url"]
+    anonymous = requests.post(f"{base}/batch-segment?member_id=1234", timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["response"]["error_id"] == "NOAUTH"
+
+    token = _token(demo)
+    client.revoke("xandr", "demo")
+    revoked = requests.get(f"{base}/segment?id=5678&member_id=1234", headers={"Authorization": token}, timeout=5)
+    assert revoked.status_code == 401
+    assert revoked.json()["response"]["error_id"] == "NOAUTH"
+    assert _login(demo).json()["response"]["error_id"] == "NOAUTH"
+
+
+def test_it_reads_a_segment_and_reports_a_missing_one(demo):
+    token = _token(demo)
+    base = demo["xandr"]["base_url"]
+    found = requests.get(f"{base}/segment?id=5678&member_id=1234", headers={"Authorization": token}, timeout=5)
+    assert found.json()["response"]["segment"]["id"] == 5678
+    missing = requests.get(f"{base}/segment?id=1&member_id=1234", headers={"Authorization": token}, timeout=5)
+    assert missing.status_code == 404
+    other_member = requests.post(f"{base}/batch-segment?member_id=999", headers={"Authorization": token}, timeout=5)
+    assert other_member.status_code == 403
+    assert other_member.json()["response"]["error_id"] == "UNAUTH"
