@@ -57,11 +57,15 @@ def seed_people(now) -> None:
         status = "Premium" if matches or i % 3 == 0 else "Free"
         profiles.append(ProfileInput(f"demo-{i:03d}", {"status": status, "country": "US"}, identities))
         destination = "Paris" if matches or i % 3 != 0 else "Rome"
-        events.append({
-            "external_id": f"demo-{i:03d}", "name": "Play Video", "source_id": f"demo-play-{i}",
-            "attributes": {"category": "Destination Intro", "destination": destination},
-            "occurred_at": now - dt.timedelta(hours=1 + i % 48),
-        })  # fmt: skip
+        events.append(
+            {
+                "external_id": f"demo-{i:03d}",
+                "name": "Play Video",
+                "source_id": f"demo-play-{i}",
+                "attributes": {"category": "Destination Intro", "destination": destination},
+                "occurred_at": now - dt.timedelta(hours=1 + i % 48),
+            }
+        )
     upsert_profiles(profiles)
     ingest_events(events)
 
@@ -76,12 +80,20 @@ def reset_demo_data() -> None:
 
 
 def create_outputs(sandbox_url: str):
-    mailchimp = Output(kind="mailchimp", name="Mailchimp (demo)", base_url=f"{sandbox_url}/mailchimp/{{dc}}",
-                       settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False})  # fmt: skip
+    mailchimp = Output(
+        kind="mailchimp",
+        name="Mailchimp (demo)",
+        base_url=f"{sandbox_url}/mailchimp/{{dc}}",
+        settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
+    )
     mailchimp.set_secrets({"api_key": MAILCHIMP_KEY})
     mailchimp.save()
-    xandr = Output(kind="xandr", name="AppNexus (demo)", base_url=f"{sandbox_url}/xandr",
-                   settings={"username": XANDR["username"], "member_id": XANDR["member_id"]})  # fmt: skip
+    xandr = Output(
+        kind="xandr",
+        name="AppNexus (demo)",
+        base_url=f"{sandbox_url}/xandr",
+        settings={"username": XANDR["username"], "member_id": XANDR["member_id"]},
+    )
     xandr.set_secrets({"password": XANDR["password"]})
     xandr.save()
     return mailchimp, xandr
@@ -101,9 +113,12 @@ class QCluster:
         root = Path(settings.BASE_DIR)
         self.process = subprocess.Popen(
             [sys.executable, str(root / "manage.py"), "qcluster"],
-            cwd=root, env={**os.environ, "Q_WORKERS": "2", "LOG_LEVEL": "WARNING"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            cwd=root,
+            env={**os.environ, "Q_WORKERS": "2", "LOG_LEVEL": "WARNING"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         return self
 
     def __exit__(self, *exc):

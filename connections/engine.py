@@ -91,7 +91,8 @@ def claim(conn_id: int, limit: int, now=None) -> list[tuple]:
             f") AND NOT EXISTS (SELECT 1 FROM {T_OUTBOX} b WHERE b.connection_id = o.connection_id "
             f"AND b.identity_type = o.identity_type AND b.value = o.value AND b.state = 'in_flight' AND b.id <> o.id "
             f"AND (b.lease_expires_at >= %s OR b.id < o.id)) "
-            f"AND EXISTS (SELECT 1 FROM {T_CONN} c WHERE c.id = o.connection_id AND c.status IN ('active', 'disconnecting')) "
+            f"AND EXISTS (SELECT 1 FROM {T_CONN} c WHERE c.id = o.connection_id "
+            f"AND c.status IN ('active', 'disconnecting')) "
             f"ORDER BY o.id LIMIT %s {lock}) "
             f"RETURNING id, identity_type, value, action, attempts, created_at, forget_after_delivery",
             [adapt(lease), adapt(now), conn_id, adapt(now), adapt(now), adapt(now), limit],
@@ -196,7 +197,9 @@ def _retry(cursor, retry, now) -> int:
     if live:
         whens = " ".join("WHEN %s THEN %s" for _ in live)
         errors = " ".join("WHEN %s THEN %s" for _ in live)
-        params = [x for r, o in live for x in (r[0], adapt(now + dt.timedelta(seconds=backoff_seconds(r[4], o.retry_after))))]
+        params = [
+            x for r, o in live for x in (r[0], adapt(now + dt.timedelta(seconds=backoff_seconds(r[4], o.retry_after))))
+        ]
         params += [x for r, o in live for x in (r[0], o.reason[:1000])]
         _close_replaced(cursor, [r for r, _ in live], now)
         cursor.execute(
@@ -235,7 +238,7 @@ def _aware(value):
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, dt.timezone.utc)
+        value = timezone.make_aware(value, dt.UTC)
     return value
 
 

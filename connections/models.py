@@ -145,3 +145,6 @@ class OutputSlot(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["output", "slot"], name="output_slot_unique")]
+
+    def __str__(self):
+        return f"{self.output_id}#{self.slot}"

@@ -21,9 +21,7 @@ def acquire(output, want: int, holder: str, lease_seconds: int) -> list[OutputSl
     limit = max(1, output.partner.max_concurrency)
     now = timezone.now()
     with transaction.atomic():
-        OutputSlot.objects.bulk_create(
-            [OutputSlot(output=output, slot=n) for n in range(limit)], ignore_conflicts=True
-        )
+        OutputSlot.objects.bulk_create([OutputSlot(output=output, slot=n) for n in range(limit)], ignore_conflicts=True)
         free = OutputSlot.objects.filter(output=output, slot__lt=limit).exclude(lease_expires_at__gte=now)
         if db.vendor == "postgresql":
             free = free.select_for_update(skip_locked=True)

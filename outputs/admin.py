@@ -88,8 +88,12 @@ class OutputAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         kind = request.GET.get("kind") or request.POST.get("kind")
         if kind not in registry.PARTNERS:
-            context = {**self.admin_site.each_context(request), "partners": registry.all_partners(),
-                       "opts": self.model._meta, "title": "Add output: choose a partner"}  # fmt: skip
+            context = {
+                **self.admin_site.each_context(request),
+                "partners": registry.all_partners(),
+                "opts": self.model._meta,
+                "title": "Add output: choose a partner",
+            }
             return render(request, "admin/outputs/output/choose_partner.html", context)
         return super().add_view(request, form_url, {**(extra_context or {}), "partner_kind": kind})
 
@@ -142,5 +146,6 @@ class OutputAdmin(admin.ModelAdmin):
 def _docs_link(partner):
     if not partner.docs_url:
         return ""
-    return format_html('Settings as {} defines them: <a href="{}" target="_blank">documentation</a>.', partner.name,
-                       partner.docs_url)  # fmt: skip
+    return format_html(
+        'Settings as {} defines them: <a href="{}" target="_blank">documentation</a>.', partner.name, partner.docs_url
+    )

@@ -19,9 +19,18 @@ class OutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Output
         fields = [
-            "id", "kind", "name", "settings", "secrets_set", "base_url",
-            "credentials_ok", "credentials_message", "credentials_checked_at", "created_at", "updated_at",
-        ]  # fmt: skip
+            "id",
+            "kind",
+            "name",
+            "settings",
+            "secrets_set",
+            "base_url",
+            "credentials_ok",
+            "credentials_message",
+            "credentials_checked_at",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["credentials_ok", "credentials_message", "credentials_checked_at"]
 
     def get_secrets_set(self, output) -> list[str]:

@@ -40,18 +40,28 @@ def database_url():
 def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(sandbox):
     sandbox.mailchimp_account(KEY)
     sandbox.mailchimp_list(KEY, LIST, "Crash test")
-    output = Output(kind="mailchimp", name="Mailchimp", base_url=sandbox.url + "/mailchimp/{dc}",
-                    settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False})  # fmt: skip
+    output = Output(
+        kind="mailchimp",
+        name="Mailchimp",
+        base_url=sandbox.url + "/mailchimp/{dc}",
+        settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
+    )
     output.set_secrets({"api_key": KEY})
     output.save()
-    upsert_profiles([ProfileInput(f"u{i}", {"status": "Premium"}, [("email", f"u{i}@example.com")]) for i in range(1200)])
+    upsert_profiles(
+        [ProfileInput(f"u{i}", {"status": "Premium"}, [("email", f"u{i}@example.com")]) for i in range(1200)]
+    )
     audience = Audience.objects.create(name="Crash", criteria={"user": "status", "op": "eq", "value": "Premium"})
     refresh_audience(audience)
     conn = services.connect(audience, output, {"list_id": LIST})
     # Every request hangs for a while at the partner: the worker dies with its batches in flight.
     sandbox.fault("mailchimp", "slow", delay=3, count=3)
-    env = {**os.environ, "DATABASE_URL": database_url(), "OUTBOX_LEASE_SECONDS": "2",
-           "DJANGO_SETTINGS_MODULE": "config.settings"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "OUTBOX_LEASE_SECONDS": "2",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(conn.pk)], cwd=ROOT, env=env)
     deadline = time.monotonic() + 20
     while not OutboxMessage.objects.filter(connection=conn, state="in_flight").exists():

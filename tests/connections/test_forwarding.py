@@ -24,8 +24,12 @@ PREMIUM = {"user": "status", "op": "eq", "value": "Premium"}
 def mailchimp(sandbox):
     sandbox.mailchimp_account(KEY)
     sandbox.mailchimp_list(KEY, LIST, "Potential Parisians")
-    output = Output(kind="mailchimp", name="Mailchimp", base_url=sandbox.url + "/mailchimp/{dc}",
-                    settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False})  # fmt: skip
+    output = Output(
+        kind="mailchimp",
+        name="Mailchimp",
+        base_url=sandbox.url + "/mailchimp/{dc}",
+        settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
+    )
     output.set_secrets({"api_key": KEY})
     output.save()
     return output
@@ -285,8 +289,9 @@ def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchim
 def test_an_interval_connection_uploads_when_its_criteria_are_met(sandbox):
     sandbox.xandr_account("demo", "demo-pass", 1234)
     sandbox.xandr_segment(1234, 5678)
-    output = Output(kind="xandr", name="AppNexus", base_url=sandbox.url + "/xandr",
-                    settings={"username": "demo", "member_id": 1234})  # fmt: skip
+    output = Output(
+        kind="xandr", name="AppNexus", base_url=sandbox.url + "/xandr", settings={"username": "demo", "member_id": 1234}
+    )
     output.set_secrets({"password": "demo-pass"})
     output.save()
     people(*[(f"u{i}", "Premium", None, aaid(i)) for i in range(5)])

@@ -21,9 +21,14 @@ def mailchimp_body(**settings):
     return {
         "kind": "mailchimp",
         "name": "Mailchimp (marketing)",
-        "settings": {"api_key": KEY, "email_type": "html", "double_optin": False,
-                     "delete_on_subscription_end": False, **settings},
-    }  # fmt: skip
+        "settings": {
+            "api_key": KEY,
+            "email_type": "html",
+            "double_optin": False,
+            "delete_on_subscription_end": False,
+            **settings,
+        },
+    }
 
 
 def stored_column(output):
@@ -133,9 +138,16 @@ def test_the_admin_masks_secrets_and_builds_the_form_from_the_schema(admin_clien
 
 
 def test_an_output_is_added_in_the_admin_with_its_secret_encrypted(admin_client):
-    response = admin_client.post("/admin/outputs/output/add/?kind=mailchimp", {
-        "name": "Mailchimp", "base_url": "", "setting__api_key": KEY, "setting__email_type": "html", **INLINES,
-    })  # fmt: skip
+    response = admin_client.post(
+        "/admin/outputs/output/add/?kind=mailchimp",
+        {
+            "name": "Mailchimp",
+            "base_url": "",
+            "setting__api_key": KEY,
+            "setting__email_type": "html",
+            **INLINES,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     output = Output.objects.get()
     assert output.secrets == {"api_key": KEY}
@@ -143,9 +155,16 @@ def test_an_output_is_added_in_the_admin_with_its_secret_encrypted(admin_client)
 
 
 def test_a_bad_setting_in_the_admin_is_shown_next_to_its_field(admin_client):
-    response = admin_client.post("/admin/outputs/output/add/?kind=mailchimp", {
-        "name": "Mailchimp", "base_url": "", "setting__api_key": "not-a-key", "setting__email_type": "html", **INLINES,
-    })  # fmt: skip
+    response = admin_client.post(
+        "/admin/outputs/output/add/?kind=mailchimp",
+        {
+            "name": "Mailchimp",
+            "base_url": "",
+            "setting__api_key": "not-a-key",
+            "setting__email_type": "html",
+            **INLINES,
+        },
+    )
     assert response.status_code == 200
     assert not Output.objects.exists()
     assert "errorlist" in response.content.decode()

@@ -23,10 +23,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--sandbox-port", type=int, default=8125,
+            "--sandbox-port",
+            type=int,
+            default=8125,
             help="Port for the partner sandbox; the one `make serve` uses, so the demo's outputs keep working "
             "there (a free port is taken when it is busy).",
-        )  # fmt: skip
+        )
 
     def handle(self, *args, sandbox_port, **options):
         out = Console(file=self.stdout, highlight=False, width=130)
@@ -53,8 +55,10 @@ class Command(BaseCommand):
             )
 
             mailchimp, xandr = demo.create_outputs(url)
-            out.print("[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
-                      "End off) and AppNexus (member 1234).")  # fmt: skip
+            out.print(
+                "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
+                "End off) and AppNexus (member 1234)."
+            )
             with demo.QCluster():
                 conns = [
                     services.connect(audience, mailchimp, {"list_id": demo.MAILCHIMP_LIST}),
