@@ -39,6 +39,16 @@ class Connection(models.Model):
     last_upload_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=1000, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    class Verification(models.TextChoices):
+        UNVERIFIED = "unverified", "Unverified"
+        OK = "ok", "OK"
+        WARNING = "warning", "Warning"
+        FAILING = "failing", "Failing"
+
+    verification_status = models.CharField(max_length=10, choices=Verification.choices, default="unverified")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # [{"name", "status", "detail", "hint"}], as the last verification left them.
+    verification_checks = models.JSONField(default=list, blank=True)
     # Set when a drain task is queued and cleared when it starts: at most one waits per connection.
     drain_queued_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,0 +1,35 @@
+"""The shared troubleshooting hints: what is wrong, where to look, what to do.
+
+Partner-specific wording (a wrong Mailchimp key, a Facebook audience that is
+flagged) lives with the partner module; these are the ones every connection
+can show. Each is keyed by its failure class; tests provoke each and assert it.
+"""
+
+HINTS = {
+    "paused": "The connection is paused: changes are queued but not sent. Resume it when the partner side is ready "
+    "(admin: Resume; API: POST /api/v1/connections/{id}/resume/; command: manage.py resume {id}).",
+    "faulted": "Forwarding stopped because of the failure above. Fix it at the partner or in the output's settings, "
+    "then resume the connection: waiting messages go out at once.",
+    "no_members": "The audience has no members yet, so nothing is forwarded. Check its criteria (admin: the "
+    "audience page shows its size) or wait for the profiles and events it needs.",
+    "no_accepted_identities": "None of the audience's members has an identity {partner} accepts ({types}). Send "
+    "those identities with the profiles (POST /api/v1/profiles/bulk/), or connect an output that accepts the "
+    "identities you have.",
+    "rejections": "{partner} refused {count} message(s) in the last 24 hours, e.g.: {reason} Look at the rejected "
+    "messages of this connection to see which identities and why.",
+    "failures": "{count} message(s) could not be delivered within the retry window. After fixing the cause, use "
+    "Retry failed to send them again.",
+    "waiting": "{count} message(s) have been waiting longer than {allowed} (the oldest since {since}). Check that a "
+    "qcluster is running (manage.py qcluster) and look at the connection's last error.",
+    "partner_count_lower": "{partner} reports {count} but {forwarded} were forwarded and accepted. Members removed "
+    "or unsubscribed at {partner} (by hand, by a bounce or by a compliance review) are not added back; check "
+    "the destination's activity at {partner}.",
+    "partner_count_zero": "{partner} reports no members although {forwarded} were forwarded and accepted: check "
+    "that the connection points at the list or segment you are looking at.",
+    "unreachable": "{partner} could not be reached to check this: {error} It is checked again on the next "
+    "verification.",
+}
+
+
+def hint(key: str, **values) -> str:
+    return HINTS[key].format(**values)

@@ -1,0 +1,156 @@
+"""Does a connection work, and if not, what should a person do? Checks, a status, and hints.
+
+The partner module checks what needs the partner (credentials, destination,
+account preconditions); the checks here read our own state (coverage, delivery
+health) and compare the partner's count with what was forwarded.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import asdict
+
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from connections import funnel as funnel_mod
+from connections.hints import hint
+from connections.models import Connection, OutboxMessage
+from outputs.partners.base import Check
+from outputs.partners.http import TransportError
+
+log = logging.getLogger(__name__)
+
+RANK = {"ok": 0, "warning": 1, "failing": 2}
+REALTIME_GRACE = dt.timedelta(minutes=15)
+
+
+def overall(checks) -> str:
+    return max((c.status for c in checks), key=RANK.__getitem__, default="ok")
+
+
+def partner_checks(conn: Connection) -> list[Check]:
+    partner = conn.partner
+    try:
+        return list(partner.verify(conn.output.account(), conn.settings))
+    except TransportError as exc:
+        return [
+            Check(
+                "credentials",
+                "warning",
+                f"Could not reach {partner.name}.",
+                hint("unreachable", partner=partner.name, error=str(exc)),
+            )
+        ]
+
+
+def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
+    partner = conn.partner
+    size, reachable = f.steps[0].count, f.steps[1].count
+    if size == 0:
+        return Check("identity coverage", "warning", "The audience has no members yet.", hint("no_members"))
+    if reachable == 0:
+        types = funnel_mod.types_phrase(partner.accepted_types(conn.settings))
+        return Check(
+            "identity coverage",
+            "warning",
+            f"None of the {size:,} members has an identity {partner.name} accepts.",
+            hint("no_accepted_identities", partner=partner.name, types=types),
+        )
+    return Check(
+        "identity coverage", "ok", f"{reachable:,} of {size:,} members have an identity {partner.name} accepts."
+    )
+
+
+def delivery_checks(conn: Connection, now) -> list[Check]:
+    checks = []
+    if conn.status == Connection.Status.PAUSED:
+        checks.append(Check("status", "warning", "The connection is paused.", hint("paused")))
+    elif conn.status == Connection.Status.FAULTED:
+        checks.append(Check("status", "failing", f"Forwarding stopped: {conn.status_reason}", hint("faulted")))
+    else:
+        checks.append(Check("status", "ok", f"The connection is {conn.get_status_display().lower()}."))
+    messages = OutboxMessage.objects.filter(connection=conn)
+    day_ago = now - dt.timedelta(hours=24)
+    rejected = messages.filter(state="rejected", finished_at__gte=day_ago)
+    rejected_count = rejected.count()
+    if rejected_count:
+        reason = (
+            rejected.values("last_error").annotate(n=Count("pk")).order_by("-n").values_list("last_error", flat=True)[0]
+        )
+        checks.append(
+            Check(
+                "rejections",
+                "warning",
+                f"{rejected_count:,} message(s) rejected in the last 24 hours.",
+                hint("rejections", partner=conn.partner.name, count=rejected_count, reason=reason),
+            )
+        )
+    failed = messages.filter(state="failed").count()
+    if failed:
+        checks.append(Check("failures", "warning", f"{failed:,} message(s) failed.", hint("failures", count=failed)))
+    if conn.status == Connection.Status.ACTIVE:
+        allowed = (
+            REALTIME_GRACE
+            if conn.delivery_mode == Connection.Mode.REALTIME
+            else dt.timedelta(minutes=conn.interval_minutes or 15) + REALTIME_GRACE
+        )
+        late = messages.filter(state__in=["pending", "in_flight"], created_at__lt=now - allowed)
+        oldest = late.aggregate(at=Min("created_at"))["at"]
+        if oldest is not None:
+            count = late.count()
+            minutes = int(allowed.total_seconds() // 60)
+            checks.append(
+                Check(
+                    "waiting",
+                    "warning",
+                    f"{count:,} message(s) waiting longer than {minutes} minutes.",
+                    hint("waiting", count=count, allowed=f"{minutes} minutes", since=f"{oldest:%Y-%m-%d %H:%M}"),
+                )
+            )
+    if not any(c.name in ("rejections", "failures", "waiting") for c in checks):
+        checks.append(Check("delivery", "ok", "No rejections, failures or late messages."))
+    return checks
+
+
+def count_check(conn: Connection, f: funnel_mod.Funnel) -> Check | None:
+    partner_count, accepted = f.steps[5].count, f.steps[4].count
+    name = conn.partner.name
+    if partner_count is None:
+        return None
+    if accepted and partner_count == 0:
+        return Check(
+            "partner count",
+            "warning",
+            f"{name} reports no members; {accepted:,} were accepted.",
+            hint("partner_count_zero", partner=name, forwarded=f"{accepted:,}"),
+        )
+    if partner_count < accepted:
+        return Check(
+            "partner count",
+            "warning",
+            f"{name} reports {partner_count:,}; {accepted:,} were forwarded and accepted.",
+            hint("partner_count_lower", partner=name, count=f"{partner_count:,}", forwarded=f"{accepted:,}"),
+        )
+    if partner_count == 0:
+        return Check("partner count", "ok", f"{name} reports no members, and none were forwarded yet.")
+    return Check("partner count", "ok", f"{name} reports {partner_count:,}: the connection is working.")
+
+
+def verify(conn: Connection) -> tuple[str, list[Check]]:
+    """Run every check, store the result on the connection, and return it."""
+    now = timezone.now()
+    checks = partner_checks(conn)
+    partner_ok = all(c.status == "ok" for c in checks)
+    f = funnel_mod.compute(conn, partner_count=... if partner_ok else None)
+    checks.append(coverage_check(conn, f))
+    checks.extend(delivery_checks(conn, now))
+    count = count_check(conn, f)
+    if count is not None:
+        checks.append(count)
+    status = overall(checks)
+    Connection.objects.filter(pk=conn.pk).update(
+        verification_status=status, verified_at=now, verification_checks=[asdict(c) for c in checks]
+    )
+    conn.verification_status, conn.verified_at, conn.verification_checks = status, now, [asdict(c) for c in checks]
+    log.info("Verified connection %s: %s", conn.pk, status)
+    return status, checks
