@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from audiences.api.views import AudienceViewSet, EventViewSet, ProfileViewSet
+from connections.api.views import ConnectionViewSet
 from outputs.api.views import OutputViewSet, PartnerViewSet
 
 router = DefaultRouter()
@@ -11,6 +12,7 @@ router.register("events", EventViewSet, basename="event")
 router.register("audiences", AudienceViewSet, basename="audience")
 router.register("outputs", OutputViewSet, basename="output")
 router.register("partners", PartnerViewSet, basename="partner")
+router.register("connections", ConnectionViewSet, basename="connection")
 
 app_name = "api"
 urlpatterns = router.urls

@@ -133,6 +133,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectionStatusEnum": "connections.models.Connection.Status",
+        "MessageStateEnum": "connections.models.OutboxMessage.State",
+        "VerificationStatusEnum": "connections.models.Connection.Verification",
+    },
 }
 
 # Largest batch accepted by the bulk endpoints, in records per request.

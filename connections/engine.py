@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.db import connection as db
 from django.db.models import F
 from django.utils import timezone
@@ -305,8 +304,8 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
                     report.fault = f"{result.fault.message} {result.fault.hint}".strip()
                     stop.set()
         finally:
-            if len(slots) > 1:
-                close_old_connections()
+            if threading.current_thread() is not threading.main_thread() and len(slots) > 1:
+                db.close()  # a pool thread's own connection: give it back rather than leave it open
 
     try:
         if len(slots) == 1:

@@ -39,6 +39,7 @@ class Connection(models.Model):
     last_upload_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=1000, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+
     class Verification(models.TextChoices):
         UNVERIFIED = "unverified", "Unverified"
         OK = "ok", "OK"

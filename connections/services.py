@@ -15,7 +15,9 @@ def clean_connection(output, data: dict, mode: str | None, minutes, messages, ex
     partner = output.partner
     errors = {}
     try:
-        cleaned = schema.clean_settings(partner.connection_settings, data, existing=existing.settings if existing else None)
+        cleaned = schema.clean_settings(
+            partner.connection_settings, data, existing=existing.settings if existing else None
+        )
     except ValidationError as exc:
         errors.update({f"settings.{k}": v for k, v in exc.message_dict.items()})
         cleaned = {}
@@ -26,8 +28,10 @@ def clean_connection(output, data: dict, mode: str | None, minutes, messages, ex
     elif mode == "realtime" and default.mode == "interval":
         errors["delivery_mode"] = [f"{partner.name} takes queued uploads at an interval, not realtime messages."]
     # An operator may tighten the partner's upload criteria, never loosen them.
-    for name, value, limit in (("interval_minutes", minutes, default.every_minutes),
-                               ("interval_messages", messages, default.every_messages)):  # fmt: skip
+    for name, value, limit in (
+        ("interval_minutes", minutes, default.every_minutes),
+        ("interval_messages", messages, default.every_messages),
+    ):
         if value is not None and limit is not None and not (1 <= value <= limit):
             errors[name] = [f"Must be between 1 and {partner.name}'s {limit:,}."]
     if errors:
@@ -35,6 +39,10 @@ def clean_connection(output, data: dict, mode: str | None, minutes, messages, ex
     if mode == "interval":
         minutes = minutes or default.every_minutes
         messages = messages or default.every_messages
+        if not minutes and not messages:
+            raise ValidationError(
+                {"interval_minutes": ["An interval upload needs a period in minutes, a message count, or both."]}
+            )
     return cleaned, mode, minutes, messages
 
 
@@ -43,11 +51,28 @@ def connect(audience, output, settings: dict, mode=None, minutes=None, messages=
     cleaned, mode, minutes, messages = clean_connection(output, settings, mode, minutes, messages)
     with transaction.atomic():
         conn = Connection.objects.create(
-            audience=audience, output=output, settings=cleaned, delivery_mode=mode,
-            interval_minutes=minutes, interval_messages=messages,
-        )  # fmt: skip
+            audience=audience,
+            output=output,
+            settings=cleaned,
+            delivery_mode=mode,
+            interval_minutes=minutes,
+            interval_messages=messages,
+        )
         conn.queued_on_connect = fanout.backfill(conn)
     return conn
+
+
+def update_connection(conn: Connection, settings: dict, mode=None, minutes=None, messages=None) -> int:
+    """Save new settings or delivery mode; a changed destination gets the current members again (a backfill)."""
+    if conn.status == Connection.Status.DISCONNECTING:
+        raise ValidationError({"status": ["This connection is being disconnected; it can no longer be changed."]})
+    cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
+    moved = cleaned != conn.settings
+    with transaction.atomic():
+        conn.settings, conn.delivery_mode = cleaned, mode
+        conn.interval_minutes, conn.interval_messages = minutes, messages
+        conn.save(update_fields=["settings", "delivery_mode", "interval_minutes", "interval_messages", "updated_at"])
+        return fanout.backfill(conn) if moved else 0
 
 
 def pause(conn: Connection) -> None:
@@ -81,7 +106,9 @@ def retry_failed(conn: Connection) -> int:
         connection=conn, state="pending", identity_type=OuterRef("identity_type"), value=OuterRef("value")
     )
     failed.filter(Exists(newer)).update(state="replaced")
-    count = failed.update(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="", finished_at=None)
+    count = failed.update(
+        state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="", finished_at=None
+    )
     fanout._drain_after_commit([conn.pk])
     return count
 

@@ -1,4 +1,5 @@
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.text import slugify
@@ -68,6 +69,25 @@ class AudienceViewSet(viewsets.ModelViewSet):
     queryset = Audience.objects.all()
     serializer_class = s.AudienceSerializer
     filterset_fields = ["kind", "name"]
+
+    # Apps whose objects depend on an audience install guards here (connections does, in its API module):
+    # guard(request, audience) raises a ValidationError to refuse the delete, answers for it with a Response,
+    # or returns None to let it go ahead. Guards run in the delete's transaction.
+    delete_guards: list = []
+
+    @transaction.atomic
+    def destroy(self, request, *args, **kwargs):
+        audience = self.get_object()
+        for guard in self.delete_guards:
+            response = guard(request, audience)
+            if response is not None:
+                return response
+        try:
+            audience.delete()
+        except ProtectedError as exc:
+            used_by = ", ".join(str(o) for o in exc.protected_objects)
+            raise serializers.ValidationError({"non_field_errors": [f"Still in use by: {used_by}."]}) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def perform_create(self, serializer):
         audience = serializer.save()

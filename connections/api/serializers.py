@@ -1,0 +1,180 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from audiences.models import Audience
+from connections import services
+from connections.api.filters import duplicate_of, pending_of
+from connections.models import Connection, Delivery, OutboxMessage
+from outputs.models import Output
+
+
+def api_errors(exc: DjangoValidationError) -> dict:
+    """`{"settings.list_id": [...]}` from the services becomes `{"settings": {"list_id": [...]}}`."""
+    errors: dict = {}
+    for key, problems in exc.message_dict.items():
+        if key.startswith("settings."):
+            errors.setdefault("settings", {})[key.removeprefix("settings.")] = problems
+        else:
+            errors[key] = problems
+    return errors
+
+
+class PartnerRefSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    audience = serializers.PrimaryKeyRelatedField(queryset=Audience.objects.all(), help_text="Audience ID.")
+    output = serializers.PrimaryKeyRelatedField(queryset=Output.objects.all(), help_text="Output ID.")
+    audience_name = serializers.CharField(source="audience.name", read_only=True)
+    output_name = serializers.CharField(source="output.name", read_only=True)
+    partner = serializers.SerializerMethodField()
+    settings = serializers.DictField(
+        required=False,
+        help_text="The partner's connection settings, such as Mailchimp's list_id (see /api/v1/partners/).",
+    )
+    delivery_mode = serializers.ChoiceField(
+        choices=Connection.Mode.choices, required=False, help_text="Default: the partner's delivery mode."
+    )
+    interval_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Interval mode: upload at least this often (minutes)."
+    )
+    interval_messages = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Interval mode: upload as soon as this many messages wait."
+    )
+    pending = serializers.SerializerMethodField(help_text="Messages waiting or in flight.")
+    sent = serializers.IntegerField(source="sent_count", read_only=True)
+    accepted = serializers.IntegerField(source="accepted_count", read_only=True)
+    rejected = serializers.IntegerField(source="rejected_count", read_only=True)
+    failed = serializers.IntegerField(source="failed_count", read_only=True)
+    unaccepted = serializers.IntegerField(
+        source="unaccepted_count",
+        read_only=True,
+        help_text="Membership changes of members with no identity type this partner accepts (counted, not sent).",
+    )
+
+    class Meta:
+        model = Connection
+        fields = [
+            "id", "audience", "audience_name", "output", "output_name", "partner", "settings",
+            "status", "status_reason", "delivery_mode", "interval_minutes", "interval_messages",
+            "pending", "sent", "accepted", "rejected", "failed", "unaccepted",
+            "last_delivery_at", "last_upload_at", "last_error", "last_error_at", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "status", "status_reason", "last_delivery_at", "last_upload_at", "last_error", "last_error_at",
+        ]  # fmt: skip
+
+    def get_partner(self, conn) -> PartnerRefSerializer:
+        partner = conn.output.partner
+        return {"slug": partner.slug, "name": partner.name}
+
+    def get_pending(self, conn) -> int:
+        return pending_of(conn)
+
+    def to_representation(self, conn):
+        data = super().to_representation(conn)
+        secret = {s.name for s in conn.output.partner.connection_settings if s.secret}
+        data["settings"] = {k: v for k, v in conn.settings.items() if k not in secret}
+        return data
+
+    def validate(self, data):
+        if self.instance is not None:
+            for field in ("audience", "output"):
+                if field in data and data[field] != getattr(self.instance, field):
+                    raise serializers.ValidationError(
+                        {field: [f"A connection's {field} cannot change; create a new connection."]}
+                    )
+            # Fields left out of a PATCH keep their stored values.
+            for field in ("delivery_mode", "interval_minutes", "interval_messages"):
+                data.setdefault(field, getattr(self.instance, field))
+            data.setdefault("settings", {})
+            return data
+        try:
+            cleaned, *_ = services.clean_connection(
+                data["output"],
+                data.get("settings", {}),
+                data.get("delivery_mode"),
+                data.get("interval_minutes"),
+                data.get("interval_messages"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from None
+        twin = duplicate_of(data["audience"], data["output"], cleaned)
+        if twin is not None:
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        f"{services.describe_connections([twin])} already exists (connection {twin.pk})."
+                    ]
+                }
+            )
+        return data
+
+    def create(self, data):
+        try:
+            return services.connect(
+                data["audience"],
+                data["output"],
+                data.get("settings", {}),
+                data.get("delivery_mode"),
+                data.get("interval_minutes"),
+                data.get("interval_messages"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from None
+
+    def update(self, conn, data):
+        try:
+            conn.queued_on_update = services.update_connection(
+                conn, data["settings"], data["delivery_mode"], data["interval_minutes"], data["interval_messages"]
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from None
+        return conn
+
+
+class CreatedConnectionSerializer(ConnectionSerializer):
+    queued = serializers.SerializerMethodField(
+        help_text="Backfill: messages queued for the audience's current members (on create, and on an update "
+        "that changed the destination)."
+    )
+
+    class Meta(ConnectionSerializer.Meta):
+        fields = [*ConnectionSerializer.Meta.fields, "queued"]
+
+    def get_queued(self, conn) -> int:
+        return getattr(conn, "queued_on_connect", getattr(conn, "queued_on_update", 0))
+
+
+class OperationResultSerializer(ConnectionSerializer):
+    detail = serializers.CharField(read_only=True, help_text="What happened, in one or two sentences.")
+    requeued = serializers.IntegerField(read_only=True, required=False, help_text="retry-failed: messages requeued.")
+
+    class Meta(ConnectionSerializer.Meta):
+        fields = [*ConnectionSerializer.Meta.fields, "detail", "requeued"]
+
+
+class RemovingSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    detail = serializers.CharField()
+    pending = serializers.IntegerField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OutboxMessage
+        fields = [
+            "id", "identity_type", "value", "action", "state", "attempts", "next_attempt_at", "last_error",
+            "created_at", "updated_at", "finished_at",
+        ]  # fmt: skip
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Delivery
+        fields = [
+            "id", "started_at", "duration_ms", "messages", "accepted", "rejected", "retried", "http_status",
+            "requests", "error", "response_excerpt",
+        ]  # fmt: skip

@@ -1,0 +1,224 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from audiences.api.views import AudienceViewSet
+from audiences.identity_types import IdentityType
+from connections import operations, services
+from connections.api import serializers as s
+from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
+from connections.models import Connection, OutboxMessage
+from outputs.api.views import OutputViewSet
+
+REMOVE_CHOICE = OpenApiParameter(
+    "remove_from_partner",
+    OpenApiTypes.BOOL,
+    required=True,
+    description="true: remove the audience's members from the partner first (202, deleted once sent); "
+    "false: leave them there and delete now (204).",
+)
+DISCONNECT_CHOICE = OpenApiParameter(
+    "disconnect",
+    OpenApiTypes.STR,
+    enum=["remove", "keep"],
+    description="When connections remain: remove = disconnect them, removing their members from the partners "
+    "first (202; delete again once they are gone); keep = disconnect them leaving the members, then delete (204).",
+)
+
+PAGE = OpenApiParameter("page", OpenApiTypes.INT, description="Page number (newest first).")
+MESSAGE_PARAMETERS = [
+    PAGE,
+    OpenApiParameter("state", OpenApiTypes.STR, enum=OutboxMessage.State.values),
+    OpenApiParameter("identity", OpenApiTypes.STR, description="An identity value as typed; normalized to match."),
+    OpenApiParameter("identity_type", OpenApiTypes.STR, enum=IdentityType.values),
+    OpenApiParameter("action", OpenApiTypes.STR, enum=["add", "remove"]),
+]
+DELIVERY_PARAMETERS = [
+    PAGE,
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Batches started at or after this time."),
+    OpenApiParameter("has_error", OpenApiTypes.BOOL, description="Only batches with (or without) an error."),
+]
+
+
+def _refused(exc: operations.Refused):
+    return serializers.ValidationError({"status": [str(exc)]})
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: s.CreatedConnectionSerializer}),
+    update=extend_schema(responses=s.CreatedConnectionSerializer),
+    partial_update=extend_schema(responses=s.CreatedConnectionSerializer),
+    destroy=extend_schema(
+        parameters=[REMOVE_CHOICE],
+        responses={202: s.RemovingSerializer, 204: OpenApiResponse(description="Disconnected and deleted.")},
+    ),
+)
+class ConnectionViewSet(viewsets.ModelViewSet):
+    """Audiences connected to outputs. Creating one validates its settings and queues the current members."""
+
+    serializer_class = s.ConnectionSerializer
+    filterset_class = ConnectionFilter
+
+    def get_queryset(self):
+        return with_pending(Connection.objects.select_related("audience", "output")).order_by("pk")
+
+    def _reload(self, conn) -> Connection:
+        return self.get_queryset().get(pk=conn.pk)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conn = serializer.save()
+        fresh = self._reload(conn)
+        fresh.queued_on_connect = conn.queued_on_connect
+        return Response(s.CreatedConnectionSerializer(fresh).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        conn = serializer.save()
+        fresh = self._reload(conn)
+        fresh.queued_on_update = conn.queued_on_update
+        return Response(s.CreatedConnectionSerializer(fresh).data)
+
+    def destroy(self, request, *args, **kwargs):
+        conn = self.get_object()
+        choice = request.query_params.get("remove_from_partner", "").strip().lower()
+        if choice not in ("true", "false"):
+            raise serializers.ValidationError(
+                {
+                    "remove_from_partner": [
+                        "Say whether to remove the audience's members from the partner first: true or false."
+                    ]
+                }
+            )
+        outcome, detail = operations.disconnect(conn, choice == "true")
+        if outcome == "deleted":
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        conn = self._reload(conn)
+        body = {"status": outcome, "detail": detail, "pending": conn.pending}
+        return Response(s.RemovingSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+    def _operation(self, conn, detail, requeued=None):
+        conn = self._reload(conn)
+        conn.detail = detail
+        if requeued is not None:
+            conn.requeued = requeued
+        return Response(s.OperationResultSerializer(conn).data)
+
+    @extend_schema(request=None, responses=s.OperationResultSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        """Stop sending; membership changes keep queueing until the connection is resumed."""
+        conn = self.get_object()
+        try:
+            return self._operation(conn, operations.pause(conn))
+        except operations.Refused as exc:
+            raise _refused(exc) from None
+
+    @extend_schema(request=None, responses=s.OperationResultSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Back to active after a pause or a fault; waiting messages go out now."""
+        conn = self.get_object()
+        try:
+            return self._operation(conn, operations.resume(conn))
+        except operations.Refused as exc:
+            raise _refused(exc) from None
+
+    @extend_schema(request=None, responses=s.OperationResultSerializer)
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        """Send what is waiting now, even for an interval connection or a message backing off."""
+        conn = self.get_object()
+        try:
+            return self._operation(conn, operations.sync(conn))
+        except operations.Refused as exc:
+            raise _refused(exc) from None
+
+    @extend_schema(request=None, responses=s.OperationResultSerializer)
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request, pk=None):
+        """Give messages that failed (gave up after the retry window) another window; `requeued` counts them."""
+        conn = self.get_object()
+        count, detail = operations.retry_failed(conn)
+        return self._operation(conn, detail, requeued=count)
+
+    @extend_schema(parameters=MESSAGE_PARAMETERS, filters=False, responses=s.MessageSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def messages(self, request, pk=None):
+        """The connection's outbox, newest first: filter by state, identity (as typed), identity_type, action."""
+        conn = self.get_object()
+        queryset = self._filtered(MessageFilter, conn.messages.order_by("-id"))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.MessageSerializer(page, many=True).data)
+
+    @extend_schema(parameters=DELIVERY_PARAMETERS, filters=False, responses=s.DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        """One record per batch sent to the partner, newest first."""
+        conn = self.get_object()
+        queryset = self._filtered(DeliveryFilter, conn.deliveries.order_by("-started_at", "-id"))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.DeliverySerializer(page, many=True).data)
+
+    def _filtered(self, filterset_class, queryset):
+        filterset = filterset_class(self.request.query_params, queryset=queryset, request=self.request)
+        if not filterset.is_valid():
+            raise serializers.ValidationError(filterset.errors)
+        return filterset.qs
+
+    def filter_queryset(self, queryset):
+        # The messages/deliveries filters apply to their own rows, not to the connection being looked up.
+        if self.action in ("messages", "deliveries"):
+            return queryset
+        return super().filter_queryset(queryset)
+
+
+def delete_guard(field: str):
+    """Refuse to delete an audience or output that still has connections, unless told how to disconnect them."""
+
+    def guard(request, obj):
+        conns = list(services.connections_of(**{field: obj}))
+        if not conns:
+            return None
+        choice = request.query_params.get("disconnect")
+        if choice is None:
+            raise serializers.ValidationError(
+                {
+                    "connections": [
+                        f"Disconnect these first: {services.describe_connections(conns)}, "
+                        f"or pass ?disconnect=remove or ?disconnect=keep."
+                    ]
+                }
+            )
+        if choice not in ("remove", "keep"):
+            raise serializers.ValidationError(
+                {
+                    "disconnect": [
+                        "Must be remove (remove the members from the partners first) or keep (leave them there)."
+                    ]
+                }
+            )
+        if choice == "keep":
+            operations.disconnect_all(conns, remove_from_partner=False)
+            return None
+        operations.disconnect_all(conns, remove_from_partner=True)
+        body = {
+            "status": "disconnecting",
+            "detail": f"Removing the members from the partners first: {services.describe_connections(conns)}. "
+            f"The {field} can be deleted once these connections are gone.",
+            "connections": [c.pk for c in conns],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    return guard
+
+
+# audiences and outputs know nothing of connections; connections installs its delete guard on their viewsets.
+AudienceViewSet.delete_guards = [*AudienceViewSet.delete_guards, delete_guard("audience")]
+OutputViewSet.delete_guards = [*OutputViewSet.delete_guards, delete_guard("output")]
+for viewset in (AudienceViewSet, OutputViewSet):
+    viewset.destroy = extend_schema(parameters=[DISCONNECT_CHOICE])(viewset.destroy)  # documents ?disconnect=

@@ -1,0 +1,22 @@
+"""What the connection commands share: finding a connection by ID, and printing sentences with rich."""
+
+from django.core.management.base import CommandError
+from rich.console import Console
+
+from connections.api.filters import with_pending
+from connections.models import Connection
+
+
+def get_connection(pk: int) -> Connection:
+    conn = with_pending(Connection.objects.select_related("audience", "output")).filter(pk=pk).first()
+    if conn is None:
+        raise CommandError(
+            f"No connection with ID {pk}. The admin's connection list and GET /api/v1/connections/ show the IDs."
+        )
+    return conn
+
+
+def console(command) -> Console:
+    # Piped or captured output gets a wide page, so tables keep whole names for the reader or the script.
+    width = None if command.stdout.isatty() else 160
+    return Console(file=command.stdout, highlight=False, width=width)

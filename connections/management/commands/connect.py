@@ -1,0 +1,87 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from audiences.models import Audience
+from connections import operations, services
+from connections.api.filters import duplicate_of
+from connections.management.commands._common import console
+from connections.models import Connection
+from outputs.models import Output
+
+
+class Command(BaseCommand):
+    help = (
+        "Connect an audience to an output: validate the connection settings against the partner's schema, then "
+        "queue the audience's current members (the backfill). Prints the connection ID."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("audience", metavar="AUDIENCE", help="The audience's name, exactly as shown.")
+        parser.add_argument("output", metavar="OUTPUT", help="The output's name, exactly as shown.")
+        parser.add_argument(
+            "--setting",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="A connection setting, such as list_id=a1b2c3d4e5; repeat for several. Yes/no settings take "
+            "true or false; multiple-choice settings take comma-separated values (identity_types=email,ios_idfa).",
+        )
+        parser.add_argument(
+            "--mode",
+            choices=Connection.Mode.values,
+            help="realtime (each change as it comes) or interval (queued uploads). Default: the partner's.",
+        )
+        parser.add_argument(
+            "--every-minutes", type=int, metavar="N", help="Interval mode: upload at least every N minutes."
+        )
+        parser.add_argument(
+            "--every-messages", type=int, metavar="N", help="Interval mode: upload as soon as N messages wait."
+        )
+
+    def handle(self, *args, audience, output, setting, mode, every_minutes, every_messages, **options):
+        audience_obj = Audience.objects.filter(name=audience).first()
+        if audience_obj is None:
+            raise CommandError(f"No audience named '{audience}'.")
+        output_obj = Output.objects.filter(name=output).first()
+        if output_obj is None:
+            raise CommandError(f"No output named '{output}'.")
+        values = self._settings(output_obj, setting)
+        try:
+            cleaned, *_ = services.clean_connection(output_obj, values, mode, every_minutes, every_messages)
+            twin = duplicate_of(audience_obj, output_obj, cleaned)
+            if twin is not None:
+                raise CommandError(
+                    f"{operations.label(twin)} already exists with these settings (connection {twin.pk})."
+                )
+            conn = services.connect(audience_obj, output_obj, values, mode, every_minutes, every_messages)
+        except ValidationError as exc:
+            raise CommandError(self._problems(exc)) from None
+        out = console(self)
+        out.print(operations.connected(conn))
+        out.print(f"Connection ID: [bold]{conn.pk}[/bold]")
+        out.print(f"Queued: {conn.queued_on_connect:,}")
+
+    @staticmethod
+    def _settings(output, pairs) -> dict:
+        kinds = {s.name: s.kind for s in output.partner.connection_settings}
+        values = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise CommandError(f"--setting {pair!r}: expected KEY=VALUE, such as list_id=a1b2c3d4e5.")
+            if key not in kinds:
+                known = ", ".join(kinds) or "none"
+                raise CommandError(f"--setting {key}: {output.partner.name} has no such connection setting ({known}).")
+            values[key] = [v.strip() for v in value.split(",") if v.strip()] if kinds[key] == "multichoice" else value
+        return values
+
+    @staticmethod
+    def _problems(exc: ValidationError) -> str:
+        lines = []
+        for key, problems in exc.message_dict.items():
+            name = key.removeprefix("settings.")
+            flag = {"delivery_mode": "--mode", "interval_minutes": "--every-minutes",
+                    "interval_messages": "--every-messages"}.get(name, f"--setting {name}")  # fmt: skip
+            lines.extend(f"{flag}: {problem}" for problem in problems)
+        return "\n".join(lines)

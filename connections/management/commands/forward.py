@@ -1,0 +1,137 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+from django.utils import timezone
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connections import engine, operations, services
+from connections.management.commands._common import console, get_connection
+from connections.models import Connection, OutboxMessage
+
+COUNTS = ("batches", "messages", "accepted", "rejected", "retried", "failed")
+
+
+def due_count(conn) -> int:
+    now = timezone.now()
+    due = Q(state="pending", next_attempt_at__lte=now) | Q(state="in_flight", lease_expires_at__lt=now)
+    return OutboxMessage.objects.filter(due, connection=conn).count()
+
+
+class Command(BaseCommand):
+    help = (
+        "Send what is due now, in this process (no qcluster needed): drains each connection through its "
+        "partner with a progress bar, then prints a summary per connection. Exits non-zero if one faulted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--connection",
+            action="append",
+            type=int,
+            default=[],
+            metavar="ID",
+            help="A connection's ID; repeat for several.",
+        )
+        parser.add_argument(
+            "--all", action="store_true", help="Every connection that is sending (active or disconnecting)."
+        )
+        parser.add_argument(
+            "--max-seconds",
+            type=float,
+            metavar="S",
+            help="Stop each connection after about S seconds (default: no limit; the rest stays queued).",
+        )
+
+    def handle(self, *args, connection, all, max_seconds, **options):
+        if not connection and not all:
+            raise CommandError("Say what to forward: --connection ID (repeatable) or --all.")
+        if connection and all:
+            raise CommandError("Give either --connection or --all, not both.")
+        if max_seconds is not None and max_seconds <= 0:
+            raise CommandError("--max-seconds must be more than 0.")
+        if all:
+            conns = list(Connection.objects.select_related("audience", "output").order_by("pk"))
+        else:
+            conns = [get_connection(pk) for pk in dict.fromkeys(connection)]
+        out = console(self)
+        rows, faults = [], []
+        for conn in conns:
+            if conn.status not in engine.SENDING:
+                reason = f" ({conn.status_reason})" if conn.status_reason else ""
+                out.print(f"Skipped {operations.label(conn)}: it is {conn.get_status_display().lower()}{reason}. "
+                          f"Resume it to send.")  # fmt: skip
+                continue
+            totals = self._drain(conn, out, max_seconds)
+            rows.append((conn, totals))
+            if totals["fault"]:
+                faults.append(f"{operations.label(conn)}: {totals['fault']}")
+        if rows:
+            out.print(self._table(rows))
+            for conn, totals in rows:
+                if totals["note"]:
+                    out.print(f"{operations.label(conn)}: {totals['note']}")
+        elif not conns:
+            out.print("There are no connections.")
+        if faults:
+            raise CommandError(
+                f"{len(faults)} connection(s) faulted and stopped; fix the cause, then resume:\n" + "\n".join(faults)
+            )
+
+    def _drain(self, conn, out, max_seconds) -> dict:
+        totals = dict.fromkeys(COUNTS, 0) | {"seconds": 0.0, "fault": "", "note": ""}
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+            disable=not out.is_terminal,
+        ) as progress:
+            task = progress.add_task(operations.label(conn), total=due_count(conn))
+
+            def on_batch(counts):
+                progress.advance(task, counts["messages"])
+
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                report = engine.drain(conn.pk, max_seconds=left, progress=on_batch)
+                for key in COUNTS:
+                    totals[key] += getattr(report, key)
+                totals["seconds"] += report.seconds
+                totals["fault"] = report.fault
+                if not report.more_due or report.fault:
+                    break
+                if not report.batches:
+                    totals["note"] = "Other workers hold every slot of this output; they are sending."
+                    break
+        self._after(conn, totals)
+        return totals
+
+    @staticmethod
+    def _after(conn, totals) -> None:
+        """What the drain task does after a drain: note an interval upload, finish a disconnect."""
+        conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
+        if conn is None:
+            return
+        if totals["batches"] and conn.delivery_mode == Connection.Mode.INTERVAL:
+            Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
+        if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):
+            totals["note"] = "Members removed at the partner; the connection is now deleted."
+
+    @staticmethod
+    def _table(rows) -> Table:
+        table = Table("ID", "Connection", title="Forwarded")
+        for name in ("Batches", "Sent", "Accepted", "Rejected", "Retried", "Failed", "Seconds"):
+            table.add_column(name, justify="right")
+        table.add_column("Fault", style="red")
+        for conn, t in rows:
+            table.add_row(
+                str(conn.pk), operations.label(conn), *(f"{t[k]:,}" for k in COUNTS), f"{t['seconds']:.2f}", t["fault"]
+            )
+        return table

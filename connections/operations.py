@@ -1,0 +1,116 @@
+"""The operator's operations on a connection, each with the sentence that reports it.
+
+The admin, the API and the commands call these, so an operator reads the same
+words at every door. The work itself is done by `connections.services`.
+"""
+
+from django.db import transaction
+
+from connections import services
+from connections.api.filters import pending_of
+from connections.models import Connection, OutboxMessage
+
+Status = Connection.Status
+
+
+class Refused(Exception):
+    """The operation does not apply to the connection in its current state; the message says why."""
+
+
+def label(conn: Connection) -> str:
+    return services.describe_connections([conn])
+
+
+def _messages(n: int) -> str:
+    return f"{n:,} message{'' if n == 1 else 's'}"
+
+
+def _fresh(conn: Connection) -> Connection:
+    conn.refresh_from_db()
+    if hasattr(conn, "pending"):
+        del conn.pending
+    return conn
+
+
+def _disconnecting(conn: Connection, what: str) -> Refused:
+    return Refused(
+        f"{label(conn)} is being disconnected (its members are being removed from {conn.partner.name}); "
+        f"it cannot be {what}."
+    )
+
+
+def connected(conn: Connection) -> str:
+    queued = getattr(conn, "queued_on_connect", 0)
+    if not queued:
+        return (
+            f"Connected {label(conn)}. No current member has an identity {conn.partner.name} accepts, "
+            f"so nothing was queued."
+        )
+    return f"Connected {label(conn)}. Queued {_messages(queued)} for the audience's current members."
+
+
+def pause(conn: Connection) -> str:
+    if conn.status == Status.DISCONNECTING:
+        raise _disconnecting(conn, "paused")
+    was = conn.status
+    services.pause(conn)
+    waiting = pending_of(_fresh(conn))
+    if was == Status.PAUSED:
+        return f"{label(conn)} was already paused. {_messages(waiting)} wait until you resume."
+    if waiting:
+        return f"Paused {label(conn)}. {_messages(waiting)} wait until you resume."
+    return f"Paused {label(conn)}. New membership changes wait until you resume."
+
+
+def resume(conn: Connection) -> str:
+    if conn.status == Status.DISCONNECTING:
+        raise _disconnecting(conn, "resumed")
+    was = conn.status
+    services.resume(conn)
+    waiting = pending_of(_fresh(conn))
+    if was == Status.ACTIVE:
+        return f"{label(conn)} is already active. {_messages(waiting)} waiting."
+    if waiting:
+        return f"Resumed {label(conn)}: {_messages(waiting)} waiting go out now."
+    return f"Resumed {label(conn)}. Nothing is waiting."
+
+
+def sync(conn: Connection) -> str:
+    if conn.status == Status.PAUSED:
+        raise Refused(f"{label(conn)} is paused: resume it to send its {_messages(pending_of(conn))} waiting.")
+    if conn.status == Status.FAULTED:
+        raise Refused(f"{label(conn)} is stopped by a fault: {conn.status_reason} Resume it once that is fixed.")
+    waiting = pending_of(conn)
+    if not waiting:
+        return f"Nothing is waiting for {label(conn)}."
+    services.sync_now(conn)
+    return f"Sending the {_messages(waiting)} waiting for {label(conn)} now."
+
+
+def retry_failed(conn: Connection) -> tuple[int, str]:
+    count = services.retry_failed(conn)
+    _fresh(conn)
+    if not count:
+        return 0, f"{label(conn)} has no failed messages to retry."
+    when = "now" if conn.status in (Status.ACTIVE, Status.DISCONNECTING) else "when you resume it"
+    return count, f"Requeued {_messages(count)} that had failed for {label(conn)}; they go out {when}."
+
+
+def disconnect(conn: Connection, remove_from_partner: bool) -> tuple[str, str]:
+    """("removing" | "deleted", sentence)."""
+    what, partner = label(conn), conn.partner.name
+    if not remove_from_partner:
+        services.disconnect(conn, False)
+        return "deleted", f"Disconnected {what}. The audience's members stay at {partner}."
+    if conn.status != Status.DISCONNECTING:
+        services.disconnect(conn, True)
+    waiting = OutboxMessage.objects.filter(connection=conn, action="remove", state__in=["pending", "in_flight"])
+    return "removing", (
+        f"Removing the audience's members from {partner} first ({_messages(waiting.count())} queued); "
+        f"{what} is deleted once they are sent."
+    )
+
+
+def disconnect_all(conns, remove_from_partner: bool) -> list[tuple[str, str]]:
+    with transaction.atomic():
+        return [disconnect(conn, remove_from_partner) for conn in conns]
