@@ -22,10 +22,10 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from connections.demo import POTENTIAL_PARISIANS  # noqa: E402
 from audiences.models import Audience, Membership, Profile  # noqa: E402
 from audiences.refresh import refresh_audience  # noqa: E402
 from audiences.seeding import seed_profiles  # noqa: E402
+from connections.demo import POTENTIAL_PARISIANS  # noqa: E402
 
 
 def churn(fraction):
