@@ -20,6 +20,7 @@ T_MEMBER = Membership._meta.db_table
 
 # Connections that still take messages; paused and faulted ones keep queueing
 # so that nothing is lost while someone fixes them.
+ANALYZE_AFTER = 10_000
 CHUNK = 3000  # rows of literal values per statement, under SQLite's bound-parameter limit
 
 QUEUEING = [Connection.Status.ACTIVE, Connection.Status.PAUSED, Connection.Status.FAULTED]
@@ -136,6 +137,10 @@ def backfill(conn: Connection, action: str = "add") -> int:
         f"WHERE m.audience_id = %s AND i.type IN ({_placeholders(types)})"
     )
     queued = _insert(conn, source, [conn.audience_id, *types])
+    if queued > ANALYZE_AFTER and db.vendor == "postgresql":
+        # Fresh statistics before the claims plan against a table that just grew a lot.
+        with db.cursor() as cursor:
+            cursor.execute(f"ANALYZE {T_OUTBOX}")
     _drain_after_commit([conn.pk])
     return queued
 

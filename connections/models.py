@@ -108,6 +108,13 @@ class OutboxMessage(models.Model):
         ]
         indexes = [
             models.Index(fields=["connection", "state", "next_attempt_at"], name="outbox_claim_idx"),
+            # The claim reads the oldest unsent messages of one connection: this
+            # index holds only those, so finished history never slows it down.
+            models.Index(
+                fields=["connection", "id"],
+                condition=Q(state__in=["pending", "in_flight"]),
+                name="outbox_unsent_idx",
+            ),
             models.Index(fields=["connection", "identity_type", "value"], name="outbox_identity_idx"),
             models.Index(fields=["value"], name="outbox_value_idx"),
             models.Index(fields=["state", "finished_at"], name="outbox_prune_idx"),
