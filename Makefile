@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install migrate demo test test-pg lint serve clean
+.PHONY: install migrate demo test test-pg lint serve clean bench bench-smoke bench-scaleout bench-clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,24 @@ lint: install
 
 serve: migrate
 	bin/serve
+
+# Benchmarks (not part of `make test`; tests/bench runs a smoke of them) in a scratch PostgreSQL database,
+# BENCH_DB (created when missing, seeded once and kept; its name must start with "bench").
+PROFILES ?= 1000000
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/bench
+
+bench: install
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/run.py --profiles $(PROFILES) $(BENCH_ARGS)
+
+bench-smoke: install
+	DATABASE_URL=$(BENCH_DB)_smoke $(PY) bench/run.py --smoke --drop
+
+bench-scaleout: install
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/scaleout.py
+
+bench-clean: install
+	$(PY) -c "from bench import harness; import sys; [harness.drop_database(u) for u in sys.argv[1:]]" \
+		$(BENCH_DB) $(BENCH_DB)_$$(( $(PROFILES) / 10 ))
 
 clean:
 	rm -rf $(VENV) var

@@ -4,7 +4,12 @@ from rest_framework.test import APIClient
 
 @pytest.fixture
 def api_user(django_user_model):
-    return django_user_model.objects.create_user("integration", password="not-used")
+    """The integration's user; it manages outputs, so it may write their credentials."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("integration", password="not-used")
+    user.user_permissions.add(Permission.objects.get(codename="change_output_credentials"))
+    return user
 
 
 @pytest.fixture

@@ -1,83 +1,139 @@
-"""Time a full refresh of "Potential Parisians" and a refresh after 1% of profiles changed.
+"""Refresh: a rule audience over every profile, first refresh and after 1% churn, beside a raw anti-join.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/refresh.py --profiles 100000
-
-Seeds the profiles when the database has fewer than asked (prefix `bench`),
-then prints the figures. Run it against a scratch database.
+Criteria: `status in ["Premium", "Trial"]` — the seeder gives 35% Premium and 15% Trial, so about half
+of the profiles match. Churn: 1% of the profiles (id % 100 = 0) flip in or out of it (Premium/Trial →
+Free, Free → Premium), so ~1% of the audience changes. Raw limit: one hand-written SQL anti-join that
+computes the same adds and removes into a temporary table. The engine's refreshes run in a child process
+(their peak memory is the refresh's), the raw SQL in this one, each on the same data just before.
 """
 
-import argparse
-import os
-import sys
-import time
-from pathlib import Path
+from __future__ import annotations
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+from bench import harness
+from bench.harness import Figure
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-
-from audiences.models import Audience, Membership, Profile  # noqa: E402
-from audiences.refresh import refresh_audience  # noqa: E402
-from audiences.seeding import seed_profiles  # noqa: E402
-from connections.demo import POTENTIAL_PARISIANS  # noqa: E402
+HALF = {"user": "status", "op": "in", "value": ["Premium", "Trial"]}
+AUDIENCE = "bench: Premium or Trial"
+CHURN_MODULO = 100  # 1%
 
 
-def churn(fraction):
-    """Flip the status of `fraction` of profiles (Premium <-> Free) in one statement."""
+def _status_sql() -> str:
+    if harness.vendor() == "postgresql":
+        return "lower(p.attributes ->> 'status') IN ('premium', 'trial')"
+    return "lower(json_extract(p.attributes, '$.status')) IN ('premium', 'trial')"
+
+
+def raw_antijoin(audience_id: int) -> tuple[float, int, int]:
+    """The same adds/removes by one hand-written statement; returns (seconds, adds, removes)."""
+    from audiences.models import Membership, Profile
+
+    match = _status_sql()
+    tp, tm = Profile._meta.db_table, Membership._meta.db_table
+    harness.execute("DROP TABLE IF EXISTS bench_raw_changes")
+    sql = (
+        f"CREATE TEMPORARY TABLE bench_raw_changes AS "
+        f"SELECT p.id AS profile_id, 'add' AS action FROM {tp} p WHERE {match} "
+        f"AND NOT EXISTS (SELECT 1 FROM {tm} m WHERE m.audience_id = %s AND m.profile_id = p.id) "
+        f"UNION ALL "
+        f"SELECT m.profile_id, 'remove' FROM {tm} m WHERE m.audience_id = %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {tp} p WHERE p.id = m.profile_id AND {match})"
+    )
+    with harness.timed() as t:
+        harness.execute(sql, [audience_id, audience_id])
+    adds = harness.scalar("SELECT COUNT(*) FROM bench_raw_changes WHERE action = 'add'")
+    removes = harness.scalar("SELECT COUNT(*) FROM bench_raw_changes WHERE action = 'remove'")
+    harness.execute("DROP TABLE bench_raw_changes")
+    return t["seconds"], adds, removes
+
+
+def churn() -> int:
+    """Flip 1% of the profiles in or out of the audience, in one statement (not timed as the refresh)."""
+    from audiences.models import Profile
+
     table = Profile._meta.db_table
-    with connection.cursor() as cursor:
-        step = max(1, round(1 / fraction))
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {table} SET attributes = jsonb_set(attributes, '{{status}}', "
-                f"CASE WHEN attributes->>'status' = 'Premium' THEN '\"Free\"' ELSE '\"Premium\"' END::jsonb) "
-                f"WHERE id %% %s = 0",
-                [step],
-            )
-        else:
-            cursor.execute(
-                f"UPDATE {table} SET attributes = json_set(attributes, '$.status', "
-                f"CASE WHEN json_extract(attributes, '$.status') = 'Premium' THEN 'Free' ELSE 'Premium' END) "
-                f"WHERE id %% %s = 0",
-                [step],
-            )
-        return cursor.rowcount
+    if harness.vendor() == "postgresql":
+        sql = (
+            f"UPDATE {table} SET updated_at = now(), attributes = jsonb_set(attributes, '{{status}}', "
+            f"CASE WHEN attributes->>'status' IN ('Premium', 'Trial') THEN '\"Free\"' ELSE '\"Premium\"' END::jsonb) "
+            f"WHERE id %% %s = 0"
+        )
+    else:
+        sql = (
+            f"UPDATE {table} SET attributes = json_set(attributes, '$.status', "
+            f"CASE WHEN json_extract(attributes, '$.status') IN ('Premium', 'Trial') THEN 'Free' ELSE 'Premium' END) "
+            f"WHERE id %% %s = 0"
+        )
+    return harness.execute(sql, [CHURN_MODULO])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=int, default=100_000)
-    args = parser.parse_args()
-    call_command("migrate", verbosity=0)
-    have = Profile.objects.count()
-    if have < args.profiles:
-        started = time.monotonic()
-        seed_profiles(args.profiles - have, prefix=f"bench{have}", seed=42)
-        print(f"seeded {args.profiles - have:,} profiles in {time.monotonic() - started:.1f} s")
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
-    Audience.objects.filter(name="bench: Potential Parisians").delete()
-    audience = Audience.objects.create(name="bench: Potential Parisians", criteria=POTENTIAL_PARISIANS)
-    first = refresh_audience(audience)
-    print(
-        f"full refresh of {Profile.objects.count():,} profiles: +{first.added:,} -{first.removed:,} "
-        f"= {first.size:,} members in {first.seconds:.2f} s"
+def refresh_child(audience_id: int) -> dict:
+    """In a child process: one refresh as the scheduled task runs it."""
+    from audiences.models import Audience, RefreshRun
+    from audiences.refresh import refresh_audience
+
+    result = refresh_audience(Audience.objects.get(pk=audience_id))
+    run = RefreshRun.objects.filter(audience_id=audience_id).order_by("-pk").first()
+    return {
+        "seconds": result.seconds,
+        "added": result.added,
+        "removed": result.removed,
+        "size": result.size,
+        "run_id": run.pk,
+    }
+
+
+def prepare() -> int:
+    """A fresh audience with no members and no connections; returns its id."""
+    from audiences.models import Audience
+
+    harness.reset_state()
+    return Audience.objects.create(name=AUDIENCE, criteria=HALF).pk
+
+
+def run(ctx) -> list[Figure]:
+    from audiences.models import Profile
+
+    n = Profile.objects.count()
+    audience_id = prepare()
+    harness.settle()
+    raw_first, adds, removes = raw_antijoin(audience_id)
+    harness.settle()
+    first = harness.child("bench.refresh:refresh_child", {"audience_id": audience_id})
+    assert (first["added"], first["removed"]) == (adds, removes), (first, adds, removes)
+    ctx.state["first_run_id"] = first["run_id"]
+    ctx.state["audience_id"] = audience_id
+    harness.log(f"first refresh: +{first['added']:,} in {first['seconds']:.2f} s (raw {raw_first:.2f} s)")
+
+    changed = churn()
+    harness.settle()
+    raw_churn, adds, removes = raw_antijoin(audience_id)
+    harness.settle()
+    again = harness.child("bench.refresh:refresh_child", {"audience_id": audience_id})
+    assert (again["added"], again["removed"]) == (adds, removes), (again, adds, removes)
+    harness.log(
+        f"churn refresh: +{again['added']:,} -{again['removed']:,} in {again['seconds']:.2f} s (raw {raw_churn:.2f} s)"
     )
-    changed = churn(0.01)
-    again = refresh_audience(audience)
-    print(
-        f"refresh after {changed:,} profiles (1%) changed status: +{again.added:,} -{again.removed:,} "
-        f"in {again.seconds:.2f} s"
-    )
-    assert again.size == Membership.objects.filter(audience=audience).count()
-
-
-if __name__ == "__main__":
-    main()
+    ctx.state["refresh_peak_rss_mb"] = max(first["peak_rss_mb"], again["peak_rss_mb"])
+    share = first["size"] / n if n else 0
+    ratio = again["seconds"] / raw_churn if raw_churn else None
+    return [
+        Figure(
+            "refresh.first",
+            f"first refresh, {n:,} profiles ({share:.0%} match: +{first['added']:,})",
+            first["seconds"],
+            "s",
+            raw_first,
+            "anti-join",
+            note="criteria: status in [Premium, Trial]",
+        ),
+        Figure(
+            "refresh.churn",
+            f"refresh after 1% churn ({changed:,} changed: +{again['added']:,} -{again['removed']:,})",
+            again["seconds"],
+            "s",
+            raw_churn,
+            "anti-join",
+            target="≤ 3× raw and < 5 s",
+            ok=ratio is not None and ratio <= 3 and again["seconds"] < 5,
+        ),
+    ]

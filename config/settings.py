@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "audiences",
     "outputs",
     "connections",
+    "staff",
 ]
 
 MIDDLEWARE = [
@@ -137,6 +138,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectionStatusEnum": "connections.models.Connection.Status",
         "MessageStateEnum": "connections.models.OutboxMessage.State",
         "VerificationStatusEnum": "connections.models.Connection.Verification",
+        "CheckStatusEnum": ["ok", "warning", "failing"],  # one verification check's status
     },
 }
 
@@ -186,6 +188,10 @@ DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
 SLOT_WAIT_SECONDS = env.float("SLOT_WAIT_SECONDS", default=30)
 # Delivered, rejected and failed messages are pruned after this many days.
 OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=7)
+
+# Called (dotted path) with the connection when a drain faults it; the default queues its verification,
+# so the connection's page shows the failing check and its hint. Empty turns it off.
+CONNECTION_FAULT_HOOK = env("CONNECTION_FAULT_HOOK", default="connections.tasks.verify_after_fault")
 
 # Seconds before a request to a partner is abandoned (connect and read each).
 PARTNER_HTTP_TIMEOUT = env.float("PARTNER_HTTP_TIMEOUT", default=15.0)

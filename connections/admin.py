@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
 from audiences.identity_types import IdentityType
@@ -23,6 +24,7 @@ from outputs import schema
 from outputs.admin import OutputAdmin
 from outputs.models import Output
 from outputs.partners import registry
+from staff import audit
 
 PREFIX = "setting__"
 Status = Connection.Status
@@ -232,14 +234,45 @@ def status_html(conn: Connection):
     return format_html('<span style="{}" title="{}">{}</span>', STATUS_STYLE[conn.status], conn.status_reason, label)
 
 
-def _table(headers, rows, empty: str):
+# Verification status as a badge: ok green, warning amber, failing red, unverified grey.
+BADGE = {
+    "ok": ("#1f7a34", "#fff"),
+    "warning": ("#f0b400", "#2b2000"),
+    "failing": ("#ba2121", "#fff"),
+    "unverified": ("#7a7a7a", "#fff"),
+}
+VERIFY_MESSAGE_LEVEL = {"ok": messages.SUCCESS, "warning": messages.WARNING, "failing": messages.ERROR}
+
+
+def badge(status: str, text: str = "", title: str = ""):
+    background, colour = BADGE[status]
+    return format_html(
+        '<span class="relay-badge" style="background: {}; color: {}; padding: 1px 8px; border-radius: 9px; '
+        'font-weight: 600; font-size: 0.75rem; white-space: nowrap" title="{}">{}</span>',
+        background,
+        colour,
+        title,
+        text or status,
+    )
+
+
+def _ago(at) -> str:
+    if at is None:
+        return "at an unknown time"
+    ago = timesince(at, depth=1)
+    return "just now" if ago.startswith("0\xa0") else f"{ago} ago"
+
+
+def _table(headers, rows, empty: str, extra_class: str = ""):
     if not rows:
         return format_html("<p>{}</p>", empty)
     head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
     body = format_html_join(
         "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
     )
-    return format_html('<table class="relay-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
+    return format_html(
+        '<table class="relay-table {}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', extra_class, head, body
+    )
 
 
 # --- connections -----------------------------------------------------------------------------------------
@@ -248,15 +281,15 @@ def _table(headers, rows, empty: str):
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
-        "audience", "output_and_partner", "status_label", "pending", "sent", "accepted", "rejected", "failed",
-        "last_delivery", "error",
+        "audience", "output_and_partner", "status_label", "verification", "pending", "sent", "accepted", "rejected",
+        "failed", "last_delivery", "error",
     ]  # fmt: skip
     list_display_links = ["audience"]
     list_select_related = ["audience", "output"]
-    list_filter = ["status", PartnerFilter, HasErrorFilter]
+    list_filter = ["status", "verification_status", PartnerFilter, HasErrorFilter]
     search_fields = ["audience__name", "output__name"]
     search_help_text = "An audience or output name."
-    actions = ["sync_selected", "pause_selected", "resume_selected", "retry_failed_selected",
+    actions = ["verify_selected", "sync_selected", "pause_selected", "resume_selected", "retry_failed_selected",
                "disconnect_remove_selected", "disconnect_keep_selected"]  # fmt: skip
     change_form_template = "admin/connections/connection/change_form.html"
 
@@ -272,6 +305,15 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_label(self, conn):
         return status_html(conn)
+
+    @admin.display(description="verification", ordering="verification_status")
+    def verification(self, conn):
+        """The badge; hovering shows what needs attention, or when it was verified."""
+        status = conn.verification_status
+        if status == Connection.Verification.UNVERIFIED:
+            return badge(status, "unverified", "Never verified.")
+        attention = [f"{c['name']}: {c['detail']}" for c in conn.verification_checks if c["status"] != "ok"]
+        return badge(status, status, " ".join(attention) or f"Verified {_ago(conn.verified_at)}.")
 
     @admin.display(description="pending", ordering="pending")
     def pending(self, conn):
@@ -333,6 +375,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             ]
         return [
             (None, {"fields": ["audience_link", "output_link", "status_detail", "operations"]}),
+            ("Verification", {"fields": ["verification_detail", "size_funnel"]}),
             ("Counters", {"fields": ["counters", "last_delivery_at", "last_upload_at", "last_error_full"]}),
             (f"{partner.name} settings", {"fields": settings}),
             ("Delivery", {"fields": delivery}),
@@ -341,8 +384,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ["output_name"]
-        return ["audience_link", "output_link", "status_detail", "operations", "counters",
-                "last_delivery_at", "last_upload_at", "last_error_full"]  # fmt: skip
+        return ["audience_link", "output_link", "status_detail", "operations", "verification_detail", "size_funnel",
+                "counters", "last_delivery_at", "last_upload_at", "last_error_full"]  # fmt: skip
 
     def has_change_permission(self, request, obj=None):
         # A connection being disconnected only sends its removals; nothing about it can change any more.
@@ -381,6 +424,9 @@ class ConnectionAdmin(admin.ModelAdmin):
                 "states": [(label, states.get(value, 0), value) for value, label in OutboxMessage.State.choices],
                 "messages_url": reverse("admin:connections_outboxmessage_changelist") + f"?connection={conn.pk}",
                 "deliveries_url": reverse("admin:connections_delivery_changelist") + f"?connection={conn.pk}",
+                "verify_url": reverse("admin:connections_connection_verify", args=[conn.pk])
+                if self.has_change_permission(request)
+                else None,
                 "show_save_and_add_another": False,
             }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -448,6 +494,47 @@ class ConnectionAdmin(admin.ModelAdmin):
             "disconnect-remove": conn.status != Status.DISCONNECTING,
         }.get(op, True)
 
+    @admin.display(description="status")
+    def verification_detail(self, conn):
+        # The "Verify now" button is among the page's object tools, outside the change form (see the template).
+        status = conn.verification_status
+        if status == Connection.Verification.UNVERIFIED:
+            return format_html("<p>{} Not verified yet.</p>", badge(status))
+        when = date_format(timezone.localtime(conn.verified_at), "DATETIME_FORMAT") if conn.verified_at else "–"
+        rows = [
+            [format_html("<strong>{}</strong>", c["name"]), badge(c["status"]), c["detail"], c["hint"] or "–"]
+            for c in conn.verification_checks
+        ]
+        return format_html(
+            "<p>{} Verified {} ({}).</p>{}",
+            badge(status),
+            _ago(conn.verified_at),
+            when,
+            _table(["check", "status", "what it found", "what to do"], rows, "No checks ran.", "relay-checks"),
+        )
+
+    @admin.display(description="size funnel")
+    def size_funnel(self, conn):
+        """Why the partner holds fewer than the audience, step by step, with a bar per step."""
+        funnel = operations.funnel(conn)
+        top = max(funnel.steps[0].count or 0, 1)
+        rows = []
+        for step in funnel.steps:
+            if step.count is None:
+                count, bar = "–", ""
+            else:
+                count = f"{step.count:,}"
+                width = min(100, round(100 * step.count / top))
+                bar = format_html(
+                    '<div style="width: 160px; background: var(--darkened-bg, #f0f0f0)">'
+                    '<div style="width: {}%; height: 10px; background: var(--primary, #79aec8)"></div></div>',
+                    width,
+                )
+            lost = f"−{step.lost:,}" if step.lost else ""
+            rows.append([step.name, bar, count, lost, step.reason])
+        table = _table(["step", "", "count", "lost", "why"], rows, "", "relay-funnel")
+        return format_html("<p>{}</p>{}", funnel.summary, table)
+
     @admin.display(description="messages")
     def counters(self, conn):
         headers = ["pending", "sent", "accepted", "rejected", "failed", "no accepted identity"]
@@ -466,10 +553,26 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.operate_view)
+        verify = self.admin_site.admin_view(require_POST(self.verify_view))
         return [
             path("<int:pk>/operate/<slug:op>/", view, name="connections_connection_operate"),
+            path("<int:pk>/verify/", verify, name="connections_connection_verify"),
             *super().get_urls(),
         ]
+
+    def verify_view(self, request, pk):
+        """Verifying changes nothing at the partner, so the button posts here directly, without a confirmation."""
+        conn = get_object_or_404(Connection.objects.select_related("audience", "output"), pk=pk)
+        if not self.has_change_permission(request) or not self.has_view_permission(request, conn):
+            raise PermissionDenied
+        self._verify(request, [conn])
+        return HttpResponseRedirect(reverse("admin:connections_connection_change", args=[pk]))
+
+    def _verify(self, request, conns):
+        for conn in conns:
+            sentence = operations.verify(conn)
+            audit.record(request.user, conn, sentence)
+            self.message_user(request, sentence, VERIFY_MESSAGE_LEVEL[conn.verification_status])
 
     def operate_view(self, request, pk, op):
         conn = get_object_or_404(with_pending(Connection.objects.select_related("audience", "output")), pk=pk)
@@ -487,8 +590,13 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def _perform(self, request, op, conns):
         for conn in conns:
+            pk = conn.pk
             try:
-                self.message_user(request, _run(op, conn), messages.SUCCESS)
+                sentence = _run(op, conn)
+                audit.record(
+                    request.user, conn, sentence, "delete" if op == "disconnect-keep" else "change", object_id=pk
+                )
+                self.message_user(request, sentence, messages.SUCCESS)
             except operations.Refused as exc:
                 self.message_user(request, str(exc), messages.WARNING)
 
@@ -513,6 +621,10 @@ class ConnectionAdmin(admin.ModelAdmin):
             self._perform(request, op, conns)
             return None
         return self._confirm(request, op, conns, action)
+
+    @admin.action(description="Verify", permissions=["change"])
+    def verify_selected(self, request, queryset):
+        self._verify(request, queryset.select_related("audience", "output"))
 
     @admin.action(description="Sync now", permissions=["change"])
     def sync_selected(self, request, queryset):

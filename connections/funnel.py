@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, Max, OuterRef
 from audiences.identity_types import IdentityType
 from audiences.models import Identity, Membership
 from connections.models import Connection, OutboxMessage
+from outputs.partners.base import Partner
 from outputs.partners.http import TransportError
 
 TYPE_NOUNS = {
@@ -28,16 +29,35 @@ TYPE_NOUNS = {
     "other": "another identity",
 }
 DEVICE = {"ios_idfa", "ios_idfv", "android_aaid", "android_uuid"}
+ADVERTISING = {"ios_idfa", "android_aaid"}
 
 
 def types_phrase(types) -> str:
     types = sorted(types)
     if set(types) == {"email"}:
         return "email addresses"
+    if types and set(types) <= ADVERTISING:
+        return "mobile advertising IDs"
     if types and set(types) <= DEVICE:
         return "device IDs"
     labels = [dict(IdentityType.choices)[t] for t in types]
     return ", ".join(labels[:-1]) + (" or " if len(labels) > 1 else "") + labels[-1] if labels else "no identities"
+
+
+def _has(n: int) -> str:
+    return f"{n:,} has" if n == 1 else f"{n:,} have"
+
+
+def _identities_reason(members: int, identities: int, name: str) -> str:
+    if identities > members:
+        who = "The member has" if members == 1 else f"The {members:,} members have"
+        return (
+            f"{who} {identities:,} identities {name} accepts (some have more than one, and each is sent); "
+            "all were normalized and validated when they arrived."
+        )
+    if identities == 1:
+        return "1 identity, normalized and validated when it arrived."
+    return f"{identities:,} identities, all normalized and validated when they arrived."
 
 
 def _or(nouns) -> str:
@@ -94,24 +114,28 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
         except TransportError:
             partner_count = None
 
-    have = "; ".join(f"{per_type[t]} have {TYPE_NOUNS[t]}" for t in types if per_type.get(t))
+    if not types:
+        reachable_reason = f"This connection forwards no identity types, so {name} receives nothing."
+    else:
+        have = "; ".join(f"{_has(per_type[t])} {TYPE_NOUNS[t]}" for t in types if per_type.get(t))
+        have = have or "None has " + _or([TYPE_NOUNS[t] for t in types])
+        reachable_reason = f"{have}; {name} accepts only {types_phrase(types)}, so {name} receives {reachable:,}."
+    if partner_count is None and type(partner).partner_count is Partner.partner_count:
+        count_reason = f"{name} does not report a count."
+    elif partner_count is None:
+        count_reason = f"{name}'s count could not be read this time (see the verification checks)."
+    elif partner.count_is_estimate:
+        count_reason = f"{name} estimates at least {partner_count:,} people (matched people, updated within a day)."
+    else:
+        count_reason = f"{name} reports {partner_count:,}."
     steps = [
-        Step("audience members", size, 0, f"The audience matches {size:,} users."),
-        Step(
-            "members with an accepted identity",
-            reachable,
-            size - reachable,
-            (
-                f"{have or 'none has ' + _or([TYPE_NOUNS[t] for t in types])}; {name} accepts only "
-                f"{types_phrase(types)}, so {name} receives {reachable:,}."
-            ),
-        ),
+        Step("audience members", size, 0, f"The audience matches {size:,} user{'' if size == 1 else 's'}."),
+        Step("members with an accepted identity", reachable, size - reachable, reachable_reason),
         Step(
             "identities valid after normalization",
             identity_count,
             0,
-            f"{identity_count:,} identities of those members, all normalized and validated when they arrived"
-            + (" (some members have more than one)." if identity_count > reachable else "."),
+            _identities_reason(reachable, identity_count, name),
         ),
         Step(
             "forwarded",
@@ -126,19 +150,24 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
             "accepted by the partner",
             accepted,
             rejected,
-            f"{accepted:,} accepted"
-            + (f"; {rejected:,} refused by {name} (see the rejected messages)." if rejected else "."),
+            (
+                f"{name} accepted {accepted:,} and refused {rejected:,} (see the connection's rejected messages)."
+                if rejected
+                else f"{name} accepted {accepted:,}."
+            ),
         ),
         Step(
             "partner's own count",
             partner_count,
-            0 if partner_count is None else max(0, accepted - partner_count),
-            f"{name} reports {partner_count:,}." if partner_count is not None else f"{name} does not report a count.",
+            0 if partner_count is None or partner.count_is_estimate else max(0, accepted - partner_count),
+            count_reason,
         ),
     ]
-    summary = f"The audience matches {size:,} users. {steps[1].reason}"
-    if waiting or failed or rejected:
-        summary += f" {steps[3].reason} {steps[4].reason}"
+    summary = f"{steps[0].reason} {steps[1].reason}"
+    if waiting or failed:
+        summary += f" {steps[3].reason}"
+    if rejected:
+        summary += f" {steps[4].reason}"
     if partner_count is not None:
         summary += f" {steps[5].reason}"
     return Funnel(steps, summary)

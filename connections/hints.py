@@ -6,6 +6,8 @@ can show. Each is keyed by its failure class; tests provoke each and assert it.
 """
 
 HINTS = {
+    "unreachable": "Nothing was checked at {partner} this time. This is usually temporary: verification runs again "
+    "on its schedule. If it keeps happening, check that this server can reach {partner} (network, proxy, firewall).",
     "paused": "The connection is paused: changes are queued but not sent. Resume it when the partner side is ready "
     "(admin: Resume; API: POST /api/v1/connections/{id}/resume/; command: manage.py resume {id}).",
     "faulted": "Forwarding stopped because of the failure above. Fix it at the partner or in the output's settings, "
@@ -15,19 +17,17 @@ HINTS = {
     "no_accepted_identities": "None of the audience's members has an identity {partner} accepts ({types}). Send "
     "those identities with the profiles (POST /api/v1/profiles/bulk/), or connect an output that accepts the "
     "identities you have.",
-    "rejections": "{partner} refused {count} message(s) in the last 24 hours, e.g.: {reason} Look at the rejected "
-    "messages of this connection to see which identities and why.",
-    "failures": "{count} message(s) could not be delivered within the retry window. After fixing the cause, use "
-    "Retry failed to send them again.",
-    "waiting": "{count} message(s) have been waiting longer than {allowed} (the oldest since {since}). Check that a "
-    "qcluster is running (manage.py qcluster) and look at the connection's last error.",
+    "rejections": "The most common reason {partner} gave: {reason} Open the connection's rejected messages "
+    "(admin: Outbox messages, state Rejected) to see which identities and why; they are not sent again.",
+    "failures": "Look at the connection's last error and fix its cause, then send them again (admin: Retry failed "
+    "messages; API: POST /api/v1/connections/{id}/retry-failed/).",
+    "waiting": "The oldest has waited since {since}. Check that a qcluster is running (manage.py qcluster) and look "
+    "at the connection's last error.",
     "partner_count_lower": "{partner} reports {count} but {forwarded} were forwarded and accepted. Members removed "
     "or unsubscribed at {partner} (by hand, by a bounce or by a compliance review) are not added back; check "
     "the destination's activity at {partner}.",
     "partner_count_zero": "{partner} reports no members although {forwarded} were forwarded and accepted: check "
-    "that the connection points at the list or segment you are looking at.",
-    "unreachable": "{partner} could not be reached to check this: {error} It is checked again on the next "
-    "verification.",
+    "that the connection points at the list or segment you are looking at, and that nobody emptied it at {partner}.",
 }
 
 

@@ -6,7 +6,8 @@ words at every door. The work itself is done by `connections.services`.
 
 from django.db import transaction
 
-from connections import services
+from connections import funnel as funnel_mod
+from connections import services, verification
 from connections.api.filters import pending_of
 from connections.models import Connection, OutboxMessage
 
@@ -114,3 +115,31 @@ def disconnect(conn: Connection, remove_from_partner: bool) -> tuple[str, str]:
 def disconnect_all(conns, remove_from_partner: bool) -> list[tuple[str, str]]:
     with transaction.atomic():
         return [disconnect(conn, remove_from_partner) for conn in conns]
+
+
+def verify(conn: Connection) -> str:
+    """Run every check now and store the result on the connection; nothing changes at the partner."""
+    verification.verify(conn)
+    return verified(conn)
+
+
+def verified(conn: Connection) -> str:
+    """What the last verification found, such as: Verified '…' → '…': warning (2 checks need attention)."""
+    checks = conn.verification_checks
+    attention = sum(1 for c in checks if c["status"] != "ok")
+    if not attention:
+        return f"Verified {label(conn)}: ok (all {len(checks)} checks passed)."
+    needs = "1 check needs" if attention == 1 else f"{attention} checks need"
+    return f"Verified {label(conn)}: {conn.verification_status} ({needs} attention)."
+
+
+def funnel(conn: Connection) -> funnel_mod.Funnel:
+    """The size funnel, asking the partner for its own count unless the last verification could not ask it.
+
+    A bad key, a missing list or an unreachable partner would give no count again, and a partner that does
+    not answer would hold up the admin page for the HTTP timeout.
+    """
+    asked = conn.verification_status == Connection.Verification.UNVERIFIED or any(
+        c["name"] == "partner count" for c in conn.verification_checks
+    )
+    return funnel_mod.compute(conn, partner_count=... if asked else None)

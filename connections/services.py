@@ -59,6 +59,7 @@ def connect(audience, output, settings: dict, mode=None, minutes=None, messages=
             interval_messages=messages,
         )
         conn.queued_on_connect = fanout.backfill(conn)
+        _verify_after_commit(conn)
     return conn
 
 
@@ -68,11 +69,21 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
         raise ValidationError({"status": ["This connection is being disconnected; it can no longer be changed."]})
     cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
     moved = cleaned != conn.settings
+    changed = moved or (mode, minutes, messages) != (conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
     with transaction.atomic():
         conn.settings, conn.delivery_mode = cleaned, mode
         conn.interval_minutes, conn.interval_messages = minutes, messages
         conn.save(update_fields=["settings", "delivery_mode", "interval_minutes", "interval_messages", "updated_at"])
+        if changed:
+            _verify_after_commit(conn)
         return fanout.backfill(conn) if moved else 0
+
+
+def _verify_after_commit(conn: Connection) -> None:
+    """A new or changed connection is verified at once, so a wrong List ID shows before anything is sent."""
+    from connections.tasks import queue_verification
+
+    queue_verification(conn.pk)
 
 
 def pause(conn: Connection) -> None:

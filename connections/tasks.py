@@ -4,10 +4,11 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from connections import engine, services
+from connections import engine, services, verification
 from connections.models import Connection, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -123,3 +124,37 @@ def prune() -> int:
     finished = ["delivered", "rejected", "failed", "replaced"]
     deleted, _ = OutboxMessage.objects.filter(state__in=finished, finished_at__lt=cutoff).delete()
     return deleted
+
+
+# --- verification -------------------------------------------------------------------------------------------
+
+
+def queue_verification(connection_id: int) -> None:
+    """Verify the connection in a worker once the current transaction commits (never for a rolled-back one)."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("connections.tasks.verify_connection", connection_id, task_name=f"verify-{connection_id}")
+    )
+
+
+def verify_after_fault(conn) -> None:
+    """CONNECTION_FAULT_HOOK: a connection that just faulted is verified, so its page says what to do."""
+    queue_verification(conn.pk)
+
+
+def verify_connection(connection_id: int) -> str | None:
+    conn = Connection.objects.select_related("audience", "output").filter(pk=connection_id).first()
+    if conn is None:
+        return None
+    status, _ = verification.verify(conn)
+    return status
+
+
+def verify_all() -> list[int]:
+    """The "Verify connections" schedule: one task per connection, so a slow partner holds up only its own."""
+    conns = Connection.objects.exclude(status=Connection.Status.DISCONNECTING).order_by("pk")
+    ids = list(conns.values_list("pk", flat=True))
+    for pk in ids:
+        queue_verification(pk)
+    return ids

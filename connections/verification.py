@@ -33,14 +33,20 @@ def partner_checks(conn: Connection) -> list[Check]:
     try:
         return list(partner.verify(conn.output.account(), conn.settings))
     except TransportError as exc:
+        # No answer at all: the same warning whichever partner it is (a partner that answers with an
+        # error is the partner module's to explain).
         return [
             Check(
-                "credentials",
+                "partner",
                 "warning",
-                f"Could not reach {partner.name}.",
-                hint("unreachable", partner=partner.name, error=str(exc)),
+                f"Could not reach {partner.name}: {exc}",
+                hint("unreachable", partner=partner.name),
             )
         ]
+
+
+def _messages(n: int) -> str:
+    return f"{n:,} message{'' if n == 1 else 's'}"
 
 
 def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
@@ -63,8 +69,9 @@ def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
 
 def delivery_checks(conn: Connection, now) -> list[Check]:
     checks = []
+    name = conn.partner.name
     if conn.status == Connection.Status.PAUSED:
-        checks.append(Check("status", "warning", "The connection is paused.", hint("paused")))
+        checks.append(Check("status", "warning", "The connection is paused.", hint("paused", id=conn.pk)))
     elif conn.status == Connection.Status.FAULTED:
         checks.append(Check("status", "failing", f"Forwarding stopped: {conn.status_reason}", hint("faulted")))
     else:
@@ -81,47 +88,60 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
             Check(
                 "rejections",
                 "warning",
-                f"{rejected_count:,} message(s) rejected in the last 24 hours.",
-                hint("rejections", partner=conn.partner.name, count=rejected_count, reason=reason),
+                f"{_messages(rejected_count)} refused by {name} in the last 24 hours.",
+                hint("rejections", partner=name, reason=reason),
             )
         )
     failed = messages.filter(state="failed").count()
     if failed:
-        checks.append(Check("failures", "warning", f"{failed:,} message(s) failed.", hint("failures", count=failed)))
+        checks.append(
+            Check(
+                "failures",
+                "warning",
+                f"{_messages(failed)} could not be delivered within the retry window.",
+                hint("failures", id=conn.pk),
+            )
+        )
     if conn.status == Connection.Status.ACTIVE:
+        # Realtime messages go within seconds; an interval upload may wait for its period. Both get a grace
+        # period for retries with backoff before they count as late.
         allowed = (
             REALTIME_GRACE
             if conn.delivery_mode == Connection.Mode.REALTIME
             else dt.timedelta(minutes=conn.interval_minutes or 15) + REALTIME_GRACE
         )
         late = messages.filter(state__in=["pending", "in_flight"], created_at__lt=now - allowed)
-        oldest = late.aggregate(at=Min("created_at"))["at"]
-        if oldest is not None:
-            count = late.count()
+        found = late.aggregate(oldest=Min("created_at"), count=Count("pk"))
+        if found["count"]:
             minutes = int(allowed.total_seconds() // 60)
             checks.append(
                 Check(
                     "waiting",
                     "warning",
-                    f"{count:,} message(s) waiting longer than {minutes} minutes.",
-                    hint("waiting", count=count, allowed=f"{minutes} minutes", since=f"{oldest:%Y-%m-%d %H:%M}"),
+                    f"{_messages(found['count'])} waiting longer than {minutes} minutes.",
+                    hint("waiting", since=f"{found['oldest']:%Y-%m-%d %H:%M} UTC"),
                 )
             )
     if not any(c.name in ("rejections", "failures", "waiting") for c in checks):
-        checks.append(Check("delivery", "ok", "No rejections, failures or late messages."))
+        checks.append(Check("delivery", "ok", "No rejections in the last 24 hours, no failures, nothing late."))
     return checks
 
 
 def count_check(conn: Connection, f: funnel_mod.Funnel) -> Check | None:
     partner_count, accepted = f.steps[5].count, f.steps[4].count
-    name = conn.partner.name
+    partner = conn.partner
+    name = partner.name
     if partner_count is None:
         return None
+    if partner.count_is_estimate:
+        # An estimate of matched people that lags the uploads by up to a day: shown, never compared.
+        detail = f"{name} estimates at least {partner_count:,} people; {accepted:,} identities were accepted."
+        return Check("partner count", "ok", detail)
     if accepted and partner_count == 0:
         return Check(
             "partner count",
             "warning",
-            f"{name} reports no members; {accepted:,} were accepted.",
+            f"{name} reports no members; {accepted:,} were forwarded and accepted.",
             hint("partner_count_zero", partner=name, forwarded=f"{accepted:,}"),
         )
     if partner_count < accepted:

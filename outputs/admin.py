@@ -4,20 +4,33 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
+from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused
 from outputs.services import check_credentials, clean_output_settings, describe_check
 
 PREFIX = "setting__"
+
+
+class SecretStatus(forms.Widget):
+    """A secret the user may not replace: it says whether one is set and offers no input."""
+
+    def __init__(self, is_set: bool):
+        super().__init__()
+        self.is_set = is_set
+
+    def render(self, name, value, attrs=None, renderer=None):
+        return format_html('<div class="readonly">{}</div>', "set" if self.is_set else "not set")
 
 
 class OutputFormBase(forms.ModelForm):
     """Fields for the partner's settings are added per partner by `form_for`."""
 
     partner_kind: str = ""
+    locked_secrets: dict = {}  # setting name -> label, for staff without the credentials permission
 
     class Meta:
         model = Output
@@ -32,6 +45,10 @@ class OutputFormBase(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        for name, label in self.locked_secrets.items():
+            # The field is disabled, so Django ignores what was posted; a forged value is refused, not dropped.
+            if self.data.get(self.add_prefix(PREFIX + name)):
+                self.add_error(PREFIX + name, credentials_refused(label))
         values = {k[len(PREFIX) :]: v for k, v in data.items() if k.startswith(PREFIX)}
         try:
             self._plain, self._secret = clean_output_settings(self.partner_kind, values, self.instance)
@@ -47,16 +64,26 @@ class OutputFormBase(forms.ModelForm):
         return super().save(commit)
 
 
-def form_for(kind: str, output: Output | None):
+def form_for(kind: str, output: Output | None, can_change_credentials: bool = True):
     partner = registry.get(kind)
     secrets_set = set(output.secret_names_set()) if output and output.pk else set()
     fields = {
         PREFIX + s.name: schema.form_field(s, secret_is_set=s.name in secrets_set) for s in partner.output_settings
     }
+    locked = {}
     for setting in partner.output_settings:
+        if setting.secret and not can_change_credentials:
+            locked[setting.name] = setting.label
+            fields[PREFIX + setting.name] = forms.CharField(
+                required=False,
+                disabled=True,
+                widget=SecretStatus(setting.name in secrets_set),
+                help_text="Only staff with the “Can change output credentials” permission can replace it.",
+            )
         field = fields[PREFIX + setting.name]
         field.label = f"{setting.label}{' *' if setting.required else ''}"
-    return type(f"{partner.name.replace(' ', '')}OutputForm", (OutputFormBase,), {**fields, "partner_kind": kind})
+    attrs = {**fields, "partner_kind": kind, "locked_secrets": locked}
+    return type(f"{partner.name.replace(' ', '')}OutputForm", (OutputFormBase,), attrs)
 
 
 @admin.register(Output)
@@ -72,12 +99,23 @@ class OutputAdmin(admin.ModelAdmin):
         return obj.kind if obj else request.GET.get("kind") or request.POST.get("kind")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        kwargs["form"] = form_for(self._kind(request, obj), obj)
+        allowed = request.user.has_perm(CHANGE_CREDENTIALS)
+        kwargs["form"] = form_for(self._kind(request, obj), obj, can_change_credentials=allowed)
         return super().get_form(request, obj, change=change, **kwargs)
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The history names what changed by label ("API key"), never a value; drop the required-field star.
+        message = super().construct_change_message(request, form, formsets, add)
+        for part in message:
+            if "changed" in part:
+                part["changed"]["fields"] = [f.removesuffix(" *") for f in part["changed"]["fields"]]
+        return message
 
     def get_fieldsets(self, request, obj=None):
         partner = registry.get(self._kind(request, obj))
         settings = [PREFIX + s.name for s in partner.output_settings]
+        if obj is not None and not self.has_change_permission(request, obj):
+            settings = ["settings_values"]  # view only: the values as read, not empty form fields
         status = ["secrets_set", "credentials_status", "check_button"] if obj else []
         return [
             (None, {"fields": ["partner", "name", "base_url"]}),
@@ -100,6 +138,28 @@ class OutputAdmin(admin.ModelAdmin):
     @admin.display(description="partner")
     def partner(self, obj):
         return registry.LABELS.get(obj.kind, obj.kind) if obj else ""
+
+    @admin.display(description="settings")
+    def settings_values(self, obj):
+        secrets_set = set(obj.secret_names_set())
+        rows = []
+        for setting in obj.partner.output_settings:
+            value = obj.settings.get(setting.name)
+            if setting.secret:
+                shown = "set" if setting.name in secrets_set else "not set"
+            elif setting.kind == "bool":
+                shown = "Yes" if value else "No"
+            elif setting.choices:
+                labels = dict(setting.choices)
+                shown = (
+                    ", ".join(labels.get(v, v) for v in value) if isinstance(value, list) else labels.get(value, value)
+                )
+            else:
+                shown = value
+            rows.append((setting.label, "—" if shown in (None, "") else shown))
+        return format_html(
+            "<table><tbody>{}</tbody></table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
 
     @admin.display(description="secrets")
     def secrets_set(self, obj):
@@ -140,6 +200,7 @@ class OutputAdmin(admin.ModelAdmin):
     def _report(self, request, output):
         check = check_credentials(output)
         level = messages.SUCCESS if check.status == "ok" else messages.ERROR
+        self.log_change(request, output, f"Checked credentials ({check.status}): {describe_check(check)}")
         self.message_user(request, f"{output.name}: {describe_check(check)}", level)
 
 

@@ -25,6 +25,8 @@ class Output(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Staff without it open an output with its secrets read-only (outputs.permissions).
+        permissions = [("change_output_credentials", "Can change output credentials")]
 
     def __str__(self):
         return self.name

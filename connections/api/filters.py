@@ -55,10 +55,13 @@ class ConnectionFilter(django_filters.FilterSet):
     partner = django_filters.ChoiceFilter(
         field_name="output__kind", choices=registry.CHOICES, help_text="Partner slug."
     )
+    verification = django_filters.ChoiceFilter(
+        field_name="verification_status", choices=Connection.Verification.choices, help_text="The last verification."
+    )
 
     class Meta:
         model = Connection
-        fields = ["audience", "output", "status", "partner"]
+        fields = ["audience", "output", "status", "partner", "verification"]
 
 
 class MessageFilter(django_filters.FilterSet):

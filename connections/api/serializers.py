@@ -24,6 +24,41 @@ class PartnerRefSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class VerificationCheckSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        help_text="What was checked: credentials, destination (or segment, audience), account preconditions, "
+        "identity coverage, status, rejections, failures, waiting, delivery, partner count."
+    )
+    status = serializers.ChoiceField(choices=["ok", "warning", "failing"])
+    detail = serializers.CharField(help_text="What the check found, in one sentence.")
+    hint = serializers.CharField(help_text="What to do about it, when the check did not pass; empty otherwise.")
+
+
+class VerificationSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Connection.Verification.choices, help_text="The worst status of the checks."
+    )
+    verified_at = serializers.DateTimeField()
+    checks = VerificationCheckSerializer(many=True)
+    detail = serializers.CharField(help_text="What happened, in one sentence.")
+
+
+class FunnelStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    count = serializers.IntegerField(allow_null=True, help_text="null: the partner does not report its count.")
+    lost = serializers.IntegerField(help_text="How many the previous step had that this one does not.")
+    reason = serializers.CharField(help_text="Why, in words.")
+
+
+class FunnelSerializer(serializers.Serializer):
+    steps = FunnelStepSerializer(
+        many=True,
+        help_text="audience members → members with an accepted identity → identities valid after normalization "
+        "→ forwarded → accepted by the partner → the partner's own count.",
+    )
+    summary = serializers.CharField(help_text="The funnel in sentences, as the seed's example tells it.")
+
+
 class ConnectionSerializer(serializers.ModelSerializer):
     audience = serializers.PrimaryKeyRelatedField(queryset=Audience.objects.all(), help_text="Audience ID.")
     output = serializers.PrimaryKeyRelatedField(queryset=Output.objects.all(), help_text="Output ID.")
@@ -53,6 +88,14 @@ class ConnectionSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="Membership changes of members with no identity type this partner accepts (counted, not sent).",
     )
+    verification_status = serializers.ChoiceField(
+        choices=Connection.Verification.choices,
+        read_only=True,
+        help_text="The last verification's result (POST …/verify/ to verify now).",
+    )
+    verification_checks = VerificationCheckSerializer(
+        many=True, read_only=True, help_text="The checks the last one ran."
+    )
 
     class Meta:
         model = Connection
@@ -60,10 +103,12 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "id", "audience", "audience_name", "output", "output_name", "partner", "settings",
             "status", "status_reason", "delivery_mode", "interval_minutes", "interval_messages",
             "pending", "sent", "accepted", "rejected", "failed", "unaccepted",
-            "last_delivery_at", "last_upload_at", "last_error", "last_error_at", "created_at", "updated_at",
+            "last_delivery_at", "last_upload_at", "last_error", "last_error_at",
+            "verification_status", "verified_at", "verification_checks", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "status_reason", "last_delivery_at", "last_upload_at", "last_error", "last_error_at",
+            "verified_at",
         ]  # fmt: skip
 
     def get_partner(self, conn) -> PartnerRefSerializer:

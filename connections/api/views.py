@@ -11,6 +11,7 @@ from connections.api import serializers as s
 from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
 from connections.models import Connection, OutboxMessage
 from outputs.api.views import OutputViewSet
+from staff import audit
 
 REMOVE_CHOICE = OpenApiParameter(
     "remove_from_partner",
@@ -42,6 +43,12 @@ DELIVERY_PARAMETERS = [
 ]
 
 
+def _snapshot(conn: Connection) -> dict:
+    """What an audit message may name when a connection changes (its settings hold no secrets)."""
+    fields = ("delivery_mode", "interval_minutes", "interval_messages")
+    return {**{name: getattr(conn, name) for name in fields}, **conn.settings}
+
+
 def _refused(exc: operations.Refused):
     return serializers.ValidationError({"status": [str(exc)]})
 
@@ -71,6 +78,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conn = serializer.save()
+        audit.record(request.user, conn, audit.api(operations.connected(conn)), "add")
         fresh = self._reload(conn)
         fresh.queued_on_connect = conn.queued_on_connect
         return Response(s.CreatedConnectionSerializer(fresh).data, status=status.HTTP_201_CREATED)
@@ -78,7 +86,9 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def update(self, request, *args, **kwargs):
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
+        before = _snapshot(serializer.instance)
         conn = serializer.save()
+        audit.record(request.user, conn, audit.api(audit.sentence(audit.changed_fields(before, _snapshot(conn)))))
         fresh = self._reload(conn)
         fresh.queued_on_update = conn.queued_on_update
         return Response(s.CreatedConnectionSerializer(fresh).data)
@@ -94,7 +104,10 @@ class ConnectionViewSet(viewsets.ModelViewSet):
                     ]
                 }
             )
+        pk = conn.pk
         outcome, detail = operations.disconnect(conn, choice == "true")
+        action = "delete" if outcome == "deleted" else "change"
+        audit.record(request.user, conn, audit.api(detail), action, object_id=pk)
         if outcome == "deleted":
             return Response(status=status.HTTP_204_NO_CONTENT)
         conn = self._reload(conn)
@@ -102,6 +115,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         return Response(s.RemovingSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
     def _operation(self, conn, detail, requeued=None):
+        audit.record(self.request.user, conn, audit.api(detail))
         conn = self._reload(conn)
         conn.detail = detail
         if requeued is not None:
@@ -146,6 +160,26 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         count, detail = operations.retry_failed(conn)
         return self._operation(conn, detail, requeued=count)
 
+    @extend_schema(request=None, responses=s.VerificationSerializer)
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        """Run every check now (credentials, destination, account, identity coverage, delivery, partner count)
+        and store the result on the connection; each check that did not pass carries a hint. Changes nothing at
+        the partner."""
+        conn = self.get_object()
+        detail = operations.verify(conn)
+        audit.record(request.user, conn, audit.api(detail))
+        body = {"status": conn.verification_status, "verified_at": conn.verified_at,
+                "checks": conn.verification_checks, "detail": detail}  # fmt: skip
+        return Response(s.VerificationSerializer(body).data)
+
+    @extend_schema(responses=s.FunnelSerializer)
+    @action(detail=True, methods=["get"])
+    def funnel(self, request, pk=None):
+        """Why the partner holds fewer than the audience: each step's count, how many it lost and why."""
+        conn = self.get_object()
+        return Response(s.FunnelSerializer(operations.funnel(conn).as_dict()).data)
+
     @extend_schema(parameters=MESSAGE_PARAMETERS, filters=False, responses=s.MessageSerializer(many=True))
     @action(detail=True, methods=["get"])
     def messages(self, request, pk=None):
@@ -172,7 +206,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
 
     def filter_queryset(self, queryset):
         # The messages/deliveries filters apply to their own rows, not to the connection being looked up.
-        if self.action in ("messages", "deliveries"):
+        if self.action in ("messages", "deliveries", "verify", "funnel"):
             return queryset
         return super().filter_queryset(queryset)
 

@@ -163,6 +163,9 @@ class Partner:
     max_concurrency: ClassVar[int] = 1
     requests_per_second: ClassVar[float | None] = None
     delivery: ClassVar[Delivery] = Delivery()
+    # True when partner_count is the partner's estimate (of matched people, updated with a delay) rather than
+    # a count of what it holds: it is shown, but not compared with what was forwarded.
+    count_is_estimate: ClassVar[bool] = False
 
     def accepted_types(self, connection_settings: dict) -> set[str]:
         """Identity types this connection forwards; a partner may let a connection narrow them."""
@@ -172,10 +175,15 @@ class Partner:
         return (account.base_url or self.default_base_url).rstrip("/")
 
     def check_credentials(self, account: Account) -> Check:
+        """Whether the output's credentials work; raises TransportError when the partner does not answer."""
         raise NotImplementedError
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
-        """Credentials, destination and account preconditions, each with a hint when it fails."""
+        """Credentials, destination and account preconditions, each with a hint when it fails.
+
+        A partner that does not answer raises TransportError (the caller says "Could not reach …" the same way
+        for every partner); a temporary error answer (429, 5xx) is a warning, not a failure.
+        """
         raise NotImplementedError
 
     def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:

@@ -60,6 +60,9 @@ HINTS = {
     "or create a new audience and connect it instead.",
     "audience": "Check the audience ID of this connection, and that ad account {act} owns the audience "
     "or has it shared with it.",
+    "refused": "Facebook refused the request in a way Audience Relay does not know; its answer is above. Check the "
+    "settings of this output and connection against it.",
+    "transient": "This is usually temporary; verification runs again on its schedule.",
 }
 
 
@@ -119,6 +122,8 @@ class FacebookCustomAudiences(Partner):
     )
     batch_size = MAX_RECORDS
     max_concurrency = 3
+    # approximate_count_lower_bound counts matched people, fuzzed, and lags uploads by up to a day.
+    count_is_estimate = True
 
     # --- checks ----------------------------------------------------------------
 
@@ -262,7 +267,7 @@ class FacebookCustomAudiences(Partner):
         try:
             response = http.call(method, url, attempts, **kwargs)
         except http.TransportError as exc:
-            raise _Stop(Outcome("retry", str(exc))) from None
+            raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
         body = http.json_or_empty(response)
         error = body.get("error")
         if response.ok and not isinstance(error, dict):
@@ -348,6 +353,11 @@ def _scrub_attempts(attempts: list, secret) -> None:
 
 
 def _failing(name: str, stop: _Stop) -> Check:
+    """A check from what stopped it: a fault fails it, a temporary answer warns, no answer is the caller's."""
     if stop.fault:
         return Check(name, "failing", stop.fault.message, stop.fault.hint)
-    return Check(name, "failing", stop.outcome.reason, "Try again in a few minutes.")
+    if isinstance(stop.__cause__, http.TransportError):
+        raise stop.__cause__
+    if stop.outcome.status == "retry":
+        return Check(name, "warning", f"Could not check the {name}: {stop.outcome.reason}", HINTS["transient"])
+    return Check(name, "failing", stop.outcome.reason, HINTS["refused"])

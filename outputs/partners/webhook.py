@@ -37,7 +37,10 @@ SIGNATURE_VERSION = "v1"
 HINTS = {
     "signature": "Check that it uses the same signing secret as this output.",
     "url": "Check the URL of this output: the receiver must accept POST requests there.",
-    "redirect": "Use the final URL in this output.",
+    "redirect": "Put the address the receiver redirects to in this output's URL: redirects are not followed, so "
+    "that the data and its signature go only where you configured.",
+    "identity_types": "Choose at least one identity type in this connection's settings.",
+    "transient": "This is usually temporary; verification runs again on its schedule.",
 }
 
 
@@ -131,12 +134,16 @@ class Webhook(Partner):
     def check_credentials(self, account: Account) -> Check:
         result = SendResult()
         outcome = self._post(account, {"audience": None, "messages": [], "test": True}, result)
+        status = result.attempts[-1].status if result.attempts else None
         if result.fault:
             return Check("receiver", "failing", result.fault.message, result.fault.hint)
+        if outcome.status == "retry":
+            if status is None:  # no answer: the caller words it the same way for every partner
+                raise http.TransportError(outcome.reason)
+            return Check("receiver", "warning", f"Could not check the receiver: {outcome.reason}", HINTS["transient"])
         if outcome.status != "accepted":
-            hint = "Try again in a few minutes." if outcome.status == "retry" else HINTS["url"]
+            hint = HINTS["redirect"] if 300 <= status < 400 else HINTS["url"]
             return Check("receiver", "failing", outcome.reason, hint)
-        status = result.attempts[-1].status
         return Check("receiver", "ok", f"The webhook receiver accepted a signed test request (HTTP {status}).")
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
@@ -146,8 +153,8 @@ class Webhook(Partner):
             form = "SHA-256 hashes of " if connection_settings.get("hash_identities") else ""
             checks.append(Check("identity types", "ok", f"This connection forwards {form}{', '.join(types)}."))
         else:
-            hint = "Choose at least one identity type in this connection."
-            checks.append(Check("identity types", "failing", "This connection forwards no identity types.", hint))
+            detail = "This connection forwards no identity types."
+            checks.append(Check("identity types", "failing", detail, HINTS["identity_types"]))
         return checks
 
     # --- sending ---------------------------------------------------------------

@@ -52,6 +52,9 @@ HINTS = {
     "segment": "Check the segment ID of this connection: it must be a segment of member {member} "
     "(Audience > Segments in Xandr).",
     "inactive": "Activate segment {segment} in Xandr, or connect an active segment.",
+    "refused": "Xandr refused the request in a way Audience Relay does not know; its answer is above. Check the "
+    "settings of this output and connection, and ask your Xandr representative if they look right.",
+    "transient": "This is usually temporary; verification runs again on its schedule.",
 }
 
 LINE_REASONS = {
@@ -315,7 +318,7 @@ class Xandr(Partner):
         try:
             return http.call(method, url if url.startswith("http") else s.base + url, s.attempts, **kwargs)
         except http.TransportError as exc:
-            raise _Stop(Outcome("retry", str(exc))) from None
+            raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
 
     def _raise_for(self, s: _Session, response, body: dict) -> None:
         status, error_id = response.status_code, body.get("error_id") or ""
@@ -407,6 +410,11 @@ def _scrubbed(attempts: list, *secrets) -> list:
 
 
 def _failing(name: str, stop: _Stop) -> Check:
+    """A check from what stopped it: a fault fails it, a temporary answer warns, no answer is the caller's."""
     if stop.fault:
         return Check(name, "failing", stop.fault.message, stop.fault.hint)
-    return Check(name, "failing", stop.outcome.reason, "Try again in a few minutes.")
+    if isinstance(stop.__cause__, http.TransportError):
+        raise stop.__cause__
+    if stop.outcome.status == "retry":
+        return Check(name, "warning", f"Could not check the {name}: {stop.outcome.reason}", HINTS["transient"])
+    return Check(name, "failing", stop.outcome.reason, HINTS["refused"])

@@ -26,3 +26,18 @@ def test_the_demo_forwards_50_emails_to_mailchimp_and_80_device_ids_to_appnexus(
     assert re.search(r"Mailchimp \(demo\)\s+│ 100\s+│ 50\s+│ 50 adds\s+│ 50 ", first)
     assert re.search(r"AppNexus \(demo\)\s+│ 90\s+│ 70\s+│ 80 adds, 10 removes\s+│ 70 ", second)
     assert re.search(r"Mailchimp \(demo\)\s+│ 90\s+│ 45\s+│ 50 adds, 5 removes\s+│ 45 ", second)
+
+    verified = out.split("6. Verify and troubleshoot")[1]
+    assert re.search(r"'Potential Parisians' → 'Mailchimp \(demo\)'\s+│ ok\s+│ ok: credentials, destination,", verified)
+    assert re.search(r"'Potential Parisians' → 'AppNexus \(demo\)'\s+│ ok\s+│ ok: credentials, segment,", verified)
+    assert re.search(
+        r"\n'Potential Parisians' → 'Mailchimp \(demo\)' \(ID \d+\): The audience matches 90 users\. 45 have an "
+        r"email address; Mailchimp accepts only email addresses, so Mailchimp receives 45\. Mailchimp reports 45\.\n",
+        verified,
+    )
+    assert re.search(
+        r"\n'Potential Parisians' → 'AppNexus \(demo\)' \(ID \d+\): The audience matches 90 users\. 70 have an "
+        r"Android advertising ID; AppNexus / Xandr accepts only mobile advertising IDs, so AppNexus / Xandr "
+        r"receives 70\.\n",
+        verified,
+    )

@@ -10,6 +10,7 @@ from audiences.models import Audience
 from audiences.refresh import refresh_audience
 from audiences.stats import audience_breakdown
 from connections import demo, services
+from connections.management.commands import verify_connections
 from connections.models import Connection, OutboxMessage
 from outputs.sandbox.client import SandboxClient
 from outputs.sandbox.server import PartnerSandbox
@@ -85,6 +86,13 @@ class Command(BaseCommand):
                     f"{audience.size} members and the partners follow."
                 )
                 out.print(self.report(audience, conns, client))
+
+            out.print(
+                "\n[bold]6. Verify and troubleshoot[/]: every check of both connections and each one's size funnel, "
+                "as `verify_connections` prints them."
+            )
+            conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("audience", "output")
+            verify_connections.render(out, verify_connections.verify_each(conns.order_by("pk")))
 
     def report(self, audience, conns, client) -> Table:
         audience.refresh_from_db()
