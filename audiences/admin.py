@@ -2,10 +2,13 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from audiences import criteria as criteria_lang
 from audiences.api.filters import profiles_with_identity
@@ -13,7 +16,7 @@ from audiences.api.views import audience_csv_response
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
 from audiences.refresh import reevaluate_profiles, refresh_audience
-from audiences.stats import audience_breakdown
+from audiences.stats import audience_breakdown, identity_breakdown
 
 
 class IdentityForm(forms.ModelForm):
@@ -161,7 +164,18 @@ class AudienceAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
-        return [path("<int:pk>/export/", export, name="audiences_audience_export"), *super().get_urls()]
+        preview = self.admin_site.admin_view(require_POST(self.preview_view))
+        return [
+            path("<int:pk>/export/", export, name="audiences_audience_export"),
+            path("preview/", preview, name="audiences_audience_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request):
+        """The size criteria would have now, before saving: the page's live estimate posts the textarea here."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse(preview(request.body.decode("utf-8", errors="replace")))
 
     def export_view(self, request, pk):
         return audience_csv_response(get_object_or_404(Audience, pk=pk))
@@ -185,6 +199,42 @@ class AudienceAdmin(admin.ModelAdmin):
             request,
             f"{r.audience} refreshed: {r.added} added, {r.removed} removed, {r.size} members ({r.seconds:.2f} s).",
         )
+
+
+# How the estimate names each identity type: "600 with an email address".
+WITH_IDENTITY = {
+    IdentityType.EMAIL: "an email address",
+    IdentityType.CUSTOMER_ID: "a customer ID",
+    IdentityType.MOBILE_NUMBER: "a mobile number",
+    IdentityType.IOS_IDFA: "an iOS advertising ID",
+    IdentityType.IOS_IDFV: "an iOS vendor ID",
+    IdentityType.ANDROID_AAID: "an Android advertising ID",
+    IdentityType.ANDROID_UUID: "an Android UUID",
+    IdentityType.FACEBOOK_ID: "a Facebook ID",
+    IdentityType.GOOGLE_ID: "a Google ID",
+    IdentityType.MICROSOFT_ID: "a Microsoft ID",
+    IdentityType.OTHER: "another identity",
+}
+
+
+def preview(text: str) -> dict:
+    """Validate criteria typed in the admin and count the profiles they match now, per identity type."""
+    if not text.strip():
+        return {"ok": False, "error": "Enter criteria to see how many users they match."}
+    try:
+        criteria = json.loads(text)
+    except ValueError as exc:
+        return {"ok": False, "error": f"This is not valid JSON: {exc}."}
+    try:
+        matching = Profile.objects.filter(criteria_lang.compile_criteria(criteria))
+    except criteria_lang.CriteriaError as exc:
+        return {"ok": False, "error": str(exc)}
+    size = matching.count()
+    counts = identity_breakdown(matching) if size else {t: 0 for t in IdentityType.values}
+    parts = [f"{counts[t]:,} with {WITH_IDENTITY[t]}" for t in IdentityType.values if counts[t]]
+    users = "user" if size == 1 else "users"
+    summary = f"≈ {size:,} {users}" + (f" — {', '.join(parts)}" if parts else "")
+    return {"ok": True, "size": size, "identity_types": counts, "summary": summary}
 
 
 @admin.register(RefreshRun)

@@ -41,8 +41,16 @@ def _database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def run_scaleout(sandbox, redis_url: str, connections: int = 4, messages: int = 100_000, clusters: int = 2,
-                 workers: int = 2, drain_max_seconds: int = 1, timeout: float = 600) -> dict:
+def run_scaleout(
+    sandbox,
+    redis_url: str,
+    connections: int = 4,
+    messages: int = 100_000,
+    clusters: int = 2,
+    workers: int = 2,
+    drain_max_seconds: int = 1,
+    timeout: float = 600,
+) -> dict:
     """Set up, run the clusters until every message is delivered, and return what happened."""
     import redis
     from django.db.models import Count
@@ -86,8 +94,11 @@ def run_scaleout(sandbox, redis_url: str, connections: int = 4, messages: int = 
         while waiting.exists():
             if time.monotonic() > deadline:
                 detail = list(waiting.values_list("connection_id", "state").annotate(n=Count("id")))
-                queued = list(Connection.objects.filter(pk__in=[c.pk for c in conns]).values_list(
-                    "pk", "status", "drain_queued_at"))
+                queued = list(
+                    Connection.objects.filter(pk__in=[c.pk for c in conns]).values_list(
+                        "pk", "status", "drain_queued_at"
+                    )
+                )
                 raise TimeoutError(f"messages still waiting after {timeout:g} s: {detail}; connections {queued}")
             time.sleep(0.2)
         seconds = time.perf_counter() - started
@@ -97,9 +108,7 @@ def run_scaleout(sandbox, redis_url: str, connections: int = 4, messages: int = 
             cluster.__exit__(None, None, None)
     stats = client.stats()
     held = {c.settings["list_id"]: client.mailchimp_list_state(c.settings["list_id"])["member_count"] for c in conns}
-    delivered = dict(
-        OutboxMessage.objects.filter(connection__in=conns).values_list("state").annotate(n=Count("id"))
-    )
+    delivered = dict(OutboxMessage.objects.filter(connection__in=conns).values_list("state").annotate(n=Count("id")))
     return {
         "messages": each * connections,
         "connections": connections,
@@ -163,13 +172,17 @@ def main() -> int:
         r = run_scaleout(sandbox, args.redis_url, connections=args.connections, messages=args.messages)
     finally:
         sandbox.stop()
-    print(f"{r['messages']:,} messages over {r['connections']} Mailchimp connections of one output, "
-          f"2 qclusters × 2 workers, Redis broker: {r['seconds']:.1f} s "
-          f"({r['messages'] / r['seconds']:,.0f} ids/s)")
+    print(
+        f"{r['messages']:,} messages over {r['connections']} Mailchimp connections of one output, "
+        f"2 qclusters × 2 workers, Redis broker: {r['seconds']:.1f} s "
+        f"({r['messages'] / r['seconds']:,.0f} ids/s)"
+    )
     for name, batches in sorted(r["batches_by_cluster"].items()):
         print(f"  {name}: {batches:,} batches")
-    print(f"  requests {r['requests']:,}; duplicates at the partner: {r['duplicates']}; "
-          f"most Mailchimp requests at once: {r['max_concurrent']} (limit 10)")
+    print(
+        f"  requests {r['requests']:,}; duplicates at the partner: {r['duplicates']}; "
+        f"most Mailchimp requests at once: {r['max_concurrent']} (limit 10)"
+    )
     print(f"  lists hold: {', '.join(f'{k} {v:,}' for k, v in r['held'].items())}; outbox: {r['states']}")
     shared = sum(1 for b in r["batches_by_cluster"].values() if b) >= 2
     ok = shared and r["duplicates"] == 0 and r["max_concurrent"] <= 10
