@@ -13,7 +13,7 @@ from bench import harness
 
 def main():
     func, args = sys.argv[1], json.loads(sys.argv[2])
-    harness.configure(harness.os.environ["DATABASE_URL"], migrate=False)
+    harness.configure(harness.os.environ["DATABASE_URL"], migrate=False, child=True)
     module, _, name = func.partition(":")
     result = getattr(importlib.import_module(module), name)(**args)
     result["peak_rss_mb"] = harness.peak_rss_mb()

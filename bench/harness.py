@@ -210,10 +210,17 @@ def check_scratch(url: str) -> None:
         )
 
 
-def configure(url: str, migrate: bool = True) -> None:
-    """Point this process at `url`, set Django up, and migrate (quietly)."""
+def configure(url: str, migrate: bool = True, child: bool = False) -> None:
+    """Point this process at `url` with the benchmark's settings, set Django up, and migrate (quietly).
+
+    A child process keeps the settings its parent gave it (the same keys, so it reads the same secrets).
+    """
     os.environ["DATABASE_URL"] = url
-    os.environ.update(BENCH_ENV)
+    for key, value in BENCH_ENV.items():
+        if child:
+            os.environ.setdefault(key, value)
+        else:
+            os.environ[key] = value
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django

@@ -74,7 +74,14 @@ def run_scaleout(
         conn = harness.connection(audience, output, {"list_id": list_id})
         forward.queue_messages(conn.pk, "email", each, f"so{n}-", "@bench.example.com")
         conns.append(conn)
+    from django.conf import settings
+
     env = {
+        # The clusters read the outputs' secrets with this process's keys (without keys, the development
+        # key derived from SECRET_KEY, which only a DEBUG process may use).
+        "DEBUG": "false" if settings.SECRETS_ENCRYPTION_KEYS else "true",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SECRETS_ENCRYPTION_KEYS": ",".join(settings.SECRETS_ENCRYPTION_KEYS),
         "DATABASE_URL": _database_url(),
         "REDIS_URL": redis_url,
         "DRAIN_MAX_SECONDS": str(drain_max_seconds),

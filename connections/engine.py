@@ -342,8 +342,14 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
     if not slots:
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report
-    pace = output_slots.interval(conn.output)
-    account = conn.output.account()
+    try:
+        # Inside the slots' lease: an output whose secrets cannot be read (a key rotation gone wrong) must
+        # not keep every slot of the output from the other connections until the lease runs out.
+        pace = output_slots.interval(conn.output)
+        account = conn.output.account()
+    except Exception:
+        output_slots.release(slots)
+        raise
     stop = threading.Event()
     # Lanes start as work shows up: the first runs in this thread, and every full batch a lane claims puts
     # another leased slot to work in a pool thread. A drain of one message (a profile update) costs one

@@ -30,8 +30,14 @@ def sample(text, name, **labels):
 def message(conn, n, state="pending", age=dt.timedelta(0)):
     now = timezone.now()
     return OutboxMessage.objects.create(
-        connection=conn, identity_type="email", value=f"m{n}@example.com", action="add", state=state,
-        next_attempt_at=now, created_at=now - age, updated_at=now,
+        connection=conn,
+        identity_type="email",
+        value=f"m{n}@example.com",
+        action="add",
+        state=state,
+        next_attempt_at=now,
+        created_at=now - age,
+        updated_at=now,
     )
 
 
