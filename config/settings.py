@@ -182,6 +182,9 @@ OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=120)
 RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5)
 RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=3600)
 RETRY_WINDOW_HOURS = env.float("RETRY_WINDOW_HOURS", default=72)
+# Messages a drain lane claims at once: whole partner requests up to this many (Braze's 75 a request → 450),
+# so the database work of a claim is shared by several requests. At least one request is always claimed.
+CLAIM_MESSAGES = env.int("CLAIM_MESSAGES", default=500)
 # One drain task works at most this long, then queues a successor.
 DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
 # How long a drain waits for one of its output's request slots while other drains hold them all.

@@ -108,16 +108,20 @@ class OutboxMessage(models.Model):
         ]
         indexes = [
             models.Index(fields=["connection", "state", "next_attempt_at"], name="outbox_claim_idx"),
-            # The claim reads the oldest unsent messages of one connection: this
-            # index holds only those, so finished history never slows it down.
-            models.Index(
-                fields=["connection", "id"],
-                condition=Q(state__in=["pending", "in_flight"]),
-                name="outbox_unsent_idx",
-            ),
-            models.Index(fields=["connection", "identity_type", "value"], name="outbox_identity_idx"),
+            # The claim walks outbox_claim_idx by (connection, state, next attempt): every due message is found
+            # there in order. (A second partial index of unsent messages by id cost two index entries per
+            # message written and no claim used it.)
+            # Every outbox write adds an entry to each index whose condition the new row version meets, and a
+            # message is written three times (queued, claimed, finished): indexes here are few and partial
+            # where they can be. Lookups of one identity (the in-flight check of the claim, the trace) go
+            # through the value, which is all but unique.
             models.Index(fields=["value"], name="outbox_value_idx"),
-            models.Index(fields=["state", "finished_at"], name="outbox_prune_idx"),
+            # Pruning reads finished messages only.
+            models.Index(
+                fields=["state", "finished_at"],
+                condition=Q(state__in=["delivered", "rejected", "failed", "replaced"]),
+                name="outbox_finished_idx",
+            ),
         ]
 
     def __str__(self):

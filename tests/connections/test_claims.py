@@ -1,0 +1,64 @@
+"""A drain lane claims whole partner requests up to CLAIM_MESSAGES: small-request partners share a claim's cost."""
+
+import pytest
+
+from connections import engine, services
+from connections.models import Delivery, OutboxMessage
+from outputs.models import Output
+from tests.connections.factories import StaticAudienceFactory, add_members
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BRAZE_KEY = "7c1e5a90-braze-sandbox-key-0001"
+
+
+def braze_connection(sandbox, members):
+    sandbox.braze_key(BRAZE_KEY)
+    output = Output(
+        kind="braze",
+        name="Braze",
+        base_url=f"{sandbox.url}/braze",
+        settings={"rest_endpoint": "https://rest.iad-01.braze.com"},
+    )
+    output.set_secrets({"api_key": BRAZE_KEY})
+    output.save()
+    audience = StaticAudienceFactory()
+    add_members(audience, emails=[f"c{i}@example.com" for i in range(members)])
+    return services.connect(audience, output, {"identifier": "email", "attribute_name": "relay_audiences"})
+
+
+def test_a_braze_backlog_goes_six_requests_to_a_claim_and_75_to_a_request(sandbox):
+    conn = braze_connection(sandbox, 500)
+
+    report = engine.drain(conn.pk)
+
+    assert report.accepted == 500
+    # 500 = 450 (six requests of 75) + 50 (one request): two claims, seven requests, every one within Braze's 75.
+    assert sorted(Delivery.objects.filter(connection=conn).values_list("messages", "requests")) == [(50, 1), (450, 6)]
+    assert sandbox.stats()["requests"]["braze"] == 7
+    tagged = [u for u in sandbox.braze_users()["users"].values() if u.get("relay_audiences")]
+    assert len(tagged) == 500
+
+
+def test_a_refusal_half_way_through_a_claim_retries_only_what_braze_did_not_take(sandbox):
+    conn = braze_connection(sandbox, 450)
+    sandbox.braze_rate_limit(2)  # the third request of the claim gets a 429
+
+    report = engine.drain(conn.pk)
+
+    assert (report.accepted, report.retried) == (150, 300)
+    messages = OutboxMessage.objects.filter(connection=conn)
+    assert messages.filter(state="delivered").count() == 150
+    assert messages.filter(state="pending").count() == 300
+    assert set(messages.filter(state="pending").values_list("last_error", flat=True)) == {
+        "Braze is rate limiting requests (HTTP 429)."
+    }
+
+
+def test_claim_messages_bounds_the_claim_in_whole_requests(settings):
+    from outputs.partners import registry
+
+    braze, mailchimp, facebook = registry.get("braze"), registry.get("mailchimp"), registry.get("facebook")
+    assert (engine.claim_size(braze), engine.claim_size(mailchimp), engine.claim_size(facebook)) == (450, 500, 10_000)
+    settings.CLAIM_MESSAGES = 1
+    assert engine.claim_size(braze) == 75  # never less than one request
