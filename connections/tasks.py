@@ -9,7 +9,7 @@ from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from connections import engine, services, verification
-from connections.models import Connection, OutboxMessage
+from connections.models import Connection, Delivery, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,15 @@ def upload_due(conn, now=None) -> bool:
 
 
 def prune() -> int:
-    """Delete finished messages past OUTBOX_KEEP_DAYS; counters on the connection keep the totals."""
+    """Delete finished messages and delivery records past OUTBOX_KEEP_DAYS; the connection's counters keep totals.
+
+    Both hold identities or partner answers about them, so they are kept no longer than troubleshooting needs.
+    """
     cutoff = timezone.now() - dt.timedelta(days=settings.OUTBOX_KEEP_DAYS)
     finished = ["delivered", "rejected", "failed", "replaced"]
     deleted, _ = OutboxMessage.objects.filter(state__in=finished, finished_at__lt=cutoff).delete()
-    return deleted
+    deliveries, _ = Delivery.objects.filter(started_at__lt=cutoff).delete()
+    return deleted + deliveries
 
 
 # --- verification -------------------------------------------------------------------------------------------

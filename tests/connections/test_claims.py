@@ -62,3 +62,32 @@ def test_claim_messages_bounds_the_claim_in_whole_requests(settings):
     assert (engine.claim_size(braze), engine.claim_size(mailchimp), engine.claim_size(facebook)) == (450, 500, 10_000)
     settings.CLAIM_MESSAGES = 1
     assert engine.claim_size(braze) == 75  # never less than one request
+
+
+def test_pruning_drops_finished_messages_and_delivery_records_past_the_keep_days(sandbox, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from connections import tasks
+
+    conn = braze_connection(sandbox, 80)
+    engine.drain(conn.pk)
+    old = timezone.now() - dt.timedelta(days=settings.OUTBOX_KEEP_DAYS + 1)
+    OutboxMessage.objects.filter(connection=conn, value__startswith="c1").update(finished_at=old)
+    Delivery.objects.filter(connection=conn).update(started_at=old)  # the one delivery: 80 messages, 2 requests
+    recent = Delivery.objects.create(connection=conn, started_at=timezone.now(), duration_ms=1, messages=1, accepted=1)
+    OutboxMessage.objects.create(
+        connection=conn,
+        identity_type="email",
+        value="late@example.com",
+        action="add",
+        state="pending",
+        next_attempt_at=old,
+        created_at=old,
+        updated_at=old,
+    )  # waiting, however old: never pruned
+
+    assert tasks.prune() == 11 + 1  # c1, c10…c19 and the old delivery record
+    assert OutboxMessage.objects.filter(connection=conn).count() == 80 - 11 + 1
+    assert list(Delivery.objects.filter(connection=conn)) == [recent]
