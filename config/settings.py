@@ -142,6 +142,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Requests per API token (or per signed-in staff member) before the API answers 429; empty turns it off.
+API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="1200/min")
+# Deepest nesting accepted in audience criteria and in profile attributes.
+CRITERIA_MAX_DEPTH = env.int("CRITERIA_MAX_DEPTH", default=20)
+ATTRIBUTES_MAX_DEPTH = env.int("ATTRIBUTES_MAX_DEPTH", default=10)
+
 # Largest batch accepted by the bulk endpoints, in records per request.
 BULK_MAX_RECORDS = env.int("BULK_MAX_RECORDS", default=10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
@@ -201,6 +207,12 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # Seconds before a request to a partner is abandoned (connect and read each).
 PARTNER_HTTP_TIMEOUT = env.float("PARTNER_HTTP_TIMEOUT", default=15.0)
+# Largest partner answer read, in bytes; a bigger one is cut off and treated as unreadable.
+PARTNER_MAX_ANSWER_BYTES = env.int("PARTNER_MAX_ANSWER_BYTES", default=5 * 1024 * 1024)
+# Webhook URLs and partner base URLs on loopback, private, link-local, multicast or cloud-metadata addresses
+# are refused unless this is on: for local development and the demo's partner sandbox on 127.0.0.1.
+# It follows DEBUG, so production refuses them unless it is turned on explicitly.
+ALLOW_PRIVATE_DESTINATIONS = env.bool("ALLOW_PRIVATE_DESTINATIONS", default=DEBUG)
 
 # Fernet keys for secrets at rest, newest first: the first encrypts, all decrypt,
 # so a new key is rolled in by putting it first and running `rotate_secrets`.
