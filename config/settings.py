@@ -225,11 +225,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Identity values and secrets are masked in every record at INFO and above (config/log_filters.py).
+    "filters": {"mask_identities": {"()": "config.log_filters.MaskIdentities"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_identities"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # urllib3 logs request lines (with query strings) at DEBUG: keep it quiet so
-    # no partner credential can reach a log by that road.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        # urllib3 logs request lines (with query strings) at DEBUG: keep it quiet so
+        # no partner credential can reach a log by that road.
+        "django.db.backends": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # Django's and django-q2's own handlers would write records past the masking filter: theirs go
+        # to the root's console handler instead.
+        "django": {"handlers": [], "propagate": True},
+        "django-q": {"handlers": [], "propagate": True},
+    },
 }
 
 if not DEBUG:

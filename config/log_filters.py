@@ -1,0 +1,56 @@
+"""Keep identities and secrets out of the logs.
+
+Our own log lines name connections and outputs by id, never a member, but a log line is also written by
+Django (a 400's path), django-q2 (a failed task's exception), requests and our tracebacks, and any of them
+may quote a value that came from outside. This filter, on every handler, rewrites each record at INFO and
+above before it is formatted: e-mail addresses, phone numbers, device and advertising IDs (UUIDs), long
+hex or base64 strings that look like keys, API tokens and Authorization values become `[email]`, `[phone]`,
+`[id]`, `[secret]`. DEBUG records are left alone: they are for a developer's own machine.
+
+Customer IDs have no shape to recognise, so the rule for them is in the code: no log call formats a
+message's value (see the tests in tests/ops/test_log_masking.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PATTERNS = [
+    # Authorization headers and our API tokens first: their values would otherwise look like other things.
+    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [secret]"),
+    (re.compile(r"\bar_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "[secret]"),
+    (re.compile(r"(?i)\b(api[_-]?key|apikey|access_token|password|secret|key)=([^&\s\"']+)"), r"\1=[secret]"),
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "[id]"),
+    # Mailchimp keys (hex-dc), Braze keys, Fernet tokens, SHA-256 hashes of identities: long runs of key
+    # alphabet. 24 characters leaves room for the words, paths and numbers a log line normally holds.
+    (re.compile(r"\b[0-9a-fA-F]{24,}(-[a-z]{2,4}\d{1,3})?\b"), "[secret]"),
+    (re.compile(r"\b[A-Za-z0-9_-]{40,}={0,2}"), "[secret]"),
+    # Phone numbers: a + and 8 to 15 digits, spaces, dots or dashes allowed between them.
+    (re.compile(r"\+\d[\d .-]{6,17}\d"), "[phone]"),
+]
+
+
+def mask(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class MaskIdentities(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: log what there is rather than lose the line
+            message = str(record.msg)
+        record.msg, record.args = mask(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
+        return True

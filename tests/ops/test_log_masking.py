@@ -1,0 +1,90 @@
+"""Identity values and secrets never reach the logs at INFO and above.
+
+The records are read from the handler the settings configure (its stream swapped for a buffer), so the
+test sees what an operator's log collector would see, filter and formatter included.
+"""
+
+import io
+import logging
+
+import pytest
+
+from config.log_filters import MaskIdentities
+
+pytestmark = pytest.mark.django_db
+
+KEY = "0123456789abcdef0123456789abcdef-us6"  # the shape of a Mailchimp API key
+
+
+@pytest.fixture
+def logs():
+    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, MaskIdentities) for f in h.filters))
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("alice.smith+promo@example.co.uk", "[email]"),
+        ("+1 415-555-0100", "[phone]"),
+        ("+33612345678", "[phone]"),
+        ("8a1c6f0e-4b2d-4c3a-9e8f-0a1b2c3d4e5f", "[id]"),  # an IDFA / AAID
+        ("b5d1f0a7c3e2d4f6a8b0c2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4", "[secret]"),  # a hashed email
+        (KEY, "[secret]"),  # a Mailchimp API key
+        ("ar_k3J9x2_Qm8zT4vL0pR6sW1yN5bC7dF9gH2jK4", "[secret]"),  # one of our API tokens
+        ("gAAAAABnX2c1c2VjcmV0c19hdF9yZXN0X2FyZV9mZXJuZXRfdG9rZW5zX2xpa2VfdGhpcw==", "[secret]"),  # Fernet
+    ],
+)
+def test_each_kind_of_identity_and_secret_is_masked(logs, value, shown):
+    logging.getLogger("connections").warning("Could not deliver %s to the partner", value)
+
+    line = logs.getvalue()
+    assert value not in line
+    assert f"Could not deliver {shown} to the partner" in line
+
+
+def test_authorization_values_and_secret_parameters_are_masked(logs):
+    logging.getLogger("outputs").error(
+        "Request failed: Authorization: Bearer abcdef1234567890 url=https://x.example/p?api_key=s3cr3tv4lue&page=2"
+    )
+
+    line = logs.getvalue()
+    assert "abcdef1234567890" not in line and "s3cr3tv4lue" not in line
+    assert "Bearer [secret]" in line and "api_key=[secret]&page=2" in line
+
+
+def test_a_traceback_quoting_an_identity_is_masked(logs):
+    try:
+        {}["bob@example.org"]
+    except KeyError:
+        logging.getLogger("connections.engine").exception("Partner module %s failed on a batch", "webhook")
+
+    text = logs.getvalue()
+    assert "Partner module webhook failed on a batch" in text
+    assert "KeyError: '[email]'" in text
+    assert "bob@example.org" not in text
+
+
+def test_debug_records_are_left_alone_for_a_developers_machine(logs):
+    logger = logging.getLogger("connections.debugging")
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("Payload for carol@example.com")
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+    assert "Payload for carol@example.com" in logs.getvalue()
+
+
+def test_djangos_request_log_does_not_show_an_email_used_as_a_profile_id(api, logs):
+    response = api.get("/api/v1/profiles/dave@example.com/")
+
+    assert response.status_code == 404
+    text = logs.getvalue()
+    assert "Not Found: /api/v1/profiles/[email]/" in text
+    assert "dave@example.com" not in text
