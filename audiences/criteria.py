@@ -17,6 +17,7 @@ import operator
 from datetime import timedelta
 from functools import reduce
 
+from django.conf import settings
 from django.db import NotSupportedError
 from django.db.models import Case, CharField, Count, Exists, F, FloatField, Func, OuterRef, Q, When
 from django.db.models.functions import Cast, Lower
@@ -34,13 +35,14 @@ from django.utils import timezone
 from audiences.identity_types import IdentityType
 from audiences.models import Event, Identity
 
-MAX_DEPTH = 20
 MAX_CONDITIONS = 200
 MAX_DAYS = 3650
 DEFAULT_DAYS = 30
 DEFAULT_COUNT = {"op": "gt", "value": 0}
 MAX_IN_VALUES = 1000
 MAX_NAME_LENGTH = 255
+# Above this an event count cannot be reached, and SQLite cannot bind integers beyond 64 bits.
+MAX_COUNT = 1_000_000_000
 
 OPERATORS = ("eq", "ne", "contains", "gt", "gte", "lt", "lte", "in", "exists")
 COUNT_OPERATORS = ("eq", "gt", "gte", "lt", "lte")
@@ -110,8 +112,31 @@ def _key(path: str, key: str) -> str:
 
 
 def _is_number(value) -> bool:
-    # bool is an int in Python but not a number here; NaN and infinities compare with nothing.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # bool is an int in Python but not a number here; NaN and infinities compare with nothing, and
+    # an integer too big for a float cannot be compared with the float the attribute is cast to.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def text_problem(value: str) -> str | None:
+    """Why the database cannot store or compare `value` (NUL, or half a UTF-16 pair from JSON), or None."""
+    if "\x00" in value:
+        return "must not contain the NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"must not contain an unpaired surrogate (U+{ord(value[exc.start]):04X})"
+    return None
+
+
+def _check_text(value: str, path: str) -> None:
+    problem = text_problem(value)
+    if problem:
+        raise CriteriaError(path, problem)
 
 
 def _is_whole(value) -> bool:
@@ -160,8 +185,8 @@ class _Validator:
         self.conditions = 0
 
     def node(self, node, path: str, depth: int) -> None:
-        if depth > MAX_DEPTH:
-            raise CriteriaError(path, f"nested too deep (at most {MAX_DEPTH} levels)")
+        if depth > settings.CRITERIA_MAX_DEPTH:
+            raise CriteriaError(path, f"nested too deep (at most {settings.CRITERIA_MAX_DEPTH} levels)")
         if not isinstance(node, dict):
             raise CriteriaError(path, "expected an object")
         shape = _shape(node, path)
@@ -201,6 +226,7 @@ class _Validator:
             raise CriteriaError(_key(path, "event"), "must be a non-empty string")
         if len(name) > MAX_NAME_LENGTH:
             raise CriteriaError(_key(path, "event"), f"must be at most {MAX_NAME_LENGTH} characters")
+        _check_text(name, _key(path, "event"))
         if "where" in node:
             self.where(node["where"], _key(path, "where"))
         if "in_last_days" in node:
@@ -226,6 +252,7 @@ def _check_attribute(name, path: str) -> None:
         raise CriteriaError(path, "must be a non-empty string")
     if len(name) > MAX_NAME_LENGTH:
         raise CriteriaError(path, f"must be at most {MAX_NAME_LENGTH} characters")
+    _check_text(name, path)
     # SQLite (before 3.45) cannot address a JSON key containing a double quote.
     if '"' in name:
         raise CriteriaError(path, 'must not contain a double quote (")')
@@ -247,6 +274,8 @@ def _check_operator(op, value, path: str) -> None:
         raise CriteriaError(value_path, f"must be a string, number or boolean for '{op}'")
     if op == "in":
         _check_in_values(value, value_path)
+    elif isinstance(value, str):
+        _check_text(value, value_path)
 
 
 def _check_in_values(values, path: str) -> None:
@@ -257,6 +286,8 @@ def _check_in_values(values, path: str) -> None:
     for index, item in enumerate(values):
         if not (isinstance(item, str) or _is_number(item)):
             raise CriteriaError(f"{path}[{index}]", "must be a string or number")
+        if isinstance(item, str):
+            _check_text(item, f"{path}[{index}]")
 
 
 def _check_identity_type(identity_type, path: str) -> None:
@@ -284,6 +315,8 @@ def _check_count(count, path: str) -> None:
         )
     if not _is_whole(count["value"]) or count["value"] < 0:
         raise CriteriaError(_key(path, "value"), "must be a non-negative whole number")
+    if count["value"] > MAX_COUNT:
+        raise CriteriaError(_key(path, "value"), f"must be at most {MAX_COUNT}")
 
 
 # --- JSON attribute access ----------------------------------------------------------------------
@@ -404,7 +437,7 @@ def _attribute(column: str, key: str, op: str, value) -> Q:
     if op == "in":
         return _in(column, key, value)
     lookup = NUMERIC_LOOKUPS[op]
-    return _type_is(column, key, "number") & Q(lookup(_number(column, key), value))
+    return _type_is(column, key, "number") & Q(lookup(_number(column, key), float(value)))
 
 
 def _equals(column: str, key: str, value) -> Q:
@@ -412,12 +445,13 @@ def _equals(column: str, key: str, value) -> Q:
         return _type_is(column, key, "true" if value else "false")
     if isinstance(value, str):
         return _type_is(column, key, "string") & Q(Exact(_lower_text(column, key), value.lower()))
-    return _type_is(column, key, "number") & Q(Exact(_number(column, key), value))
+    return _type_is(column, key, "number") & Q(Exact(_number(column, key), float(value)))
 
 
 def _in(column: str, key: str, values: list) -> Q:
     strings = [value.lower() for value in values if isinstance(value, str)]
-    numbers = [value for value in values if not isinstance(value, str)]
+    # Compared as floats, like the attribute: SQLite cannot bind an integer beyond 64 bits.
+    numbers = [float(value) for value in values if not isinstance(value, str)]
     parts = []
     if strings:
         parts.append(_type_is(column, key, "string") & Q(In(_lower_text(column, key), strings)))

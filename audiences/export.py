@@ -1,6 +1,7 @@
 """CSV download of an audience: every member with its identities, streamed."""
 
 import csv
+import re
 
 from django.db.models import Prefetch
 
@@ -8,6 +9,18 @@ from audiences.identity_types import IdentityType
 from audiences.models import Identity, Membership
 
 HEADER = ["external_id", "member_since", *IdentityType.values]
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP): such a cell is
+# written with a leading apostrophe, which spreadsheets show as text. Phone numbers in E.164 ("+4915…",
+# several joined by " | ") hold only digits, cannot carry a formula, and are written as they are.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PHONE_NUMBERS = re.compile(r"\+\d+( \| \+\d+)*")
+
+
+def defuse(cell: str) -> str:
+    if cell.startswith(FORMULA_STARTS) and not PHONE_NUMBERS.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 class _Echo:
@@ -29,7 +42,5 @@ def csv_rows(audience):
         by_type = {}
         for identity in member.profile.identities.all():
             by_type.setdefault(identity.type, []).append(identity.value)
-        yield writer.writerow(
-            [member.profile.external_id, member.since.isoformat()]
-            + [" | ".join(by_type.get(t, ())) for t in IdentityType.values]
-        )
+        cells = [member.profile.external_id] + [" | ".join(by_type.get(t, ())) for t in IdentityType.values]
+        yield writer.writerow([defuse(cells[0]), member.since.isoformat(), *map(defuse, cells[1:])])

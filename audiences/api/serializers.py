@@ -2,6 +2,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from audiences import criteria as criteria_lang
+from audiences.api.fields import AttributesField, refuse_control_characters
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Event, Membership, Profile
 
@@ -21,9 +22,16 @@ class IdentitySerializer(serializers.Serializer):
         return {"type": instance.type, "value": instance.value}
 
 
-def _check_batch(items, key, label):
-    if len(items) > settings.BULK_MAX_RECORDS:
-        raise serializers.ValidationError(f"at most {settings.BULK_MAX_RECORDS} {label} per request")
+def _refuse_big_batch(data, key):
+    """Count the records before validating any of them: a batch too big is refused without the work."""
+    items = data.get(key) if isinstance(data, dict) else None
+    if isinstance(items, list) and len(items) > settings.BULK_MAX_RECORDS:
+        raise serializers.ValidationError(
+            {key: [f"at most {settings.BULK_MAX_RECORDS} {key} per request; this one has {len(items)}"]}
+        )
+
+
+def _check_duplicates(items, key):
     seen = {}
     for index, item in enumerate(items):
         value = item.get(key)
@@ -35,8 +43,8 @@ def _check_batch(items, key, label):
 
 
 class ProfileInputSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=255)
-    attributes = serializers.DictField(required=False)
+    external_id = serializers.CharField(max_length=255, validators=[refuse_control_characters])
+    attributes = AttributesField(required=False)
     identities = IdentitySerializer(many=True, required=False)
 
     def validate_identities(self, identities):
@@ -46,8 +54,12 @@ class ProfileInputSerializer(serializers.Serializer):
 class ProfileBatchSerializer(serializers.Serializer):
     profiles = ProfileInputSerializer(many=True, allow_empty=False)
 
+    def to_internal_value(self, data):
+        _refuse_big_batch(data, "profiles")
+        return super().to_internal_value(data)
+
     def validate_profiles(self, profiles):
-        _check_batch(profiles, "external_id", "profiles")
+        _check_duplicates(profiles, "external_id")
         owner = {}
         for index, profile in enumerate(profiles):
             for pair in profile.get("identities") or ():
@@ -60,18 +72,27 @@ class ProfileBatchSerializer(serializers.Serializer):
 
 
 class EventInputSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=255)
-    name = serializers.CharField(max_length=255)
-    attributes = serializers.DictField(required=False)
+    external_id = serializers.CharField(max_length=255, validators=[refuse_control_characters])
+    name = serializers.CharField(max_length=255, validators=[refuse_control_characters])
+    attributes = AttributesField(required=False)
     occurred_at = serializers.DateTimeField()
-    source_id = serializers.CharField(max_length=255, required=False, help_text="Your event ID; a repeat is ignored.")
+    source_id = serializers.CharField(
+        max_length=255,
+        required=False,
+        validators=[refuse_control_characters],
+        help_text="Your event ID; a repeat is ignored.",
+    )
 
 
 class EventBatchSerializer(serializers.Serializer):
     events = EventInputSerializer(many=True, allow_empty=False)
 
+    def to_internal_value(self, data):
+        _refuse_big_batch(data, "events")
+        return super().to_internal_value(data)
+
     def validate_events(self, events):
-        _check_batch(events, "source_id", "events")
+        _check_duplicates(events, "source_id")
         return events
 
 
