@@ -12,15 +12,33 @@ def api_user(django_user_model):
     return user
 
 
-@pytest.fixture
-def api(api_user):
-    """An API client authenticated with a real token, as an integration would be."""
-    from rest_framework.authtoken.models import Token
+def _token_client(user, scope: str) -> APIClient:
+    from staff.models import ApiToken
 
     client = APIClient()
-    token = Token.objects.create(user=api_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.token, plaintext = ApiToken.issue(user, f"tests ({scope})", scope)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     return client
+
+
+@pytest.fixture
+def api(api_user):
+    """An API client authenticated with a real write-scoped token, as an integration would be."""
+    return _token_client(api_user, "write")
+
+
+@pytest.fixture
+def read_api(api_user):
+    """The same user through a read-only token."""
+    return _token_client(api_user, "read")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """API throttle counts live in the cache, which outlives a test: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(scope="session")

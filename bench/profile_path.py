@@ -25,14 +25,15 @@ def measure(sandbox_url: str, connection_id: int, people: list, broker: str, war
     import requests
     from django.contrib.auth import get_user_model
     from django_q.models import OrmQ
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from staff.models import ApiToken
 
     OrmQ.objects.all().delete()  # nothing stale for the cluster to pick up first
     user, _ = get_user_model().objects.get_or_create(username="bench-integration")
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token = ApiToken.issue(user, "bench", "write")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     poll = requests.Session()
     state_url = f"{sandbox_url}/_sandbox/mailchimp/lists/{LIST}"
 

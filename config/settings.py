@@ -116,11 +116,14 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
+    # Hashed API tokens (staff/api_auth.py) first: their 401 names why; staff signed in to the admin use the session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "staff.api_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "staff.api_auth.TokenScope"],
+    # API_THROTTLE_RATE per token, read at each request by the throttle itself.
+    "DEFAULT_THROTTLE_CLASSES": ["staff.api_auth.ApiThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

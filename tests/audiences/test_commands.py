@@ -1,6 +1,5 @@
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 
 from tests.audiences.factories import AudienceFactory, ProfileFactory
 
@@ -18,15 +17,6 @@ def test_refresh_audiences_prints_a_summary(capsys):
 def test_refresh_audiences_refuses_an_unknown_name():
     with pytest.raises(CommandError, match="No audience named 'Nope'."):
         call_command("refresh_audiences", "--audience", "Nope")
-
-
-def test_create_api_token_creates_the_user_and_prints_a_working_token(capsys, client):
-    call_command("create_api_token", "robot")
-    key = capsys.readouterr().out.strip()
-    assert Token.objects.get(key=key).user.username == "robot"
-    assert client.get("/api/v1/audiences/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
-    call_command("create_api_token", "robot")
-    assert capsys.readouterr().out.strip() == key
 
 
 def test_migrate_keeps_a_refresh_schedule_and_its_task_refreshes_everything(settings):

@@ -1,0 +1,52 @@
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from staff.models import ApiToken
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API token for USERNAME (creating the user, without a password, if it does not exist) and print "
+        "it. The token is shown this once: only its hash is stored."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("username", help="The user the token authenticates as.")
+        parser.add_argument("--name", default="", help="What uses the token (default: “USERNAME (command line)”).")
+        parser.add_argument(
+            "--scope", choices=["read", "write"], default="write", help="read: GET only; write (default): anything."
+        )
+        parser.add_argument("--expires-days", type=int, help="Expire after this many days (default: never).")
+        parser.add_argument("--rotate", action="store_true", help="Revoke the user's other tokens.")
+
+    def handle(self, *args, username, name, scope, expires_days, rotate, **options):
+        username = username.strip()
+        if not username:
+            raise CommandError("USERNAME must not be empty.")
+        if expires_days is not None and expires_days < 1:
+            raise CommandError("--expires-days must be 1 or more; leave it out for a token that never expires.")
+        name = name.strip() or f"{username} (command line)"
+        if len(name) > ApiToken._meta.get_field("name").max_length:
+            raise CommandError("--name must be 100 characters or fewer.")
+        expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+        with transaction.atomic():
+            user, created = get_user_model().objects.get_or_create(username=username)
+            if created:
+                user.set_unusable_password()
+                user.save(update_fields=["password"])
+            revoked = 0
+            if rotate:
+                revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+            token, plaintext = ApiToken.issue(user, name, scope, expires_at)
+        # Only the token goes to stdout, so `TOKEN=$(manage.py create_api_token NAME)` works; the rest is for people.
+        if created:
+            self.stderr.write(f"Created user {username}.")
+        if revoked:
+            self.stderr.write(f"Revoked {revoked} earlier token{'s' if revoked != 1 else ''} of {username}.")
+        until = f"expires {timezone.localtime(expires_at):%Y-%m-%d %H:%M}" if expires_at else "never expires"
+        self.stderr.write(f"Token {token.prefix} ({scope}, {until}) for {username}; it is not shown again.")
+        self.stdout.write(plaintext)
