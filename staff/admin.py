@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
+from staff import token_admin  # noqa: F401  (registers API tokens, kept in their own module)
 from staff.models import AuditEntry
 
 KINDS = {
