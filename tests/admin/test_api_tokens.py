@@ -197,6 +197,15 @@ def test_last_use_is_written_at_most_once_a_minute():
     assert token.last_used_at > first
 
 
+def test_a_token_costs_one_query_a_request(api):
+    api.get("/api/v1/partners/")  # the first use writes last_used_at
+
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/api/v1/partners/").status_code == 200
+
+    assert [q["sql"].split(" FROM ")[1].split()[0] for q in queries] == ['"staff_apitoken"']
+
+
 def test_a_token_over_the_rate_gets_429_with_retry_after(settings):
     settings.API_THROTTLE_RATE = "3/min"
     token, other = ApiTokenFactory(), ApiTokenFactory()
