@@ -10,7 +10,7 @@ from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
 from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused
-from outputs.services import check_credentials, clean_output_settings, describe_check
+from outputs.services import check_credentials, clean_base_url, clean_output_settings, describe_check
 
 PREFIX = "setting__"
 
@@ -42,6 +42,12 @@ class OutputFormBase(forms.ModelForm):
             for name, value in self.instance.settings.items():
                 if PREFIX + name in self.fields:
                     self.initial[PREFIX + name] = value
+
+    def clean_base_url(self):
+        try:
+            return clean_base_url(self.cleaned_data.get("base_url"))
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["base_url"]) from None
 
     def clean(self):
         data = super().clean()

@@ -5,7 +5,7 @@ import logging
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from outputs import schema
+from outputs import netguard, schema
 from outputs.models import Output
 from outputs.partners import registry
 from outputs.partners.base import Check
@@ -23,6 +23,15 @@ def clean_output_settings(kind: str, data: dict, output: Output | None = None, p
     existing = {**output.settings, **output.secrets} if output and output.pk else {}
     cleaned = schema.clean_settings(partner.output_settings, data, existing=existing, partial=partial)
     return schema.split_secrets(partner.output_settings, cleaned)
+
+
+def clean_base_url(url: str) -> str:
+    """A base URL override as saved: empty (the partner's real host) or a destination we send to."""
+    url = (url or "").strip()
+    problem = netguard.refusal(url) if url else ""
+    if problem:
+        raise ValidationError({"base_url": [problem]})
+    return url
 
 
 def check_credentials(output: Output) -> Check:

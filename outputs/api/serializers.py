@@ -4,7 +4,7 @@ from rest_framework import serializers
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
-from outputs.services import clean_output_settings
+from outputs.services import clean_base_url, clean_output_settings
 
 
 class OutputSerializer(serializers.ModelSerializer):
@@ -45,6 +45,12 @@ class OutputSerializer(serializers.ModelSerializer):
         if self.instance and kind != self.instance.kind:
             raise serializers.ValidationError("The partner of an output cannot change; create a new output.")
         return kind
+
+    def validate_base_url(self, url):
+        try:
+            return clean_base_url(url)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["base_url"]) from None
 
     def validate(self, data):
         kind = data.get("kind") or self.instance.kind

@@ -8,6 +8,7 @@ in `connections` does the bookkeeping, retries and backoff.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class Attempt:
     status: int | None
     duration_ms: int
     response_excerpt: str = ""
+    refused: str = ""  # why the destination was refused (outputs.netguard): no request was made
 
 
 @dataclass
@@ -147,8 +149,46 @@ class Check:
     hint: str = ""
 
 
+DESTINATION_HINT = (
+    "Change the URL (or base URL) of this output to the partner's public address. Private addresses are "
+    "reached only where ALLOW_PRIVATE_DESTINATIONS is on, for development and the partner sandbox."
+)
+
+
+def _finishing(send):
+    """Every partner's `send` ends here, so no partner module can forget what concerns them all.
+
+    - A refused destination (outputs.netguard) faults the connection: the URL must change, a retry cannot
+      help. A partner module sees it as a TransportError, like any request without an answer, and may have
+      turned it into retry outcomes; its attempt says it was refused.
+    - The excerpts a delivery record keeps lose the output's secrets and the batch's identities.
+    """
+
+    @functools.wraps(send)
+    def finished(self, account, connection_settings, messages):
+        from outputs.partners import http, redact  # http imports this module
+
+        try:
+            result = send(self, account, connection_settings, messages)
+        except http.DestinationRefused as exc:
+            result, refused = SendResult(), str(exc)
+        else:
+            refused = next((a.refused for a in result.attempts if a.refused), "")
+        if refused and result.fault is None:
+            result.fault = Fault("destination", refused, DESTINATION_HINT)
+        redact.attempts(result.attempts, self, account, messages)
+        return result
+
+    return finished
+
+
 class Partner:
     """Base of every partner module: declarations as class attributes, three methods to write."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "send" in cls.__dict__:
+            cls.send = _finishing(cls.__dict__["send"])
 
     slug: ClassVar[str]
     name: ClassVar[str]

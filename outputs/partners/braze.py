@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlparse
 
-from outputs.partners import http
+from outputs.partners import http, redact
 from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outcome, Partner, SendResult, Setting, raw
 
 DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
@@ -262,5 +262,4 @@ def _sentence(lead: str, detail: str) -> str:
 
 def _scrub(text: str, account: Account) -> str:
     """Partner text is shown to people: make sure it never carries the key."""
-    key = account.settings.get("api_key") or ""
-    return text.replace(key, "…") if len(key) >= 8 else text
+    return redact.secrets(text, account.settings.get("api_key"), mark="…")

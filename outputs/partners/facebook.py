@@ -18,7 +18,7 @@ import json
 import re
 import secrets
 
-from outputs.partners import http
+from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -344,7 +344,7 @@ def _int(value) -> int | None:
 
 
 def _scrub(text: str, secret) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
+    return redact.secrets(text, secret)
 
 
 def _scrub_attempts(attempts: list, secret) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from outputs.partners import http
+from outputs.partners import http, redact
 from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outcome, Partner, SendResult, Setting, raw
 
 API_KEY = re.compile(r"^[0-9a-f]{32}-([a-z]{2}[0-9]{1,3})$")
@@ -271,7 +271,9 @@ class Mailchimp(Partner):
         url = f"{self.base_url(account)}/3.0{path}"
         attempts = result.attempts if result is not None else None
         try:
-            return http.call(method, url, attempts, auth=("relay", account.settings.get("api_key", "")), **kwargs)
+            key = account.settings.get("api_key", "")
+            # Mailchimp always answers JSON: anything else (a proxy's page, say) is no answer, not a success.
+            return http.call(method, url, attempts, expect_json=True, auth=("relay", key), **kwargs)
         finally:
             if attempts:  # the delivery record keeps the answer: it must not keep a key Mailchimp echoed
                 attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)
@@ -324,8 +326,4 @@ def _sentence(lead: str, detail: str) -> str:
 
 def _scrub(text: str, account: Account) -> str:
     """Partner text is shown to people: make sure it never carries the key."""
-    key = account.settings.get("api_key") or ""
-    for secret in (key, key.split("-")[0]):
-        if len(secret) >= 8:
-            text = text.replace(secret, "…")
-    return text
+    return redact.secrets(text, account.settings.get("api_key"), mark="…")

@@ -17,7 +17,8 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from audiences.identity_types import IdentityType
-from outputs.partners import http
+from outputs import netguard
+from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -78,7 +79,7 @@ def _http_only(url: str) -> str:
         return "The URL needs a host name."
     if parts.username or parts.password:
         return "Put no user name or password in the URL: requests are authenticated by the signing secret."
-    return ""
+    return netguard.refusal(url)
 
 
 def _where(url: str) -> str:
@@ -222,11 +223,13 @@ class Webhook(Partner):
         elif status >= 500:
             return Outcome("retry", f"The webhook receiver answered with HTTP {status}, a temporary error.")
         else:
-            detail = _scrub(" ".join(response.text.split()), secret)[:200]
             reason = f"The webhook receiver rejected the batch (HTTP {status})"
+            if "html" in (response.headers.get("Content-Type") or "").lower():
+                return Outcome("rejected", f"{reason} with an HTML page.")  # its markup would read as noise
+            detail = _scrub(" ".join(response.text.split()), secret)[:200]
             return Outcome("rejected", reason + (f": {detail}" if detail else "."))
         return Outcome("retry", result.fault.message)
 
 
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
+    return redact.secrets(text, secret)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from outputs.partners import http
+from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -397,10 +397,7 @@ def _one(value) -> dict:
 
 
 def _scrub(text: str, *secrets) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(str(secret), "[redacted]")
-    return text
+    return redact.secrets(text, *secrets)
 
 
 def _scrubbed(attempts: list, *secrets) -> list:

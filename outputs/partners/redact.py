@@ -1,0 +1,70 @@
+"""Masks secrets and identities in partner answers before a delivery record keeps them.
+
+A partner's answer is kept (as an excerpt) for troubleshooting, and partners echo what they were sent: an
+API key in an "invalid key" message, the email address a member was refused for. The delivery record is
+read by more people, and kept longer, than the outbox row of one message, so what it keeps is masked here,
+in one place: the output's secrets, every identity value of the batch (as stored and as sent), and anything
+that looks like an email address, a phone number, a device ID or a hashed identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+SECRET = "[redacted]"
+IDENTITY = "[identity]"
+SHORTEST_SECRET = 4  # replacing a shorter one would garble ordinary words rather than hide anything
+
+_PATTERNS = (
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[email]"),
+    (re.compile(r"\b[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\b"), "[device id]"),
+    (re.compile(r"\b[0-9A-Fa-f]{32,}\b"), "[hash]"),  # MD5/SHA-256 of an identity, or a key or token
+    (re.compile(r"\+\d[\d ().-]{6,}\d"), "[phone]"),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{SECRET}"),
+)
+# A word of an answer, as identity values appear in JSON, form data and prose.
+_WORD = re.compile(r"""[^\s"',;<>(){}\[\]=&|\\]+""")
+
+
+def secrets(text: str, *values, mark: str = SECRET) -> str:
+    """`text` without any of the secret `values`, nor the long parts of one (a Mailchimp key without its -us6)."""
+    for value in values:
+        value = str(value or "")
+        if len(value) < SHORTEST_SECRET:
+            continue
+        for part in [value, *(p for p in value.split("-") if len(p) >= 8 and p != value)]:
+            text = text.replace(part, mark)
+    return text
+
+
+def identities(text: str, values: Iterable[str] = ()) -> str:
+    """`text` with the given identity values (compared case-insensitively) and identity-like words masked."""
+    known = {v.lower() for v in values if v}
+    if known:
+
+        def mask(match):
+            word = match.group(0)
+            core = word.rstrip(".!?:")
+            return IDENTITY + word[len(core) :] if core.lower() in known else word
+
+        text = _WORD.sub(mask, text)
+    for pattern, mark in _PATTERNS:
+        text = pattern.sub(mark, text)
+    return text
+
+
+def attempts(attempts: list, partner, account, messages) -> None:
+    """Mask every attempt's excerpt of a batch in place: the account's secrets, then the batch's identities."""
+    if not any(a.response_excerpt for a in attempts):
+        return
+    keys = [account.settings.get(s.name) for s in partner.output_settings if s.secret]
+    values = set()
+    for m in messages:
+        values.add(m.value)
+        shape = partner.identity_types.get(m.identity_type)
+        if shape is not None:
+            values.add(shape(m.value))
+    for attempt in attempts:
+        if attempt.response_excerpt:
+            attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
