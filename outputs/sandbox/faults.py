@@ -4,15 +4,24 @@ Kinds:
 - ``status``: answer that status with the partner's own error body for it (and ``Retry-After`` when given);
 - ``timeout``: hold the request ``delay`` seconds (default 30, at most 60), then answer normally;
 - ``drop``: close the connection without an answer;
-- ``slow``: wait ``delay`` seconds (default 1), then answer normally.
+- ``slow``: wait ``delay`` seconds (default 1), then answer normally;
+- ``answer``: answer ``status`` (default 200) with ``body`` (default empty) as ``content_type`` (default
+  ``text/html; charset=utf-8``) and any ``headers`` ({name: value}, a ``Location`` say): what a proxy, a
+  captive portal or a broken partner answers instead of the partner's JSON;
+- ``huge``: answer ``status`` (default 200) with a JSON body of ``size`` bytes (default 6 MiB, at most 64 MiB).
 """
 
 import random
 import threading
 
+from .common import Response
+
 PARTNERS = ("mailchimp", "braze", "xandr", "facebook", "webhook")
-KINDS = ("status", "timeout", "drop", "slow")
+KINDS = ("status", "timeout", "drop", "slow", "answer", "huge")
+ANSWERS = ("answer", "huge")  # faults that replace the partner's answer with one of their own
 MAX_DELAY = 60.0
+HUGE_DEFAULT = 6 * 1024 * 1024
+HUGE_MAX = 64 * 1024 * 1024
 
 
 class FaultError(ValueError):
@@ -34,6 +43,9 @@ class Fault:
         "body",
         "seed",
         "applied",
+        "content_type",
+        "headers",
+        "size",
     )
 
     def describe(self):
@@ -46,12 +58,41 @@ class Fault:
                 out["body"] = self.body
         if self.kind in ("timeout", "slow"):
             out["delay"] = self.delay
+        if self.kind == "answer":
+            out.update(status=self.status, content_type=self.content_type, headers=self.headers, body=self.body)
+        if self.kind == "huge":
+            out.update(status=self.status, size=self.size)
         if self.probability is None:
             out["remaining"] = self.remaining
         else:
             out["probability"] = self.probability
             out["seed"] = self.seed
         return out
+
+
+def _answer_spec(fault, spec):
+    status = spec.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise FaultError(f"'status' must be an HTTP status between 200 and 599, not {status!r}.")
+    fault.status = status
+    fault.content_type = spec.get("content_type", "text/html; charset=utf-8")
+    if not isinstance(fault.content_type, str):
+        raise FaultError("'content_type' must be a string.")
+    fault.headers = spec.get("headers") or {}
+    if not isinstance(fault.headers, dict) or not all(isinstance(v, str) for v in fault.headers.values()):
+        raise FaultError("'headers' must be an object of header names and string values.")
+    if fault.body is not None and not isinstance(fault.body, str):
+        raise FaultError("'body' must be a string.")
+    fault.size = int(_number(spec, "size", HUGE_DEFAULT, minimum=1, maximum=HUGE_MAX))
+
+
+def answer(fault):
+    """The response an ``answer`` or ``huge`` fault gives instead of the partner's."""
+    if fault.kind == "huge":
+        filler = b"x" * max(0, fault.size - len(b'{"padding":""}'))
+        return Response(fault.status, b'{"padding":"' + filler + b'"}', [("Content-Type", "application/json")])
+    headers = [("Content-Type", fault.content_type), *fault.headers.items()]
+    return Response(fault.status, (fault.body or "").encode("utf-8"), headers)
 
 
 def _number(spec, field, default, minimum=0.0, maximum=None):
@@ -91,6 +132,7 @@ class FaultBook:
         fault.retry_after = None
         fault.body = spec.get("body")
         fault.delay = None
+        fault.content_type, fault.headers, fault.size = None, None, None
         if kind == "status":
             status = spec.get("status", 503)
             if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
@@ -101,6 +143,8 @@ class FaultBook:
             fault.delay = _number(spec, "delay", 30.0, maximum=MAX_DELAY)
         elif kind == "slow":
             fault.delay = _number(spec, "delay", 1.0, maximum=MAX_DELAY)
+        elif kind in ANSWERS:
+            _answer_spec(fault, spec)
         probability = spec.get("probability")
         if probability is None:
             count = spec.get("count", 1)

@@ -18,7 +18,7 @@ from .braze import Braze
 from .common import DROP, Request, dumps, json_response, reason
 from .control import Control, seed_demo
 from .facebook import Facebook
-from .faults import PARTNERS, FaultBook
+from .faults import ANSWERS, PARTNERS, FaultBook, answer
 from .mailchimp import Mailchimp
 from .webhook import Webhook
 from .xandr import Xandr
@@ -151,6 +151,8 @@ class PartnerSandbox:
                 if fault is not None:
                     if fault.kind == "drop":
                         return DROP
+                    if fault.kind in ANSWERS:
+                        return answer(fault)
                     if fault.kind == "status":
                         response = partner.error_response(fault.status, fault.retry_after)
                         if fault.body is not None:
