@@ -161,7 +161,8 @@ def _finishing(send):
     - A refused destination (outputs.netguard) faults the connection: the URL must change, a retry cannot
       help. A partner module sees it as a TransportError, like any request without an answer, and may have
       turned it into retry outcomes; its attempt says it was refused.
-    - The excerpts a delivery record keeps lose the output's secrets and the batch's identities.
+    - What a delivery record keeps of the partner's answers loses the output's secrets and the batch's
+      identities (outputs.partners.redact).
     """
 
     @functools.wraps(send)
@@ -176,7 +177,7 @@ def _finishing(send):
             refused = next((a.refused for a in result.attempts if a.refused), "")
         if refused and result.fault is None:
             result.fault = Fault("destination", refused, DESTINATION_HINT)
-        redact.attempts(result.attempts, self, account, messages)
+        redact.batch(result, self, account, messages)
         return result
 
     return finished

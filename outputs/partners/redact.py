@@ -10,7 +10,9 @@ that looks like an email address, a phone number, a device ID or a hashed identi
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 SECRET = "[redacted]"
 IDENTITY = "[identity]"
@@ -54,17 +56,36 @@ def identities(text: str, values: Iterable[str] = ()) -> str:
     return text
 
 
-def attempts(attempts: list, partner, account, messages) -> None:
-    """Mask every attempt's excerpt of a batch in place: the account's secrets, then the batch's identities."""
-    if not any(a.response_excerpt for a in attempts):
+def batch(result, partner, account, messages) -> None:
+    """Mask, in place, what a batch's SendResult keeps of the partner's answers.
+
+    Every attempt's excerpt loses the account's secrets and the batch's identities. An outcome reason the
+    partner gave for several messages at once loses the identities too: it is shown on every one of those
+    messages, and one member's address must not appear beside another's. A reason for one message keeps the
+    value it is about, which is shown beside it anyway ("ada@example.com looks fake or invalid").
+    """
+    shared = Counter(o.reason for o in result.outcomes.values() if o.reason)
+    shared = {reason for reason, n in shared.items() if n > 1}
+    if not shared and not any(a.response_excerpt for a in result.attempts):
         return
+    values = _values(partner, messages)
     keys = [account.settings.get(s.name) for s in partner.output_settings if s.secret]
+    for attempt in result.attempts:
+        if attempt.response_excerpt:
+            attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
+    if shared:
+        masked = {reason: identities(reason, values) for reason in shared}
+        result.outcomes = {
+            key: replace(o, reason=masked[o.reason]) if o.reason in masked else o for key, o in result.outcomes.items()
+        }
+
+
+def _values(partner, messages) -> set[str]:
+    """The batch's identity values as we store them and as the partner was sent them."""
     values = set()
     for m in messages:
         values.add(m.value)
         shape = partner.identity_types.get(m.identity_type)
         if shape is not None:
             values.add(shape(m.value))
-    for attempt in attempts:
-        if attempt.response_excerpt:
-            attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
+    return values
