@@ -145,6 +145,11 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# https://docs.djangoproject.com/en/5.2/topics/cache/
+# The API throttle counts requests here: in memory, per process, by default; CACHE_URL=redis://… shares
+# the counts between every web process (Django's Redis cache).
+CACHES = {"default": env.cache_url_config(env("CACHE_URL", default="") or "locmemcache://")}
+
 # Requests per API token (or per signed-in staff member) before the API answers 429; empty turns it off.
 API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="1200/min")
 # Deepest nesting accepted in audience criteria and in profile attributes.
