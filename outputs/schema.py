@@ -8,6 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from outputs import netguard
 from outputs.partners.base import Setting
 
 _url = URLValidator(schemes=["http", "https"])
@@ -49,6 +50,11 @@ def clean_value(setting: Setting, value):
                 raise ValueError("Must be an http:// or https:// URL.") from None
     if setting.validate:
         problem = setting.validate(value)
+        if problem:
+            raise ValueError(problem)
+    if setting.kind == "url":
+        # Every URL a person types is a place our server will send to: only public addresses (SSRF).
+        problem = netguard.refusal(value)
         if problem:
             raise ValueError(problem)
     return value

@@ -299,6 +299,18 @@ def test_the_services_refuse_what_the_api_and_the_admin_refuse(guarded):
     assert clean_base_url("") == ""  # empty: the partner's real host
 
 
+def test_every_url_setting_is_checked_not_only_the_webhooks(guarded, resolver):
+    answers, _ = resolver
+    answers["rest.iad-01.braze.com"] = [["10.0.0.9"]]
+
+    with pytest.raises(ValidationError) as caught:
+        clean_output_settings("braze", {"api_key": "braze-key", "rest_endpoint": "https://rest.iad-01.braze.com"})
+
+    assert caught.value.message_dict == {
+        "rest_endpoint": [f"The address 10.0.0.9 of rest.iad-01.braze.com is on a private network; {PUBLIC_ONLY}"]
+    }
+
+
 # --- refused when connecting ---------------------------------------------------------------------------------
 
 
