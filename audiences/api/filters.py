@@ -1,7 +1,29 @@
+import datetime
+
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Event, Profile
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    # PostgreSQL refuses a UTC offset beyond ±15:59 (ISO 8601 allows ±23:59): compare in UTC.
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(datetime.UTC)
+        except OverflowError:
+            raise forms.ValidationError("Enter a date and time between the years 1 and 9999 in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date and time, with any offset, compared in UTC."""
+
+    field_class = UtcIsoDateTimeField
 
 
 class ProfileFilter(django_filters.FilterSet):
@@ -14,7 +36,7 @@ class ProfileFilter(django_filters.FilterSet):
         help_text="Profiles that have an identity of this type.",
     )
     audience = django_filters.CharFilter(field_name="memberships__audience__name", help_text="Audience name.")
-    updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_since = UtcDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
         model = Profile
@@ -40,7 +62,7 @@ def profiles_with_identity(raw: str):
 class EventFilter(django_filters.FilterSet):
     external_id = django_filters.CharFilter(field_name="profile__external_id")
     name = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    since = UtcDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
 
     class Meta:
         model = Event

@@ -1,7 +1,6 @@
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,10 +17,13 @@ from audiences.refresh import refresh_audience
 from audiences.static import UnknownProfiles, change_static_members, resolve_profiles
 from audiences.stats import identity_breakdown
 from audiences.tasks import queue_refresh
+from config.api_errors import AutoSchema
 
 
 class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Profiles by external ID; write them in bulk with `POST /profiles/bulk/`."""
+
+    schema = AutoSchema()  # documents the error answers too
 
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
@@ -52,6 +54,8 @@ class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Events; ingest them in bulk with `POST /events/bulk/`."""
 
+    schema = AutoSchema()  # documents the error answers too
+
     queryset = Event.objects.select_related("profile").order_by("-occurred_at", "-pk")
     serializer_class = s.EventSerializer
     filterset_class = EventFilter
@@ -66,6 +70,11 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class AudienceViewSet(viewsets.ModelViewSet):
+    schema = AutoSchema()  # documents the error answers too
+    # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
+    # Django would answer that with an HTML page.
+    lookup_value_regex = "[^/]+"
+
     queryset = Audience.objects.all()
     serializer_class = s.AudienceSerializer
     filterset_fields = ["kind", "name"]
@@ -165,7 +174,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
         """Every member with its identities, as CSV."""
-        return audience_csv_response(get_object_or_404(Audience, pk=pk))
+        return audience_csv_response(self.get_object())
 
 
 def audience_csv_response(audience):

@@ -1,9 +1,11 @@
 """Query helpers and filter sets shared by the connections API, admin and commands."""
 
 import django_filters
+from django import forms
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from audiences.api.filters import UtcDateTimeFilter
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.partners import registry
@@ -48,9 +50,18 @@ def duplicate_of(audience, output, settings: dict):
     return None
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A whole-number ID: a decimal such as 1e23 would reach the database and overflow its integer."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
 class ConnectionFilter(django_filters.FilterSet):
-    audience = django_filters.NumberFilter(field_name="audience_id", help_text="Audience ID.")
-    output = django_filters.NumberFilter(field_name="output_id", help_text="Output ID.")
+    audience = IdFilter(field_name="audience_id", help_text="Audience ID.")
+    output = IdFilter(field_name="output_id", help_text="Output ID.")
     status = django_filters.ChoiceFilter(choices=Connection.Status.choices)
     partner = django_filters.ChoiceFilter(
         field_name="output__kind", choices=registry.CHOICES, help_text="Partner slug."
@@ -81,7 +92,7 @@ class MessageFilter(django_filters.FilterSet):
 
 
 class DeliveryFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    since = UtcDateTimeFilter(field_name="started_at", lookup_expr="gte")
     has_error = django_filters.BooleanFilter(method="filter_has_error", help_text="Only batches with an error.")
 
     class Meta:

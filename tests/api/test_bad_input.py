@@ -437,3 +437,43 @@ def test_the_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(api, w
     assert row["google_id"] == "'+cmd|' /C calc'!A0"
     assert row["mobile_number"] == "+14155550123"  # a phone number holds no formula: written as it is
     assert row["email"] == "jane@example.com"
+
+
+def test_an_event_time_with_an_offset_beyond_postgresqls_is_stored_in_utc(api, world):
+    event = {**GOOD_EVENT, "occurred_at": "2026-01-02T03:04:05+16:55"}
+    response = api.post("/api/v1/events/bulk/", {"events": [event]}, format="json")
+
+    assert response.status_code == 200
+    assert Event.objects.get().occurred_at.isoformat() == "2026-01-01T10:09:05+00:00"
+
+
+def test_an_event_time_out_of_range_in_utc_is_a_400(api, world):
+    before = counts()
+    event = {**GOOD_EVENT, "occurred_at": "0001-01-01T00:00:00+05:00"}
+    response = api.post("/api/v1/events/bulk/", {"events": [event]}, format="json")
+
+    assert response.status_code == 400
+    assert paths(response.json()) == {"events[0].occurred_at": ["Datetime value out of range."]}
+    assert counts() == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/profiles/?updated_since={}", "/api/v1/events/?since={}", "/api/v1/connections/1/deliveries/?since={}"],
+)
+def test_time_filters_take_any_offset_and_refuse_times_out_of_range(api, world, url):
+    from connections.models import Connection
+
+    url = url.replace("/1/", f"/{Connection.objects.get().pk}/")
+    assert api.get(url.format("2026-01-02T03:04:05%2B16:55")).status_code == 200
+    response = api.get(url.format("0001-01-01T00:00:00%2B05:00"))
+    assert response.status_code == 400
+    [field] = response.json()
+    assert response.json()[field] == ["Enter a date and time between the years 1 and 9999 in UTC."]
+
+
+def test_id_filters_take_whole_numbers_only(api, world):
+    response = api.get("/api/v1/connections/?output=-4.5e%2B23")
+
+    assert response.status_code == 400
+    assert response.json() == {"output": ["Enter a whole number."]}
