@@ -38,6 +38,9 @@ BENCH_ENV = {
     "ALLOWED_HOSTS": "localhost,127.0.0.1,testserver",
     "AUDIENCE_REFRESH_MINUTES": "0",
     "LOG_LEVEL": "WARNING",
+    # Production-like settings, but the partners are the sandbox on 127.0.0.1 and the load is ours.
+    "ALLOW_PRIVATE_DESTINATIONS": "true",
+    "API_THROTTLE_RATE": "",
 }
 
 
