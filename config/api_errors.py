@@ -48,7 +48,7 @@ _ANSWERS = {
     "403": ("The token may not do this.", _DETAIL),
     "404": ("Nothing here (or no such page).", _DETAIL),
     "413": ("The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.", _DETAIL),
-    "415": ("The body is not JSON.", _DETAIL),
+    "415": ("The body is in a content type the API does not read (it reads JSON and form data).", _DETAIL),
     "429": ("Too many requests for this token (API_THROTTLE_RATE); the body says when to retry.", _DETAIL),
 }
 _WITH_BODY = ("413", "415")
