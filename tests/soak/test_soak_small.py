@@ -1,0 +1,77 @@
+"""The fault soaks at a small scale (soak/run.py runs them at 100,000 messages): worker crashes, partner
+faults, sustained API load and a PostgreSQL restart, each checked member by member at the partner.
+
+They need PostgreSQL; the Redis crash soak needs Redis, the load soak wrk, the restart pg_ctlcluster.
+The restart ends every connection to the server, other test runs' included: it runs last, and its own
+test tolerates the connections it breaks (it reconnects before it checks).
+"""
+
+import shutil
+
+import pytest
+from django.db import connection
+
+from bench import harness
+from soak import crashes, dbrestart, faults, load, scene
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sandbox():
+    if connection.vendor != "postgresql":
+        pytest.skip("the soaks run on PostgreSQL (DATABASE_URL=postgres://…)")
+    running = harness.SandboxProcess()
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("broker", ["orm", "redis"])
+def test_it_loses_nothing_when_workers_are_killed(sandbox, broker):
+    if broker == "redis" and not harness.redis_reachable(scene.redis_url()):
+        pytest.skip(f"the Redis crash soak needs Redis at {scene.redis_url()}")
+
+    result = crashes.run_crashes(sandbox, broker, each=2_000, kills=2, latency=0.1, timeout=150)
+
+    assert result["kills"] == 2
+    assert result["lost"] == 0 and result["extra"] == 0
+    assert result["states"] == {"delivered": 4_000}
+    assert result["duplicate_batches"] <= crashes.repeat_bound(2), result
+
+
+def test_it_delivers_everything_when_30_percent_of_partner_requests_fail(sandbox):
+    result = faults.run_faults(sandbox, each=1_500, timeout=150)
+
+    assert result["states"] == {"delivered": 3_000}
+    assert result["lost"] == 0
+    assert 0.2 <= result["failed_share"] <= 0.45, result["faults_applied"]
+    assert set(result["faults_applied"]) == {"503", "429", "timeout", "drop"}
+    assert result["retries"] > 0 and result["first_attempt"] < 1
+
+
+@pytest.mark.xfail(
+    reason="concurrent bulk ingests that change a rule audience can deadlock on its row (audiences/refresh.py: "
+    "FOR SHARE, then UPDATE size) and answer 500",
+    strict=False,
+)
+def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(sandbox):
+    if shutil.which("wrk") is None:
+        pytest.skip("the load soak needs wrk (apt-get install -y wrk)")
+
+    result = load.run_load(sandbox, seconds=5, each=1_000)
+
+    assert result["requests"] > 0
+    assert result["profiles_forwarded"] == result["audience_members"] == result["profiles_created"]
+    assert result["errors"] == 0, result
+
+
+def test_it_recovers_by_itself_when_postgresql_restarts_mid_drain(sandbox):
+    if dbrestart.restart_command() is None:
+        pytest.skip("restarting PostgreSQL needs pg_ctlcluster and /etc/postgresql/<version>/main")
+
+    result = dbrestart.run_dbrestart(sandbox, each=3_000, latency=0.1, timeout=150)
+
+    assert result["cluster_alive"]
+    assert result["states"] == {"delivered": 6_000}
+    assert result["lost"] == 0
