@@ -7,6 +7,8 @@ from connections.api.filters import duplicate_of, pending_of
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.models import Output
 
+MAX_INT = 2**31 - 1
+
 
 def api_errors(exc: DjangoValidationError) -> dict:
     """`{"settings.list_id": [...]}` from the services becomes `{"settings": {"list_id": [...]}}`."""
@@ -72,11 +74,20 @@ class ConnectionSerializer(serializers.ModelSerializer):
     delivery_mode = serializers.ChoiceField(
         choices=Connection.Mode.choices, required=False, help_text="Default: the partner's delivery mode."
     )
+    # The columns are positive integers (at most 2³¹-1 on PostgreSQL): out of range was a database error.
     interval_minutes = serializers.IntegerField(
-        required=False, allow_null=True, help_text="Interval mode: upload at least this often (minutes)."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_INT,
+        help_text="Interval mode: upload at least this often (minutes).",
     )
     interval_messages = serializers.IntegerField(
-        required=False, allow_null=True, help_text="Interval mode: upload as soon as this many messages wait."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_INT,
+        help_text="Interval mode: upload as soon as this many messages wait.",
     )
     pending = serializers.SerializerMethodField(help_text="Messages waiting or in flight.")
     sent = serializers.IntegerField(source="sent_count", read_only=True)
@@ -195,10 +206,22 @@ class CreatedConnectionSerializer(ConnectionSerializer):
 
 class OperationResultSerializer(ConnectionSerializer):
     detail = serializers.CharField(read_only=True, help_text="What happened, in one or two sentences.")
-    requeued = serializers.IntegerField(read_only=True, required=False, help_text="retry-failed: messages requeued.")
+    # Always present (null but for retry-failed), so the answer is what the schema says.
+    requeued = serializers.SerializerMethodField(help_text="retry-failed: messages requeued; null otherwise.")
 
     class Meta(ConnectionSerializer.Meta):
         fields = [*ConnectionSerializer.Meta.fields, "detail", "requeued"]
+
+    def get_requeued(self, conn) -> int | None:
+        return getattr(conn, "requeued", None)
+
+
+class DisconnectingSerializer(serializers.Serializer):
+    """The answer to deleting an audience or output with ?disconnect=remove while connections remain."""
+
+    status = serializers.CharField()
+    detail = serializers.CharField()
+    connections = serializers.ListField(child=serializers.IntegerField(), help_text="The connections disconnecting.")
 
 
 class RemovingSerializer(serializers.Serializer):

@@ -261,4 +261,8 @@ def delete_guard(field: str):
 AudienceViewSet.delete_guards = [*AudienceViewSet.delete_guards, delete_guard("audience")]
 OutputViewSet.delete_guards = [*OutputViewSet.delete_guards, delete_guard("output")]
 for viewset in (AudienceViewSet, OutputViewSet):
-    viewset.destroy = extend_schema(parameters=[DISCONNECT_CHOICE])(viewset.destroy)  # documents ?disconnect=
+    # Documents ?disconnect= and the 202 its guard answers with.
+    viewset.destroy = extend_schema(
+        parameters=[DISCONNECT_CHOICE],
+        responses={202: s.DisconnectingSerializer, 204: OpenApiResponse(description="Deleted.")},
+    )(viewset.destroy)

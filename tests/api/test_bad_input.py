@@ -477,3 +477,22 @@ def test_id_filters_take_whole_numbers_only(api, world):
 
     assert response.status_code == 400
     assert response.json() == {"output": ["Enter a whole number."]}
+
+
+@pytest.mark.parametrize(
+    ("value", "sentence"),
+    [
+        (-832, "Ensure this value is greater than or equal to 1."),
+        (2**31, "Ensure this value is less than or equal to 2147483647."),
+    ],
+)
+def test_a_connection_interval_out_of_the_columns_range_is_a_400(api, world, value, sentence):
+    from connections.models import Connection
+
+    connection = Connection.objects.get()
+    response = api.patch(f"/api/v1/connections/{connection.pk}/", {"interval_messages": value}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"interval_messages": [sentence]}
+    connection.refresh_from_db()
+    assert connection.interval_messages is None
