@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from audiences.api.fields import StorableDictField
 from audiences.models import Audience
 from connections import services
 from connections.api.filters import duplicate_of, pending_of
@@ -67,7 +68,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
     audience_name = serializers.CharField(source="audience.name", read_only=True)
     output_name = serializers.CharField(source="output.name", read_only=True)
     partner = serializers.SerializerMethodField()
-    settings = serializers.DictField(
+    settings = StorableDictField(  # PostgreSQL cannot store NUL in JSON: a 400, not a 500
         required=False,
         help_text="The partner's connection settings, such as Mailchimp's list_id (see /api/v1/partners/).",
     )

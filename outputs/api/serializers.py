@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from audiences.api.fields import StorableDictField
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
@@ -9,7 +10,7 @@ from outputs.services import clean_base_url, clean_output_settings
 
 class OutputSerializer(serializers.ModelSerializer):
     kind = serializers.ChoiceField(choices=registry.CHOICES)
-    settings = serializers.DictField(
+    settings = StorableDictField(  # PostgreSQL cannot store NUL in JSON: a 400, not a 500
         required=False,
         help_text="The partner's output settings (see /api/v1/partners/). Secrets may be written here but "
         "are never returned; leave a secret out to keep the stored one.",

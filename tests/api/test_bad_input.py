@@ -496,3 +496,25 @@ def test_a_connection_interval_out_of_the_columns_range_is_a_400(api, world, val
     assert response.json() == {"interval_messages": [sentence]}
     connection.refresh_from_db()
     assert connection.interval_messages is None
+
+
+def test_nul_in_output_or_connection_settings_is_a_400_naming_the_setting(api, world):
+    from connections.models import Connection
+    from outputs.models import Output
+
+    before = (Output.objects.count(), list(Connection.objects.values_list("settings", flat=True)))
+    output = {"kind": "xandr", "name": "Xandr", "settings": {"username": "a\x00b", "password": "p", "member_id": 1}}
+    response = post_json(api, "/api/v1/outputs/", output)
+    assert response.status_code == 400
+    assert response.json() == {"settings": ["username must not contain the NUL character"]}
+
+    connection = Connection.objects.get()
+    response = api.generic(
+        "PATCH",
+        f"/api/v1/connections/{connection.pk}/",
+        json.dumps({"settings": {"list_id": "\ud800"}}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"settings": ["list_id must not contain an unpaired surrogate (U+D800)"]}
+    assert (Output.objects.count(), list(Connection.objects.values_list("settings", flat=True))) == before
