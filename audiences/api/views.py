@@ -1,6 +1,6 @@
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.utils.text import slugify
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -37,6 +37,12 @@ class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_serializer_class(self):
         return s.ProfileDetailSerializer if self.action == "retrieve" else s.ProfileSerializer
+
+    def get_object(self):
+        # PostgreSQL cannot compare text holding NUL, and no external ID holds one (refused on the way in).
+        if "\x00" in self.kwargs[self.lookup_field]:
+            raise Http404("No Profile matches the given query.")
+        return super().get_object()
 
     @extend_schema(request=s.ProfileBatchSerializer, responses=s.IngestResultSerializer)
     @action(detail=False, methods=["post"])

@@ -518,3 +518,10 @@ def test_nul_in_output_or_connection_settings_is_a_400_naming_the_setting(api, w
     assert response.status_code == 400
     assert response.json() == {"settings": ["list_id must not contain an unpaired surrogate (U+D800)"]}
     assert (Output.objects.count(), list(Connection.objects.values_list("settings", flat=True))) == before
+
+
+def test_a_profile_id_with_nul_is_not_found(api, world):
+    response = api.get("/api/v1/profiles/a%00b/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No Profile matches the given query."}
