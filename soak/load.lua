@@ -1,8 +1,9 @@
 -- wrk script for soak/load.py: alternately POST a batch of new profiles (with an email, in the "Premium"
--- audience that forwards to Mailchimp) and a batch of events for them. Every request's external ids are
--- new (thread number + request counter). Prints one line of JSON for load.py at the end.
+-- audience that forwards to Mailchimp) and a batch of events for profiles sent before. Every profile
+-- request's external ids are new (thread number + request counter). Prints one line of JSON for load.py at the end.
 local per_request = tonumber(os.getenv("SOAK_BATCH") or "100")
 local auth = os.getenv("SOAK_AUTH")
+local run = os.getenv("SOAK_RUN") or "0"  -- new ids every run: the soak database keeps its profiles
 local threads = {}
 local counter = 0
 
@@ -12,6 +13,7 @@ function setup(thread)
 end
 
 function init(args)
+  tags = {}
   profiles_sent = 0
   events_sent = 0
 end
@@ -19,7 +21,7 @@ end
 local function profiles_body(tag)
   local items = {}
   for n = 1, per_request do
-    local ext = string.format("load-%s-%d", tag, n)
+    local ext = string.format("load-%s-%s-%d", run, tag, n)
     items[n] = string.format(
       '{"external_id":"%s","attributes":{"status":"Premium","plan":"soak"},' ..
       '"identities":[{"type":"email","value":"%s@load.example.com"}]}', ext, ext)
@@ -30,7 +32,7 @@ end
 local function events_body(tag)
   local items = {}
   for n = 1, per_request do
-    local ext = string.format("load-%s-%d", tag, n)
+    local ext = string.format("load-%s-%s-%d", run, tag, n)
     items[n] = string.format(
       '{"external_id":"%s","name":"Play Video","attributes":{"category":"soak"},' ..
       '"occurred_at":"2026-01-01T00:00:00Z","source_id":"%s-e"}', ext, ext)
@@ -42,11 +44,16 @@ function request()
   counter = counter + 1
   local headers = {["Content-Type"] = "application/json", ["Authorization"] = auth}
   if counter % 2 == 1 then
+    local tag = id .. "-" .. counter
+    table.insert(tags, tag)
     profiles_sent = profiles_sent + 1
-    return wrk.format("POST", "/api/v1/profiles/bulk/", headers, profiles_body(id .. "-" .. counter))
+    return wrk.format("POST", "/api/v1/profiles/bulk/", headers, profiles_body(tag))
   end
+  -- Events for the profiles of this thread's profile request before the last one, which has been answered
+  -- (each connection waits for its answer, and a thread has two); the first events have profiles of their own.
   events_sent = events_sent + 1
-  return wrk.format("POST", "/api/v1/events/bulk/", headers, events_body(id .. "-" .. counter))
+  local tag = tags[#tags - 1] or (id .. "-first")
+  return wrk.format("POST", "/api/v1/events/bulk/", headers, events_body(tag))
 end
 
 function done(summary, latency, requests)

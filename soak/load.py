@@ -53,7 +53,7 @@ def create_token(env: dict) -> str:
 
 
 def run_load(
-    sandbox, seconds: float, each: int = 20_000, threads: int = 2, connections: int = 8, batch: int = 100
+    sandbox, seconds: float, each: int = 20_000, threads: int = 2, connections: int = 4, batch: int = 100
 ) -> dict:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -88,27 +88,25 @@ def run_load(
         with harness.QCluster(env=env, workers=2, name="soak-load", stop_seconds=0) as cluster:
             cluster.wait_ready()
             backlog.kick(env)
-            result = _wrk(wrk, port, seconds, threads, connections, batch, auth_header(token))
+            run = f"{int(time.time()):x}"
+            result = _wrk(wrk, port, seconds, threads, connections, batch, auth_header(token), run)
             forwarded_during = backlog.accepted()
+            _stop(web)  # gracefully: the requests wrk left unanswered commit before the outbox is checked
             backlog.wait_until_sent(600)
             _wait_sent(loaded.pk, 600)
     finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        try:
-            web.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(web.pid, signal.SIGKILL)
+        _stop(web)
         web_log.close()
     from audiences.models import Membership, Profile
 
     joined = backlog.client.mailchimp_list_state(LOAD_LIST)["member_count"]
     # What the API committed (wrk counts the requests it started, the last ones unanswered at the end).
-    profiles = Profile.objects.filter(external_id__startswith="load-").count()
-    members = Membership.objects.filter(audience=premium).count()
+    profiles = Profile.objects.filter(external_id__startswith=f"load-{run}-").count()
+    members = Membership.objects.filter(audience=premium).count()  # every profile the profile requests wrote
     return {
         **result,
         "rps": result["requests"] / result["seconds"],
-        "profiles_per_second": profiles / result["seconds"],
+        "profiles_per_second": members / result["seconds"],
         "errors": result["non_2xx"] + result["connect"] + result["read"] + result["write"] + result["timeout"],
         "forwarded_during": forwarded_during,
         "profiles_forwarded": joined,
@@ -117,11 +115,11 @@ def run_load(
     }
 
 
-def _wrk(wrk, port, seconds, threads, connections, batch, auth) -> dict:
+def _wrk(wrk, port, seconds, threads, connections, batch, auth, run) -> dict:
     proc = subprocess.run(
         [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout=30s", "-s", str(SCRIPT)]
         + [f"http://127.0.0.1:{port}"],
-        env={**os.environ, "SOAK_AUTH": auth, "SOAK_BATCH": str(batch)},
+        env={**os.environ, "SOAK_AUTH": auth, "SOAK_BATCH": str(batch), "SOAK_RUN": run},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -130,6 +128,17 @@ def _wrk(wrk, port, seconds, threads, connections, batch, auth) -> dict:
         if line.startswith(MARK):
             return json.loads(line[len(MARK) :])
     raise RuntimeError(f"wrk gave no result (exit {proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+
+
+def _stop(web) -> None:
+    if web.poll() is not None:
+        return
+    os.killpg(web.pid, signal.SIGTERM)
+    try:
+        web.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(web.pid, signal.SIGKILL)
+        web.wait()
 
 
 def _wait_for_port(port: int, web, timeout: float = 60) -> None:
@@ -171,8 +180,9 @@ def figures(r: dict) -> list[Figure]:
             round(r["profiles_per_second"]),
             "profiles/s",
             better="higher",
-            note=f"{r['profiles_created']:,} profiles created by the load, {r['audience_members']:,} joined the "
-            f"Premium audience, {r['profiles_forwarded']:,} are in its Mailchimp list afterwards",
+            note=f"{r['audience_members']:,} profiles written by the profile requests (all join the Premium audience), "
+            f"{r['profiles_forwarded']:,} of them in its Mailchimp list afterwards; "
+            f"{r['profiles_created']:,} profiles in all (events for unknown ids create bare ones)",
         ),
         Figure("load.p99", "99th-percentile latency", r["p99_ms"], "ms", note=f"median {r['p50_ms']:.0f} ms"),
         Figure(
@@ -181,7 +191,7 @@ def figures(r: dict) -> list[Figure]:
             r["errors"],
             "errors",
             target="0",
-            ok=r["errors"] == 0 and r["profiles_forwarded"] == r["audience_members"] == r["profiles_created"],
+            ok=r["errors"] == 0 and r["profiles_forwarded"] == r["audience_members"],
             note=f"while forwarding: {r['forwarded_during']:,} backlog messages delivered during the load",
         ),
     ]

