@@ -8,6 +8,7 @@ import json
 import os
 import zlib
 
+import hypothesis
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
@@ -15,7 +16,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
@@ -35,12 +36,8 @@ def _live_schema() -> dict:
     return json.loads(OpenApiJsonRenderer().render(document))
 
 
-class _App(WSGIHandler):
-    """Django's WSGI app; the test's database transaction stays open across requests (as the test client's)."""
-
-
 schema = schemathesis.openapi.from_dict(_live_schema(), config=CONFIG)
-schema.app = _App()
+schema.app = WSGIHandler()  # requests go through Django's whole stack in process: middleware, auth, throttle
 
 
 @schemathesis.check
@@ -100,7 +97,8 @@ def _aim_at_real_objects(case, objects) -> None:
 
 @pytest.fixture
 def quiet_connections(settings):
-    """Django closes connections at the end of each request; inside the test's transaction it must not.
+    """Django closes connections at the end of each request (the test client stops it the same way): inside
+    the test's transaction, which holds the fixtures' objects, it must not.
 
     The throttle is off too: hundreds of requests a minute are the point here, not abuse.
     """
@@ -114,7 +112,7 @@ def quiet_connections(settings):
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(
+@hypothesis.settings(
     max_examples=EXAMPLES,
     derandomize=True,
     deadline=None,
