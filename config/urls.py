@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import health, metrics
@@ -19,3 +21,13 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+
+def not_found(request, exception=None):
+    """JSON under /api/ (an integration reads the answer), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"There is no API endpoint at {request.path}; see /api/docs/."}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found

@@ -17,13 +17,10 @@ from audiences.refresh import refresh_audience
 from audiences.static import UnknownProfiles, change_static_members, resolve_profiles
 from audiences.stats import identity_breakdown
 from audiences.tasks import queue_refresh
-from config.api_errors import AutoSchema
 
 
 class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Profiles by external ID; write them in bulk with `POST /profiles/bulk/`."""
-
-    schema = AutoSchema()  # documents the error answers too
 
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
@@ -60,8 +57,6 @@ class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Events; ingest them in bulk with `POST /events/bulk/`."""
 
-    schema = AutoSchema()  # documents the error answers too
-
     queryset = Event.objects.select_related("profile").order_by("-occurred_at", "-pk")
     serializer_class = s.EventSerializer
     filterset_class = EventFilter
@@ -76,7 +71,6 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class AudienceViewSet(viewsets.ModelViewSet):
-    schema = AutoSchema()  # documents the error answers too
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
     lookup_value_regex = "[^/]+"

@@ -6,7 +6,6 @@ from rest_framework.response import Response
 
 from audiences.api.views import AudienceViewSet
 from audiences.identity_types import IdentityType
-from config.api_errors import AutoSchema
 from connections import operations, services
 from connections.api import serializers as s
 from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
@@ -66,7 +65,6 @@ def _refused(exc: operations.Refused):
 class ConnectionViewSet(viewsets.ModelViewSet):
     """Audiences connected to outputs. Creating one validates its settings and queues the current members."""
 
-    schema = AutoSchema()  # documents the error answers too
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
     lookup_value_regex = "[^/]+"

@@ -6,7 +6,6 @@ from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.api_errors import AutoSchema
 from outputs.api.serializers import CheckSerializer, OutputSerializer, PartnerSerializer
 from outputs.models import Output
 from outputs.partners import registry
@@ -23,7 +22,6 @@ def _snapshot(output: Output) -> dict:
 class OutputViewSet(viewsets.ModelViewSet):
     """Configured partner accounts. Secrets are write-only: responses list which are set, never their values."""
 
-    schema = AutoSchema()  # documents the error answers too
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
     lookup_value_regex = "[^/]+"
@@ -90,7 +88,6 @@ class OutputViewSet(viewsets.ModelViewSet):
 class PartnerViewSet(viewsets.ViewSet):
     """The partner catalog: pattern, identity types, delivery, limits and both settings schemas."""
 
-    schema = AutoSchema()  # documents the error answers too
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
     lookup_value_regex = "[^/]+"

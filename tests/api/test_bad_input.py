@@ -525,3 +525,10 @@ def test_a_profile_id_with_nul_is_not_found(api, world):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "No Profile matches the given query."}
+
+
+def test_an_unknown_api_path_is_a_json_404_naming_the_path(api):
+    response = api.get("/api/v1/segments/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "There is no API endpoint at /api/v1/segments/; see /api/docs/."}
