@@ -209,7 +209,14 @@ class Braze(Partner):
         headers = {"Authorization": f"Bearer {account.settings.get('api_key', '')}"}
         attempts = result.attempts if result is not None else None
         try:
-            return http.call("POST", f"{self.base_url(account)}/users/track", attempts, json=payload, headers=headers)
+            return http.call(
+                "POST",
+                f"{self.base_url(account)}/users/track",
+                attempts,
+                expect_json=True,
+                json=payload,
+                headers=headers,
+            )
         finally:
             if attempts:  # the delivery record keeps the answer: it must not keep a key Braze echoed
                 attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)

@@ -265,7 +265,7 @@ class FacebookCustomAudiences(Partner):
 
     def _request(self, account: Account, method: str, url: str, attempts, node: str, **kwargs) -> dict:
         try:
-            response = http.call(method, url, attempts, **kwargs)
+            response = http.call(method, url, attempts, expect_json=True, **kwargs)
         except http.TransportError as exc:
             raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
         body = http.json_or_empty(response)

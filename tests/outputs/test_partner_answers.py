@@ -203,3 +203,31 @@ def test_the_delivery_record_shows_neither_the_email_nor_the_api_key_the_partner
     assert MAILCHIMP_KEY.split("-")[0] not in stored
     assert delivery.error == "Mailchimp refused the request (HTTP 400): [identity] refused for key …"
     assert "[identity] refused for key …" in delivery.response_excerpt
+
+
+# --- Braze and Facebook: their APIs answer JSON, so an HTML page in its place is no answer ---------------
+
+
+def test_braze_and_facebook_answering_an_html_page_are_retried_with_a_sentence(sandbox, host):
+    sandbox.braze_key("8d2f6a1c-4b7e-4e0a-9c3d-5f1e2a7b9c0d", ["users.track"])
+    braze = Account(
+        {"api_key": "8d2f6a1c-4b7e-4e0a-9c3d-5f1e2a7b9c0d", "rest_endpoint": "https://rest.iad-01.braze.com"},
+        f"{sandbox.url}/braze",
+    )
+    sandbox.facebook_token("EAAB-answers-token", "act_1001")
+    sandbox.facebook_audience("23850000000000001", "act_1001", name="Potential Parisians")
+    facebook = Account(
+        {"access_token": "EAAB-answers-token", "ad_account_id": "act_1001", "api_version": "v21.0"},
+        sandbox.facebook_url(version=None),
+    )
+    sentence = f"{host} answered HTTP 200 with an HTML page instead of JSON; the answer could not be read."
+
+    for partner, account, connection, message in [
+        ("braze", braze, {}, Message(1, "add", "customer_id", "C-1", "Potential Parisians")),
+        ("facebook", facebook, {"audience_id": "23850000000000001"}, add(1)),
+    ]:
+        inject(sandbox, partner=partner, kind="answer", status=200, content_type="text/html", body=HOTEL_WIFI)
+        result = get(partner).send(account, connection, [message])
+
+        assert result.fault is None, partner
+        assert result.outcomes[1] == Outcome("retry", sentence), partner
