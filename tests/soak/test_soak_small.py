@@ -45,16 +45,13 @@ def test_it_delivers_everything_when_30_percent_of_partner_requests_fail(sandbox
 
     assert result["states"] == {"delivered": 3_000}
     assert result["lost"] == 0
-    assert 0.2 <= result["failed_share"] <= 0.45, result["faults_applied"]
-    assert set(result["faults_applied"]) == {"503", "429", "timeout", "drop"}
+    assert 0.15 <= result["failed_share"] <= 0.5, result["faults_applied"]  # 30% of some 60 requests
     assert result["retries"] > 0 and result["first_attempt"] < 1
+    # Retries due within seconds are waited for by the worker, not left to the scheduler's 30-second tick
+    # (which made this drain take minutes).
+    assert result["seconds"] < 90
 
 
-@pytest.mark.xfail(
-    reason="concurrent bulk ingests that change a rule audience can deadlock on its row (audiences/refresh.py: "
-    "FOR SHARE, then UPDATE size) and answer 500",
-    strict=False,
-)
 def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(sandbox):
     if shutil.which("wrk") is None:
         pytest.skip("the load soak needs wrk (apt-get install -y wrk)")
@@ -63,7 +60,13 @@ def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(
 
     assert result["requests"] > 0
     assert result["profiles_forwarded"] == result["audience_members"] > 0
-    assert result["errors"] == 0, result
+    assert result["connect"] + result["read"] + result["write"] + result["timeout"] == 0, result
+    if result["non_2xx"] and result["non_2xx"] == result["deadlocks"]:
+        pytest.xfail(
+            f"{result['deadlocks']} bulk writes answered 500 on a deadlock: concurrent writes that change one rule "
+            "audience share-lock its row, then both update its size (audiences/refresh.py)"
+        )
+    assert result["non_2xx"] == 0, result
 
 
 def test_it_recovers_by_itself_when_postgresql_restarts_mid_drain(sandbox):
