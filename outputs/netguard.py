@@ -36,6 +36,14 @@ METADATA_ADDRESSES = {
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
 }
 SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598): inside someone's network
+# Not public, but Python 3.11's ipaddress calls them global: IETF protocol assignments (only 192.0.0.9 and
+# .10 are anycast services, not worth a partner URL), IPv6 site-local (deprecated, still routed inside old
+# networks) and the IPv6 documentation range of RFC 9637.
+NOT_GLOBAL = [
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("fec0::/10"),
+    ipaddress.ip_network("3fff::/20"),
+]
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
 V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d form
 
@@ -66,7 +74,7 @@ def refusal(url: str) -> str:
         checked_addresses(host, port)
     except Refused as exc:
         return str(exc)
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a label over 63 characters)
         return f"The host {host} could not be found; check the spelling of the URL."
     return ""
 
@@ -113,9 +121,9 @@ def describe(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
         return "is in the shared address space of a carrier's network"
     if address.is_reserved:
         return "is in a reserved range"
-    if address.is_private:
+    if address.is_private or (address.version == 6 and address.is_site_local):
         return "is on a private network"
-    if not address.is_global:
+    if not address.is_global or any(address in net for net in NOT_GLOBAL if net.version == address.version):
         return "is in a reserved range"
     return ""
 

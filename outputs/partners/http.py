@@ -49,7 +49,7 @@ class _Guarded:
         name = self._dns_host
         try:
             answers = netguard.checked_addresses(name, self.port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise NameResolutionError(self.host, self, exc) from exc
         failure = None
         for *_, sockaddr in answers:
@@ -89,6 +89,9 @@ class RelaySession(requests.Session):
     def __init__(self, timeout: float, guarded: bool = True):
         super().__init__()
         self.timeout = timeout
+        # No proxy or .netrc from the environment: a proxy would connect for us, past the address check,
+        # and .netrc would add credentials nobody configured on an output.
+        self.trust_env = False
         self.headers["User-Agent"] = USER_AGENT
         adapter_class = _GuardedAdapter if guarded else requests.adapters.HTTPAdapter
         adapter = adapter_class(pool_connections=16, pool_maxsize=32, max_retries=0)
@@ -173,12 +176,21 @@ def _read(response: requests.Response, host: str) -> None:
         response.close()  # the connection is dropped rather than drained of a body we will not read
         raise too_big
     body = bytearray()
-    for chunk in response.iter_content(CHUNK_BYTES):
+    # The timeout bounds each wait for bytes; this bounds the whole answer, so a partner dripping a byte
+    # every few seconds cannot hold a worker until the task is killed.
+    deadline = time.monotonic() + 4 * session().timeout
+    raw = response.raw
+    # read1: what has arrived, up to CHUNK_BYTES (iter_content would wait for a whole chunk, past the deadline).
+    while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
         body += chunk
         if len(body) > limit:
             response.close()
             raise too_big
+        if time.monotonic() > deadline:
+            response.close()
+            raise TransportError(f"{host} took more than {4 * session().timeout:g} seconds to send its answer.")
     response._content = bytes(body)  # what requests does itself once a streamed body is read in full
+    raw.release_conn()  # read in full: the connection goes back to the pool for the next request
 
 
 def _excerpt(response: requests.Response) -> str:

@@ -119,6 +119,10 @@ CONNECTION = {"identity_types": ["email"], "hash_identities": False}
             "The address 64:ff9b::a9fe:a9fe carries the IPv4 address 169.254.169.254, which is a cloud metadata "
             "service",
         ),
+        # Python 3.11 calls these global; they are not.
+        ("http://[fec0::1]/hook", "The address fec0::1 is on a private network"),
+        ("http://192.0.0.8/hook", "The address 192.0.0.8 is in a reserved range"),
+        ("http://[3fff::1]/hook", "The address 3fff::1 is in a reserved range"),
     ],
     ids=[
         "v4-loopback",
@@ -139,6 +143,9 @@ CONNECTION = {"identity_types": ["email"], "hash_identities": False}
         "v4-mapped-loopback",
         "6to4-private",
         "nat64-metadata",
+        "v6-site-local",
+        "v4-ietf-protocol",
+        "v6-documentation",
     ],
 )
 def test_it_refuses_an_address_that_is_not_public(guarded, url, sentence):
@@ -174,6 +181,24 @@ def test_a_host_that_does_not_resolve_is_a_sentence(guarded, resolver):
     assert netguard.refusal("https://hooks.example.com/relay") == (
         "The host hooks.example.com could not be found; check the spelling of the URL."
     )
+
+
+def test_a_host_name_idna_cannot_encode_is_a_sentence_not_a_crash(guarded, api):
+    host = "é" * 60 + ".com"  # 60 characters pass URL validation; IDNA-encoded, the label is over 63
+    body = {"kind": "mailchimp", "name": "Mailchimp", "base_url": f"http://{host}/", "settings": {}}
+
+    assert netguard.refusal(f"http://{host}/") == f"The host {host} could not be found; check the spelling of the URL."
+    response = api.post("/api/v1/outputs/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["base_url"] == [f"The host {host} could not be found; check the spelling of the URL."]
+
+
+def test_no_proxy_from_the_environment_carries_requests_past_the_check(guarded, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+
+    with pytest.raises(http.DestinationRefused, match="169.254.169.254 is a cloud metadata service"):
+        http.call("GET", "http://169.254.169.254/latest/meta-data/")
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "file", "gopher"])

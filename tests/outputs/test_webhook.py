@@ -3,6 +3,7 @@
 import hashlib
 import json
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -321,3 +322,41 @@ def test_it_declares_every_identity_type_raw(partner):
         clean_value(types, [])
     assert [s.name for s in partner.output_settings if s.secret] == ["secret"]
     assert (partner.batch_size, partner.max_concurrency) == (500, 4)
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_four_timeouts(partner, settings, monkeypatch):
+    """The timeout bounds each wait for bytes; a receiver sending a byte just inside it must not hold a worker."""
+    settings.PARTNER_HTTP_TIMEOUT = 0.5
+    monkeypatch.setattr(http, "_session", None)
+
+    class Dripping(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                time.sleep(0.2)
+                self.wfile.write(b" ")
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    server.block_on_close = False  # the dripping handler goes on for 20 s; the test does not wait for it
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    try:
+        account = Account({"url": f"http://127.0.0.1:{server.server_port}/hook", "secret": SECRET})
+        result = partner.send(account, CONNECTION, [add(1)])
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert (result.outcomes[1].status, result.outcomes[1].reason) == (
+        "retry",
+        f"127.0.0.1:{server.server_port} took more than 2 seconds to send its answer.",
+    )
+    assert took < 5
