@@ -66,11 +66,13 @@ def batch(result, partner, account, messages) -> None:
     """
     shared = Counter(o.reason for o in result.outcomes.values() if o.reason)
     shared = {reason for reason, n in shared.items() if n > 1}
-    if not shared and not any(a.response_excerpt for a in result.attempts):
+    if not shared and not result.attempts:
         return
     values = _values(partner, messages)
     keys = [account.settings.get(s.name) for s in partner.output_settings if s.secret]
     for attempt in result.attempts:
+        # A path may name a member too: Mailchimp's /members/{MD5 of the email}.
+        attempt.path = identities(attempt.path, values)
         if attempt.response_excerpt:
             attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
     if shared:

@@ -226,9 +226,9 @@ def test_it_archives_members_who_leave_with_delete_on_subscription_end(partner, 
     result = partner.send(deleting, CONNECTION, [remove(1, "ada@example.com")])
 
     assert result.outcomes[1].status == "accepted"
-    hashed = subscriber_hash("ada@example.com")
+    # The member is addressed by the MD5 of the email; the attempt kept for troubleshooting masks it.
     assert [(a.method, a.path, a.status) for a in result.attempts] == [
-        ("DELETE", f"/mailchimp/us6/3.0/lists/{LIST}/members/{hashed}", 204)
+        ("DELETE", f"/mailchimp/us6/3.0/lists/{LIST}/members/[hash]", 204)
     ]
     state = mailchimp.mailchimp_list_state(LIST)
     assert state["members"]["ada@example.com"]["status"] == "archived"

@@ -231,3 +231,26 @@ def test_braze_and_facebook_answering_an_html_page_are_retried_with_a_sentence(s
 
         assert result.fault is None, partner
         assert result.outcomes[1] == Outcome("retry", sentence), partner
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_delivery_record_does_not_name_a_removed_member_by_the_hash_in_mailchimps_path(sandbox):
+    """Mailchimp addresses a member as /members/{MD5 of the email}: an unsalted hash is an identity too."""
+    import hashlib
+
+    from audiences.static import change_static_members
+
+    audience = StaticAudienceFactory(name="Potential Parisians")
+    (ada,) = add_members(audience, emails=["ada@example.com"])
+    output = sandbox_output(sandbox)
+    output.settings = {**output.settings, "delete_on_subscription_end": True}  # removals are DELETE /members/…
+    output.save()
+    conn = services.connect(audience, output, {"list_id": LIST_ID})
+    engine.drain(conn.pk)
+    change_static_members(audience, [ada.pk], add=False)
+    engine.drain(conn.pk)
+
+    removal = Delivery.objects.filter(connection=conn).latest("started_at")
+    digest = hashlib.md5(b"ada@example.com").hexdigest()
+    assert removal.response_excerpt.startswith(f"DELETE /mailchimp/us6/3.0/lists/{LIST_ID}/members/[")
+    assert digest not in removal.response_excerpt
