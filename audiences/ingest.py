@@ -5,9 +5,12 @@ profile), writes nothing when nothing differs, and re-evaluates the rule-based
 audiences for just the profiles it changed, in the same transaction.
 """
 
+import functools
+import random
+import time
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audiences import hooks
@@ -39,6 +42,33 @@ class IngestResult:
     def as_dict(self):
         data = {k: v for k, v in self.__dict__.items() if k != "changed_profile_ids"}
         return data
+
+
+# PostgreSQL's codes for the races between concurrent batches: two create the same new profile or event
+# (unique violation), or lock rows in opposite orders (deadlock); one of them is aborted.
+RACES = {"23505", "40P01", "40001"}
+
+
+def retry_races(write):
+    """Run a batch's transaction again (twice at most) when PostgreSQL aborted it for losing a race.
+
+    The second run sees what the winner committed: a profile it meant to create now exists and is updated.
+    Only the outermost transaction can be run again; inside another one the error goes up unchanged.
+    """
+
+    @functools.wraps(write)
+    def run(*args, **kwargs):
+        for attempt in range(3):
+            if connection.in_atomic_block or attempt == 2:
+                return write(*args, **kwargs)
+            try:
+                return write(*args, **kwargs)
+            except DatabaseError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) not in RACES:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # let the winner commit
+
+    return run
 
 
 def _ensure_profiles(external_ids, result):
@@ -96,6 +126,7 @@ def _sync_identities(items, profiles, result):
     hooks.identities_changed(removed, [(wanted[pair], *pair) for pair in fresh])
 
 
+@retry_races
 def upsert_profiles(items: list[ProfileInput]) -> IngestResult:
     result = IngestResult()
     with transaction.atomic():
@@ -124,6 +155,7 @@ def upsert_profiles(items: list[ProfileInput]) -> IngestResult:
     return result
 
 
+@retry_races
 def ingest_events(events: list[dict]) -> IngestResult:
     """Store events ({external_id, name, attributes, occurred_at, source_id}); unknown users are created."""
     result = IngestResult()

@@ -153,12 +153,13 @@ def _materialized(matching_sql, params):
 
 
 def _lock_rule_audiences() -> None:
-    # A shared lock: per-profile updates run side by side, but wait for (and
-    # block) a full refresh, which holds the row FOR UPDATE. SQLite serialises
+    # Per-profile re-evaluations take turns, and wait for (and block) a full refresh, which holds the row
+    # FOR UPDATE. A shared lock let two of them in together, and both then updating an audience's size
+    # deadlocked (the API load soak found it). In id order, so two lockers never cross. SQLite serialises
     # writers on its own.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {T_AUDIENCE} WHERE kind = 'rules' ORDER BY id FOR SHARE")
+            cursor.execute(f"SELECT id FROM {T_AUDIENCE} WHERE kind = 'rules' ORDER BY id FOR NO KEY UPDATE")
 
 
 def reevaluate_profiles(profile_ids, now=None) -> RefreshRun | None:

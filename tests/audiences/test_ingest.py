@@ -130,3 +130,48 @@ def test_events_for_unknown_users_create_bare_profiles():
     result = ingest_events([{"external_id": "newcomer", "name": "Search Flights", "occurred_at": timezone.now()}])
     assert result.created == 1
     assert Profile.objects.get(external_id="newcomer").attributes == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_creating_the_same_new_profiles_all_succeed():
+    """Two integrations (or an event and a profile batch) naming the same new users at the same moment: one
+    wins each race, the other is run again and updates what the winner created. No batch fails."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: there is no race to lose")
+    import threading
+
+    from django.db import close_old_connections
+
+    AudienceFactory(name="Premium", criteria={"user": "status", "op": "eq", "value": "Premium"})
+    AudienceFactory(name="Free", criteria={"user": "status", "op": "eq", "value": "Free"})
+    errors, start = [], threading.Barrier(2)
+
+    def writer(kind):
+        try:
+            for round_ in range(15):
+                ids = [f"race-{round_}-{n}" for n in range(40)]
+                start.wait(timeout=30)
+                if kind == "profiles":
+                    upsert_profiles(
+                        [ProfileInput(e, {"status": "Premium"}, [("email", f"{e}@example.com")]) for e in ids]
+                    )
+                else:
+                    now = timezone.now()
+                    ingest_events([{"external_id": e, "name": "video_view", "occurred_at": now} for e in ids])
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever a batch raised
+            errors.append(repr(exc))
+            start.abort()
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in ("profiles", "events")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert Profile.objects.filter(external_id__startswith="race-").count() == 600
+    assert Profile.objects.filter(external_id__startswith="race-", attributes__status="Premium").count() == 600
+    assert Event.objects.count() == 600
