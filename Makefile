@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install migrate demo test test-pg lint serve clean bench bench-smoke bench-scaleout bench-clean
+.PHONY: install migrate demo test test-pg lint serve clean bench bench-smoke bench-scaleout bench-clean soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench-scaleout: install
 bench-clean: install
 	$(PY) -c "from bench import harness; import sys; [harness.drop_database(u) for u in sys.argv[1:]]" \
 		$(BENCH_DB) $(BENCH_DB)_$$(( $(PROFILES) / 10 ))
+
+# Fault soaks (worker crashes, partner faults, a PostgreSQL restart, API load) in SOAK_DB, a scratch database
+# whose name starts with "soak" (created when missing, emptied by every soak); tests/soak runs small versions.
+SOAK_DB ?= postgres://postgres@127.0.0.1:5432/soak
+
+soak: install
+	DATABASE_URL=$(SOAK_DB) $(PY) soak/run.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -61,11 +61,6 @@ def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(
     assert result["requests"] > 0
     assert result["profiles_forwarded"] == result["audience_members"] > 0
     assert result["connect"] + result["read"] + result["write"] + result["timeout"] == 0, result
-    if result["non_2xx"] and result["non_2xx"] == result["deadlocks"]:
-        pytest.xfail(
-            f"{result['deadlocks']} bulk writes answered 500 on a deadlock: concurrent writes that change one rule "
-            "audience share-lock its row, then both update its size (audiences/refresh.py)"
-        )
     assert result["non_2xx"] == 0, result
 
 
