@@ -179,6 +179,13 @@ class _Server(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
 
+    def handle_error(self, request, client_address):
+        # A client that hangs up mid-request (a killed worker, a timeout it gave up on) is an everyday event
+        # for a partner API, not a traceback worth printing; anything else still is.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
     def get_request(self):
         sock, address = super().get_request()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
