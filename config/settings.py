@@ -121,7 +121,11 @@ REST_FRAMEWORK = {
         "staff.api_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "staff.api_auth.TokenScope"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "staff.api_auth.TokenScope",
+        "staff.api_auth.StaffModelPermissions",
+    ],
     # API_THROTTLE_RATE per token, read at each request by the throttle itself.
     "DEFAULT_THROTTLE_CLASSES": ["staff.api_auth.ApiThrottle"],
     "DEFAULT_SCHEMA_CLASS": "config.api_errors.AutoSchema",  # documents the error answers too

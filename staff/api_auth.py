@@ -66,6 +66,37 @@ class TokenScope(BasePermission):
         return True
 
 
+class StaffModelPermissions(BasePermission):
+    """Staff signed in to the admin use the API with their admin permissions.
+
+    The admin's live pages call the API with the browser's session, and a session can call any endpoint: a
+    Viewer must not delete an output through the API that the admin would not let them touch. Reading needs
+    the model's view permission, creating add, deleting delete, and changing or running an operation
+    (pause, refresh, bulk writes…) change, as in the admin. Actions that write nothing (`preview`) need view.
+    API tokens are for integrations and are governed by their scope (TokenScope), not by this.
+    """
+
+    ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete"}
+    READ_ONLY_ACTIONS = {"preview"}
+    message = "Your staff account does not have the permission for this in the admin, so not through the API either."
+
+    def has_permission(self, request, view):
+        if request.auth is not None or request.user.is_superuser:
+            return True
+        model = getattr(getattr(view, "queryset", None), "model", None)
+        if model is None:
+            try:
+                model = view.get_queryset().model
+            except Exception:  # a viewset without a model (the partner catalog): nothing to check
+                return True
+        action = getattr(view, "action", None)
+        if request.method in SAFE_METHODS or action in self.READ_ONLY_ACTIONS:
+            perm = "view"
+        else:
+            perm = self.ACTIONS.get(action, "change")
+        return request.user.has_perm(f"{model._meta.app_label}.{perm}_{model._meta.model_name}")
+
+
 class Throttled(exceptions.Throttled):
     """DRF's 429 with our sentence instead of its own (Retry-After is set from `wait` by the exception handler)."""
 

@@ -1,6 +1,7 @@
 """API tokens in the admin: create one (its secret shown once), see when each was used, revoke them."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -54,7 +55,19 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return "revoked"
         return "expired" if token.is_expired else "active"
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # A token acts as its user: anyone but a superuser may only mint tokens for themselves, or a staff
+        # member allowed to add tokens could borrow a superuser's rights through one.
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = db_field.remote_field.model.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_autocomplete_fields(self, request):
+        return self.autocomplete_fields if request.user.is_superuser else []
+
     def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser and obj.user_id != request.user.pk:
+            raise PermissionDenied("Only a superuser may create an API token for someone else.")
         if change:
             return super().save_model(request, obj, form, change)
         # Kept on the instance for response_add only: the secret is never stored.

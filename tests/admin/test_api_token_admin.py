@@ -177,3 +177,18 @@ def test_staff_with_the_permission_add_an_output_with_a_secret_in_the_admin(clie
 
     assert response.status_code == 302, page(response)
     assert Output.objects.get().secrets == {"api_key": NEW_KEY}
+
+
+def test_staff_allowed_to_add_tokens_may_only_mint_them_for_themselves(client, django_user_model):
+    """A token acts as its user: minting one for a superuser would hand over the superuser's rights."""
+    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-boss-1")
+    clerk = UserFactory(username="clerk", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["add_apitoken", "view_apitoken"]))
+    client.force_login(clerk)
+
+    for_boss = client.post("/admin/staff/apitoken/add/", {"name": "x", "user": boss.pk, "scope": "write"})
+    for_self = client.post("/admin/staff/apitoken/add/", {"name": "mine", "user": clerk.pk, "scope": "read"})
+
+    assert for_boss.status_code == 200 and "Select a valid choice." in for_boss.content.decode()
+    assert "Copy it now: it is shown only this once." in page(for_self)
+    assert list(ApiToken.objects.values_list("user__username", "name")) == [("clerk", "mine")]

@@ -137,8 +137,11 @@ def test_an_operator_runs_operations_on_a_connection(operator_client):
 
 
 def _api_as(user) -> APIClient:
+    """The API as an integration acting as `user`: a write token of theirs."""
+    from tests.admin.factories import ApiTokenFactory
+
     client = APIClient()
-    client.force_authenticate(user)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiTokenFactory(user=user).plaintext}")
     return client
 
 
