@@ -52,7 +52,10 @@ class ApiToken(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="api_tokens",
-        help_text="The API acts as this user, with the user's permissions.",
+        help_text=(
+            "The API acts as this user: the audit history names them, and writing outputs' secrets "
+            "needs their credentials permission."
+        ),
     )
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
