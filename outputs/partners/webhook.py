@@ -94,7 +94,13 @@ class Webhook(Partner):
     docs_url = "https://github.com/audience-relay/audience-relay#webhook-output"
     identity_types = {t: raw for t in IdentityType.values}
     output_settings = (
-        Setting("url", "URL", "Where batches are POSTed (http:// or https://).", kind="url", validate=_http_only),
+        Setting(
+            "url",
+            "URL",
+            "Where batches are POSTed: http:// or https://, on a public address (see ALLOW_PRIVATE_DESTINATIONS).",
+            kind="url",
+            validate=_http_only,
+        ),
         Setting(
             "secret",
             "Signing secret",
