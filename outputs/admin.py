@@ -1,3 +1,5 @@
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -35,6 +37,8 @@ class OutputFormBase(forms.ModelForm):
     class Meta:
         model = Output
         fields = ["name", "base_url"]
+        # A base URL typed without a scheme is taken as https:// (Django 6's default, asked for explicitly).
+        field_classes = {"base_url": partial(forms.URLField, assume_scheme="https")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
