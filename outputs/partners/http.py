@@ -210,7 +210,7 @@ def _require_json(response: requests.Response, host: str) -> None:
     if status >= 300 or not response.content.strip():
         return
     try:
-        response.json()
+        _parsed(response)
     except ValueError:
         kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if kind == "text/html" or response.content.lstrip()[:1] == b"<":
@@ -247,7 +247,15 @@ def retry_after(response: requests.Response, default: float | None = None) -> fl
 
 def json_or_empty(response: requests.Response) -> dict:
     try:
-        body = response.json()
+        body = _parsed(response)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _parsed(response: requests.Response):
+    """The answer's JSON, parsed once: the JSON check in `call` and the partner module's reading share it
+    (a Mailchimp answer about 500 members is parsed on every batch)."""
+    if not hasattr(response, "_relay_json"):
+        response._relay_json = response.json()
+    return response._relay_json
