@@ -16,19 +16,20 @@ from __future__ import annotations
 import logging
 import re
 
+from outputs.partners.redact import DEVICE_ID, EMAIL, PHONE
+
 _PATTERNS = [
     # Authorization headers and our API tokens first: their values would otherwise look like other things.
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [secret]"),
     (re.compile(r"\bar_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "[secret]"),
     (re.compile(r"(?i)\b(api[_-]?key|apikey|access_token|password|secret|key)=([^&\s\"']+)"), r"\1=[secret]"),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "[id]"),
+    (EMAIL, "[email]"),
+    (DEVICE_ID, "[id]"),
     # Mailchimp keys (hex-dc), Braze keys, Fernet tokens, SHA-256 hashes of identities: long runs of key
     # alphabet. 24 characters leaves room for the words, paths and numbers a log line normally holds.
     (re.compile(r"\b[0-9a-fA-F]{24,}(-[a-z]{2,4}\d{1,3})?\b"), "[secret]"),
     (re.compile(r"\b[A-Za-z0-9_-]{40,}={0,2}"), "[secret]"),
-    # Phone numbers: a + and 8 to 15 digits, spaces, dots or dashes allowed between them.
-    (re.compile(r"\+\d[\d .-]{6,17}\d"), "[phone]"),
+    (PHONE, "[phone]"),
 ]
 
 

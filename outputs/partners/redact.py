@@ -18,11 +18,16 @@ SECRET = "[redacted]"
 IDENTITY = "[identity]"
 SHORTEST_SECRET = 4  # replacing a shorter one would garble ordinary words rather than hide anything
 
+# The shapes of identities, shared with the log filter (config.log_filters), which marks them its own way.
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+DEVICE_ID = re.compile(r"\b[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\b")  # IDFA, AAID
+PHONE = re.compile(r"\+\d[\d ().-]{6,}\d")
+
 _PATTERNS = (
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[email]"),
-    (re.compile(r"\b[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\b"), "[device id]"),
+    (EMAIL, "[email]"),
+    (DEVICE_ID, "[device id]"),
     (re.compile(r"\b[0-9A-Fa-f]{32,}\b"), "[hash]"),  # MD5/SHA-256 of an identity, or a key or token
-    (re.compile(r"\+\d[\d ().-]{6,}\d"), "[phone]"),
+    (PHONE, "[phone]"),
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{SECRET}"),
 )
 # A word of an answer, as identity values appear in JSON, form data and prose.
