@@ -18,26 +18,21 @@ function init(args)
   events_sent = 0
 end
 
-local function profiles_body(tag)
-  local items = {}
-  for n = 1, per_request do
-    local ext = string.format("load-%s-%s-%d", run, tag, n)
-    items[n] = string.format(
-      '{"external_id":"%s","attributes":{"status":"Premium","plan":"soak"},' ..
-      '"identities":[{"type":"email","value":"%s@load.example.com"}]}', ext, ext)
-  end
-  return '{"profiles":[' .. table.concat(items, ",") .. ']}'
-end
+-- One record of each kind; the external id fills both %s.
+local RECORDS = {
+  profiles = '{"external_id":"%s","attributes":{"status":"Premium","plan":"soak"},' ..
+    '"identities":[{"type":"email","value":"%s@load.example.com"}]}',
+  events = '{"external_id":"%s","name":"Play Video","attributes":{"category":"soak"},' ..
+    '"occurred_at":"2026-01-01T00:00:00Z","source_id":"%s-e"}',
+}
 
-local function events_body(tag)
+local function body(kind, tag)
   local items = {}
   for n = 1, per_request do
     local ext = string.format("load-%s-%s-%d", run, tag, n)
-    items[n] = string.format(
-      '{"external_id":"%s","name":"Play Video","attributes":{"category":"soak"},' ..
-      '"occurred_at":"2026-01-01T00:00:00Z","source_id":"%s-e"}', ext, ext)
+    items[n] = string.format(RECORDS[kind], ext, ext)
   end
-  return '{"events":[' .. table.concat(items, ",") .. ']}'
+  return '{"' .. kind .. '":[' .. table.concat(items, ",") .. ']}'
 end
 
 function request()
@@ -47,13 +42,13 @@ function request()
     local tag = id .. "-" .. counter
     table.insert(tags, tag)
     profiles_sent = profiles_sent + 1
-    return wrk.format("POST", "/api/v1/profiles/bulk/", headers, profiles_body(tag))
+    return wrk.format("POST", "/api/v1/profiles/bulk/", headers, body("profiles", tag))
   end
   -- Events for the profiles of this thread's profile request before the last one, which has been answered
   -- (each connection waits for its answer, and a thread has two); the first events have profiles of their own.
   events_sent = events_sent + 1
   local tag = tags[#tags - 1] or (id .. "-first")
-  return wrk.format("POST", "/api/v1/events/bulk/", headers, events_body(tag))
+  return wrk.format("POST", "/api/v1/events/bulk/", headers, body("events", tag))
 end
 
 function done(summary, latency, requests)
