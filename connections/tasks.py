@@ -57,8 +57,10 @@ def drain_connection(connection_id: int) -> dict:
         return report_dict(report)
     if report.more_due:
         request_drain([connection_id], force=True)
-    elif not _wait_for_retry(conn, report):
-        _schedule_retry(conn)
+    else:
+        due = _earliest_retry(conn)  # one query for both: wait for it here, or leave it to a schedule
+        if not _wait_for_retry(conn, report, due):
+            _schedule_retry(conn, due)
     if report.fault:
         log.warning("Connection %s faulted: %s", connection_id, report.fault)
         _after_fault(conn)
@@ -77,7 +79,7 @@ def _after_fault(conn) -> None:
         import_string(hook)(conn)
 
 
-def _wait_for_retry(conn, report) -> bool:
+def _wait_for_retry(conn, report, due) -> bool:
     """After a drain that sent something, a retry due within RETRY_WAIT_SECONDS is waited for here and the
     drain queued again; django-q2's scheduler looks at one-off schedules only every 30 seconds, which turned
     a backoff of 0.2-5 s into a stall of up to 30 s (most of the time to drain when 30% of requests fail).
@@ -85,10 +87,7 @@ def _wait_for_retry(conn, report) -> bool:
     The worker pauses at least RETRY_BASE_SECONDS (the partner was struggling: no hammering), and a drain
     that sent nothing (messages not due, or waiting behind an older one in flight) is left to the schedule.
     """
-    if not report.batches or conn.delivery_mode != "realtime" or conn.status != Connection.Status.ACTIVE:
-        return False
-    due = OutboxMessage.objects.filter(connection=conn, state="pending").aggregate(at=Min("next_attempt_at"))["at"]
-    if due is None:
+    if not report.batches or due is None:
         return False
     wait = max((due - timezone.now()).total_seconds(), min(settings.RETRY_BASE_SECONDS, RETRY_WAIT_SECONDS))
     if wait > RETRY_WAIT_SECONDS:
@@ -98,14 +97,20 @@ def _wait_for_retry(conn, report) -> bool:
     return True
 
 
-def _schedule_retry(conn) -> None:
+def _earliest_retry(conn):
+    """When the first message backing off is due, for an active realtime connection; None otherwise."""
+    if conn.delivery_mode != Connection.Mode.REALTIME or conn.status != Connection.Status.ACTIVE:
+        return None
+    return OutboxMessage.objects.filter(connection=conn, state="pending").aggregate(at=Min("next_attempt_at"))["at"]
+
+
+def _schedule_retry(conn, due) -> None:
     """Messages backing off: wake a drain when the earliest is due (a one-off django-q2 schedule)."""
     from django_q.models import Schedule
 
-    due = OutboxMessage.objects.filter(connection=conn, state="pending").aggregate(at=Min("next_attempt_at"))["at"]
-    name = f"Retry connection {conn.pk}"
-    if due is None or conn.delivery_mode != "realtime" or conn.status != Connection.Status.ACTIVE:
+    if due is None:
         return
+    name = f"Retry connection {conn.pk}"
     Schedule.objects.update_or_create(
         name=name,
         defaults={
