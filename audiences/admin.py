@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from audiences import criteria as criteria_lang
+from audiences.admin_profile_writes import ErasingDeletes, IdentitiesThroughIngest
 from audiences.api.filters import profiles_with_identity
 from audiences.api.views import audience_csv_response
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
@@ -53,7 +54,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(ErasingDeletes, IdentitiesThroughIngest, admin.ModelAdmin):
     list_display = ["external_id", "identity_count", "membership_count", "updated_at"]
     search_fields = ["external_id"]
     search_help_text = "An external ID, or any identity value (email, device ID, phone, customer ID)."
@@ -87,8 +88,10 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        # An edit in the admin reaches membership like an API upsert does.
-        reevaluate_profiles([form.instance.pk])
+        # Changed attributes reach membership like an API upsert does (changed identities already did, through
+        # the ingest that saved them).
+        if form.has_changed():
+            reevaluate_profiles([form.instance.pk])
 
 
 class PrettyJSONField(forms.JSONField):

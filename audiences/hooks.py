@@ -36,3 +36,18 @@ def identities_changed(removed, added) -> None:
     if removed or added:
         for listener in _identity_listeners:
             listener(removed, added)
+
+
+_erasure_listeners: list[Callable] = []
+
+
+def on_profiles_erased(listener: Callable) -> Callable:
+    """Register `listener(profiles)`, a queryset of the profiles being erased, called just before their rows go."""
+    if listener not in _erasure_listeners:
+        _erasure_listeners.append(listener)
+    return listener
+
+
+def profiles_erased(profiles) -> None:
+    for listener in _erasure_listeners:
+        listener(profiles)

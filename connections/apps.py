@@ -14,4 +14,5 @@ class ConnectionsConfig(AppConfig):
 
         hooks.on_membership_changed(fanout.fan_out_run)
         hooks.on_identities_changed(fanout.fan_out_identity_changes)
+        hooks.on_profiles_erased(fanout.forget_erased)
         post_migrate.connect(ensure_schedules, sender=self)

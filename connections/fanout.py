@@ -57,13 +57,8 @@ def fan_out_run(run) -> None:
     """Listener for audiences.hooks: queue the changes of one refresh run for every connection."""
     audience_ids = set(MembershipChange.objects.filter(run=run).values_list("audience_id", flat=True).distinct())
     conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related("output")
+    # An erasure's removals are forgotten once delivered (see forget_erased for the rest of its history).
     forget = run.trigger == "erasure"
-    if forget:
-        # Erasure: the profile's history goes now; its removals are forgotten once delivered.
-        OutboxMessage.objects.filter(
-            profile_id__in=MembershipChange.objects.filter(run=run).values("profile_id"),
-            state__in=["delivered", "rejected", "failed", "replaced"],
-        ).delete()
     touched = []
     for conn in conns:
         types = accepted_types(conn)
@@ -124,6 +119,22 @@ def fan_out_identity_changes(removed, added) -> None:
                 _insert(conn, source, [x for row in chunk for x in row] + [conn.audience_id])
             touched.append(conn.pk)
     _drain_after_commit(touched)
+
+
+FINISHED = ["delivered", "rejected", "failed", "replaced"]
+
+
+def forget_erased(profiles) -> None:
+    """Listener for erasures, called after their removals were queued: no identity outlives what is still owed.
+
+    Finished messages go now, in every connection (also those of audiences the profile had left before);
+    the unsent ones (the removals just queued, an older remove still waiting) are deleted once delivered.
+    Two statements for the whole erasure; they read the outbox by profile, which has no index of its own
+    (every outbox index costs each of the three writes of every message, and erasures are rare).
+    """
+    ids = profiles.values("pk")
+    OutboxMessage.objects.filter(profile_id__in=ids, state__in=FINISHED).delete()
+    OutboxMessage.objects.filter(profile_id__in=ids, forget_after_delivery=False).update(forget_after_delivery=True)
 
 
 def backfill(conn: Connection, action: str = "add") -> int:

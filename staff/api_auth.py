@@ -76,7 +76,8 @@ class StaffModelPermissions(BasePermission):
     API tokens are for integrations and are governed by their scope (TokenScope), not by this.
     """
 
-    ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete"}
+    # Erasing profiles in bulk deletes them, like DELETE does.
+    ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete", "erase": "delete"}
     READ_ONLY_ACTIONS = {"preview"}
     message = "Your staff account does not have the permission for this in the admin, so not through the API either."
 

@@ -46,3 +46,25 @@ def sentence(names: list[str]) -> str:
 def api(message: str) -> str:
     """Entries made over the API say so, so the History page tells them from admin changes at a glance."""
     return f"API: {message}"
+
+
+def record_many(user, model, objects, action: str = "change") -> int:
+    """Log one entry per (object_id, repr, message) about objects of `model`, in one statement; returns the count.
+
+    For operations on a set (erasing a list of profiles): the entries are the same as `record` writes.
+    """
+    if user is None or not getattr(user, "pk", None) or not objects:
+        return 0
+    content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+    entries = LogEntry.objects.bulk_create(
+        LogEntry(
+            user_id=user.pk,
+            content_type=content_type,
+            object_id=str(object_id),
+            object_repr=str(text)[:200],
+            action_flag=FLAGS[action],
+            change_message=message,
+        )
+        for object_id, text, message in objects
+    )
+    return len(entries)

@@ -71,6 +71,24 @@ class ProfileBatchSerializer(serializers.Serializer):
         return profiles
 
 
+class ErasureSerializer(serializers.Serializer):
+    external_ids = serializers.ListField(
+        child=serializers.CharField(max_length=255, validators=[refuse_control_characters]), allow_empty=False
+    )
+
+    def to_internal_value(self, data):
+        _refuse_big_batch(data, "external_ids")
+        return super().to_internal_value(data)
+
+
+class ErasureResultSerializer(serializers.Serializer):
+    erased = serializers.IntegerField(help_text="Profiles erased.")
+    memberships_removed = serializers.IntegerField(help_text="Audiences left, summed over the erased profiles.")
+    unknown = serializers.ListField(
+        child=serializers.CharField(), help_text="External IDs no profile has (never known, or already erased)."
+    )
+
+
 class EventInputSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=255, validators=[refuse_control_characters])
     name = serializers.CharField(max_length=255, validators=[refuse_control_characters])

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from audiences.api import serializers as s
 from audiences.api.filters import EventFilter, ProfileFilter
 from audiences.criteria import compile_criteria
+from audiences.erasure import erase_external_ids, erase_profiles
 from audiences.export import csv_rows
 from audiences.ingest import ProfileInput, ingest_events, upsert_profiles
 from audiences.models import Audience, Event, Membership, Profile
@@ -19,8 +20,10 @@ from audiences.stats import identity_breakdown
 from audiences.tasks import queue_refresh
 
 
-class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Profiles by external ID; write them in bulk with `POST /profiles/bulk/`."""
+class ProfileViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Profiles by external ID; write them in bulk with `POST /profiles/bulk/`, erase them with DELETE or `erase/`."""
 
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
@@ -52,6 +55,22 @@ class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             for p in batch.validated_data["profiles"]
         ]
         return Response(upsert_profiles(items).as_dict())
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, *args, **kwargs):
+        """Erase the profile: it is removed at every partner it reached, then deleted with its identities and events."""
+        profile = self.get_object()
+        erase_profiles(Profile.objects.filter(pk=profile.pk), request.user, via_api=True)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.ErasureSerializer, responses=s.ErasureResultSerializer)
+    @action(detail=False, methods=["post"])
+    def erase(self, request):
+        """Erase up to BULK_MAX_RECORDS profiles by external ID, in one run; IDs no profile has are listed back."""
+        data = s.ErasureSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = erase_external_ids(data.validated_data["external_ids"], request.user, via_api=True)
+        return Response(result.as_dict())
 
 
 class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

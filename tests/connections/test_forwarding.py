@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from audiences.erasure import erase_profile
+from audiences.erasure import erase_profiles
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
@@ -111,7 +111,7 @@ def test_an_erased_profile_is_removed_at_the_partner_and_forgotten(sandbox, mail
     _, conn = connected(mailchimp, members=2)
     engine.drain(conn.pk)
 
-    erase_profile(Profile.objects.get(external_id="u0"))
+    erase_profiles(Profile.objects.filter(external_id="u0"))
     engine.drain(conn.pk)
 
     assert sandbox.mailchimp_list_state(LIST)["members"]["u0@example.com"]["status"] == "unsubscribed"
