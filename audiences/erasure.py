@@ -1,12 +1,13 @@
 """Erasure requests: profiles leave every audience (so every partner removes them), then are deleted.
 
 Every door (the API, the admin's delete and its erase action, the `erase_profiles` command) calls
-`erase_profiles` or `erase_external_ids`: one erasure run for the whole set, a fixed number of statements
-whatever its size, and one audit entry per profile naming who asked.
+`erase_profiles` or `erase_external_ids`: one erasure run for the whole set (per BULK_MAX_RECORDS profiles),
+a fixed number of statements whatever its size, and one audit entry per profile naming who asked.
 """
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -66,44 +67,56 @@ def erase_profiles(profiles, user=None, *, via_api: bool = False) -> ErasureResu
 
     The removals are logged and fanned out while the identities still exist, so each partner is told to
     remove them; the outbox forgets them once delivered. Audited as `user` (prefixed "API:" over the API).
+    All or nothing: one transaction.
     """
+    result = ErasureResult()
     with transaction.atomic():
         # Locked so that an ingest batch touching one of them waits for the erasure instead of racing it.
         rows = list(
             Profile.objects.filter(pk__in=profiles.values("pk")).select_for_update().values_list("pk", "external_id")
         )
-        if not rows:
-            return ErasureResult()
-        scope = Profile.objects.filter(pk__in=[pk for pk, _ in rows])
-        scope_sql, scope_params = _sql(scope)
-        _lock_audiences(scope_sql, scope_params)
-        run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.ERASURE)
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
-                f"SELECT %s, m.audience_id, m.profile_id, 'remove', %s FROM {T_MEMBER} m "
-                f"WHERE m.profile_id IN ({scope_sql})",
-                [run.pk, now, *scope_params],
-            )
-            removed = cursor.rowcount
-        if removed:
-            apply_run(run)
-        _finish(run, 0, removed)
-        hooks.profiles_erased(scope)
-        left = dict(
-            MembershipChange.objects.filter(run=run).values_list("profile_id").annotate(n=Count("id")).order_by()
+        # A run per BULK_MAX_RECORDS profiles keeps each statement's list of IDs under the databases' limits
+        # on bound parameters (an admin's "select all" can hold more).
+        step = settings.BULK_MAX_RECORDS
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            result.memberships_removed += _erase(part, user, via_api)
+            result.erased_ids += [external_id for _, external_id in part]
+    return result
+
+
+def _erase(rows, user, via_api) -> int:
+    scope = Profile.objects.filter(pk__in=[pk for pk, _ in rows])
+    scope_sql, scope_params = _sql(scope)
+    _lock_audiences(scope_sql, scope_params)
+    run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.ERASURE)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            f"SELECT %s, m.audience_id, m.profile_id, 'remove', %s FROM {T_MEMBER} m "
+            f"WHERE m.profile_id IN ({scope_sql})",
+            [run.pk, now, *scope_params],
         )
-        message = "Erased: removed from {n} audience{s} (and at every partner it reached), then deleted."
-        entries = [
-            (pk, external_id, message.format(n=left.get(pk, 0), s="" if left.get(pk, 0) == 1 else "s"))
-            for pk, external_id in rows
-        ]
-        audit.record_many(
-            user, Profile, [(pk, ext, audit.api(m) if via_api else m) for pk, ext, m in entries], "delete"
-        )
-        scope.delete()
-    return ErasureResult(erased_ids=[ext for _, ext in rows], memberships_removed=removed)
+        removed = cursor.rowcount
+    if removed:
+        apply_run(run)
+    _finish(run, 0, removed)
+    hooks.profiles_erased(scope)
+    left = dict(MembershipChange.objects.filter(run=run).values_list("profile_id").annotate(n=Count("id")).order_by())
+    entries = [(pk, external_id, _audit_message(left.get(pk, 0))) for pk, external_id in rows]
+    if via_api:
+        entries = [(pk, external_id, audit.api(message)) for pk, external_id, message in entries]
+    audit.record_many(user, Profile, entries, "delete")
+    scope.delete()
+    return removed
+
+
+def _audit_message(audiences_left: int) -> str:
+    if not audiences_left:
+        return "Erased: it was in no audience; deleted."
+    audiences = "1 audience" if audiences_left == 1 else f"{audiences_left} audiences"
+    return f"Erased: removed from {audiences} (and at every partner it reached), then deleted."
 
 
 def _lock_audiences(scope_sql, scope_params) -> None:

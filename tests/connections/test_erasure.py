@@ -129,6 +129,7 @@ def test_staff_need_the_delete_permission_to_erase(client, django_user_model):
     user.user_permissions.add(Permission.objects.get(codename="delete_profile"))
     allowed = client.post("/api/v1/profiles/erase/", {"external_ids": ["u0"]}, content_type="application/json")
     assert allowed.json() == {"erased": 1, "memberships_removed": 0, "unknown": []}
+    assert LogEntry.objects.get(user=user).change_message == "API: Erased: it was in no audience; deleted."
     assert "Erase selected profiles" in client.get("/admin/audiences/profile/").content.decode()
 
 
@@ -161,7 +162,8 @@ def test_deleting_a_profile_in_the_admin_erases_it(sandbox, parisians, admin_cli
     ]
 
 
-def test_delete_selected_in_the_admin_erases(sandbox, parisians, admin_client):
+def test_delete_selected_in_the_admin_erases(sandbox, parisians, admin_client, settings):
+    settings.BULK_MAX_RECORDS = 1  # a selection bigger than the API's limit is erased a run at a time
     pks = list(Profile.objects.filter(external_id__in=["u0", "u1"]).values_list("pk", flat=True))
 
     response = admin_client.post(
@@ -172,6 +174,7 @@ def test_delete_selected_in_the_admin_erases(sandbox, parisians, admin_client):
 
     assert_erased_at_the_partner(sandbox, parisians, "u0", "u1")
     assert "Erased 2 profiles; they left 2 audiences in all" in response.content.decode()
+    assert RefreshRun.objects.filter(trigger="erasure").count() == 2
 
 
 def test_the_erase_action_confirms_then_erases(sandbox, parisians, admin_client, admin_user):
