@@ -18,6 +18,7 @@ from audiences.refresh import refresh_audience
 from connections import services
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
+from outputs.services import clean_base_url
 
 AUDIENCE = "Potential Parisians"
 POTENTIAL_PARISIANS = {
@@ -80,6 +81,10 @@ def reset_demo_data() -> None:
 
 
 def create_outputs(sandbox_url: str):
+    """The demo's outputs, pointed at the sandbox; raises ValidationError (base_url) where this deployment
+    would refuse to send there (ALLOW_BASE_URL_OVERRIDE, ALLOW_PRIVATE_DESTINATIONS), before anything is saved."""
+    clean_base_url(f"{sandbox_url}/mailchimp/{{dc}}", "mailchimp")
+    clean_base_url(f"{sandbox_url}/xandr", "xandr")
     mailchimp = Output(
         kind="mailchimp",
         name="Mailchimp (demo)",

@@ -48,8 +48,9 @@ class OutputSerializer(serializers.ModelSerializer):
         return kind
 
     def validate_base_url(self, url):
+        kind = self.instance.kind if self.instance else self.initial_data.get("kind")
         try:
-            return clean_base_url(url)
+            return clean_base_url(url, kind)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict["base_url"]) from None
 

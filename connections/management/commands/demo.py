@@ -1,5 +1,6 @@
 import logging
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -55,7 +56,10 @@ class Command(BaseCommand):
                 f"{counts['email']} have an email address, {counts['android_aaid']} an Android advertising ID."
             )
 
-            mailchimp, xandr = demo.create_outputs(url)
+            try:
+                mailchimp, xandr = demo.create_outputs(url)
+            except ValidationError as exc:
+                raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             out.print(
                 "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
                 "End off) and AppNexus (member 1234)."
