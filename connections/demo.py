@@ -80,11 +80,14 @@ def reset_demo_data() -> None:
         Profile.objects.filter(external_id__startswith="demo-").delete()
 
 
-def create_outputs(sandbox_url: str):
-    """The demo's outputs, pointed at the sandbox; raises ValidationError (base_url) where this deployment
-    would refuse to send there (ALLOW_BASE_URL_OVERRIDE, ALLOW_PRIVATE_DESTINATIONS), before anything is saved."""
+def check_sandbox_allowed(sandbox_url: str) -> None:
+    """Raise ValidationError (base_url) where this deployment would not send to the sandbox
+    (ALLOW_BASE_URL_OVERRIDE, ALLOW_PRIVATE_DESTINATIONS): the demo stops before it changes anything."""
     clean_base_url(f"{sandbox_url}/mailchimp/{{dc}}", "mailchimp")
     clean_base_url(f"{sandbox_url}/xandr", "xandr")
+
+
+def create_outputs(sandbox_url: str):
     mailchimp = Output(
         kind="mailchimp",
         name="Mailchimp (demo)",

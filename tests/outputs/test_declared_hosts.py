@@ -5,12 +5,15 @@ ALLOW_BASE_URL_OVERRIDE follows DEBUG (on here); tests of the production rule tu
 request counts are the proof that nothing was sent.
 """
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from outputs.models import Output
 from outputs.partners import destinations, http
@@ -210,6 +213,15 @@ def test_overrides_are_sent_where_the_deployment_allows_them(sandbox, settings):
 
     assert check.status == "ok"
     assert requests_to(sandbox, "mailchimp") == 1
+
+
+def test_the_demo_stops_before_changing_anything_where_it_could_not_send_to_the_sandbox(no_overrides):
+    with pytest.raises(CommandError) as caught:
+        call_command("demo", sandbox_port=0, stdout=io.StringIO())
+
+    assert str(caught.value).startswith("The demo sends to the partner sandbox at http://127.0.0.1:")
+    assert str(caught.value).endswith(MAILCHIMP_REFUSED.replace("attacker.example", "127.0.0.1"))
+    assert not Output.objects.exists()
 
 
 def test_overrides_are_off_in_production_settings():

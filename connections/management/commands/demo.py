@@ -40,6 +40,10 @@ class Command(BaseCommand):
                 url = sandbox.start("127.0.0.1", sandbox_port)
             except OSError:
                 url = sandbox.start("127.0.0.1", 0)
+            try:
+                demo.check_sandbox_allowed(url)
+            except ValidationError as exc:
+                raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
             client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
@@ -56,10 +60,7 @@ class Command(BaseCommand):
                 f"{counts['email']} have an email address, {counts['android_aaid']} an Android advertising ID."
             )
 
-            try:
-                mailchimp, xandr = demo.create_outputs(url)
-            except ValidationError as exc:
-                raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
+            mailchimp, xandr = demo.create_outputs(url)
             out.print(
                 "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
                 "End off) and AppNexus (member 1234)."
