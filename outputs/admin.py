@@ -92,7 +92,7 @@ class OutputFormBase(forms.ModelForm):
                 self.add_error(PREFIX + name, credentials_refused(label))
         for field, label in self.locked_destinations.items():
             posted = self.data.get(self.add_prefix(field))
-            if posted is not None and posted.strip() != self.stored_destinations.get(name_of(field), ""):
+            if posted is not None and posted.strip() != self.stored_destinations.get(_name_of(field), ""):
                 self.add_error(field, destination_refused(label))
         values = {k[len(PREFIX) :]: v for k, v in data.items() if k.startswith(PREFIX)}
         try:
@@ -155,7 +155,8 @@ def _field(name: str) -> str:
     return name if name == "base_url" else PREFIX + name
 
 
-def name_of(field: str) -> str:
+def _name_of(field: str) -> str:
+    """The output field or partner setting of a form field."""
     return field.removeprefix(PREFIX)
 
 
@@ -186,7 +187,7 @@ class OutputAdmin(admin.ModelAdmin):
         for part in message:
             if "changed" in part:
                 fields = [f.removesuffix(" *") for f in part["changed"]["fields"]]
-                part["changed"]["fields"] = [f for f in fields if f.lower() not in {m.lower() for m in moved_labels}]
+                part["changed"]["fields"] = [f for f in fields if f not in moved_labels]
         if not moves:
             return message
         message = [part for part in message if "changed" not in part or part["changed"]["fields"]]
