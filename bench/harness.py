@@ -40,6 +40,7 @@ BENCH_ENV = {
     "LOG_LEVEL": "WARNING",
     # Production-like settings, but the partners are the sandbox on 127.0.0.1 and the load is ours.
     "ALLOW_PRIVATE_DESTINATIONS": "true",
+    "ALLOW_BASE_URL_OVERRIDE": "true",
     "API_THROTTLE_RATE": "",
 }
 

@@ -225,6 +225,11 @@ PARTNER_MAX_ANSWER_BYTES = env.int("PARTNER_MAX_ANSWER_BYTES", default=5 * 1024 
 # are refused unless this is on: for local development and the demo's partner sandbox on 127.0.0.1.
 # It follows DEBUG, so production refuses them unless it is turned on explicitly.
 ALLOW_PRIVATE_DESTINATIONS = env.bool("ALLOW_PRIVATE_DESTINATIONS", default=DEBUG)
+# Each partner declares the hosts its real API lives on; an output's base URL override elsewhere (the partner
+# sandbox, a staging copy) is refused, when saved and for every request, unless this is on, because it would
+# carry the output's credentials and member data there. It follows DEBUG, so production sends credentials only
+# to the partners' own hosts unless it is turned on explicitly.
+ALLOW_BASE_URL_OVERRIDE = env.bool("ALLOW_BASE_URL_OVERRIDE", default=DEBUG)
 
 # Fernet keys for secrets at rest, newest first: the first encrypts, all decrypt,
 # so a new key is rolled in by putting it first and running `rotate_secrets`.

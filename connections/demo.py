@@ -18,6 +18,7 @@ from audiences.refresh import refresh_audience
 from connections import services
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
+from outputs.services import clean_base_url
 
 AUDIENCE = "Potential Parisians"
 POTENTIAL_PARISIANS = {
@@ -77,6 +78,13 @@ def reset_demo_data() -> None:
         Output.objects.filter(name__in=["Mailchimp (demo)", "AppNexus (demo)"]).delete()
         Audience.objects.filter(name=AUDIENCE).delete()
         Profile.objects.filter(external_id__startswith="demo-").delete()
+
+
+def check_sandbox_allowed(sandbox_url: str) -> None:
+    """Raise ValidationError (base_url) where this deployment would not send to the sandbox
+    (ALLOW_BASE_URL_OVERRIDE, ALLOW_PRIVATE_DESTINATIONS): the demo stops before it changes anything."""
+    clean_base_url(f"{sandbox_url}/mailchimp/{{dc}}", "mailchimp")
+    clean_base_url(f"{sandbox_url}/xandr", "xandr")
 
 
 def create_outputs(sandbox_url: str):

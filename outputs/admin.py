@@ -1,7 +1,9 @@
+import json
 from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -11,10 +13,29 @@ from django.utils.html import format_html, format_html_join
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
-from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused
-from outputs.services import check_credentials, clean_base_url, clean_output_settings, describe_check
+from outputs.partners.destinations import shown
+from outputs.permissions import (
+    CHANGE_CREDENTIALS,
+    credentials_refused,
+    destination_names,
+    destination_refused,
+    destinations,
+    moved,
+)
+from outputs.services import (
+    check_credentials,
+    clean_base_url,
+    clean_output_settings,
+    describe_check,
+    destination_changed,
+)
+from staff import audit
 
 PREFIX = "setting__"
+LOCKED_DESTINATION = (
+    "Where credentials and member data are sent: only staff with the “Can change output credentials” "
+    "permission can change it."
+)
 
 
 class SecretStatus(forms.Widget):
@@ -32,7 +53,10 @@ class OutputFormBase(forms.ModelForm):
     """Fields for the partner's settings are added per partner by `form_for`."""
 
     partner_kind: str = ""
-    locked_secrets: dict = {}  # setting name -> label, for staff without the credentials permission
+    # For staff without the credentials permission: setting name -> label of the secrets they may not replace,
+    # and form field name -> label of the destinations they may not move (the base URL, a webhook's URL …).
+    locked_secrets: dict = {}
+    locked_destinations: dict = {}
 
     class Meta:
         model = Output
@@ -46,10 +70,17 @@ class OutputFormBase(forms.ModelForm):
             for name, value in self.instance.settings.items():
                 if PREFIX + name in self.fields:
                     self.initial[PREFIX + name] = value
+        # As stored, read before validation copies the posted values onto the instance.
+        self.stored_destinations = self._destinations_of(self.instance) if self.instance.pk else {}
+        for name in self.locked_destinations.keys() & self.fields.keys():  # a view-only form has no fields
+            self.fields[name].disabled = True
+            self.fields[name].help_text = LOCKED_DESTINATION
 
     def clean_base_url(self):
+        if "base_url" in self.locked_destinations:
+            return self.instance.base_url  # kept as stored: not this user's to change, nor to be refused for
         try:
-            return clean_base_url(self.cleaned_data.get("base_url"))
+            return clean_base_url(self.cleaned_data.get("base_url"), self.partner_kind)
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["base_url"]) from None
 
@@ -59,6 +90,10 @@ class OutputFormBase(forms.ModelForm):
             # The field is disabled, so Django ignores what was posted; a forged value is refused, not dropped.
             if self.data.get(self.add_prefix(PREFIX + name)):
                 self.add_error(PREFIX + name, credentials_refused(label))
+        for field, label in self.locked_destinations.items():
+            posted = self.data.get(self.add_prefix(field))
+            if posted is not None and posted.strip() != self.stored_destinations.get(_name_of(field), ""):
+                self.add_error(field, destination_refused(label))
         values = {k[len(PREFIX) :]: v for k, v in data.items() if k.startswith(PREFIX)}
         try:
             self._plain, self._secret = clean_output_settings(self.partner_kind, values, self.instance)
@@ -66,6 +101,17 @@ class OutputFormBase(forms.ModelForm):
             for name, problems in exc.message_dict.items():
                 self.add_error(PREFIX + name if PREFIX + name in self.fields else None, problems)
         return data
+
+    def _destinations_of(self, output) -> dict:
+        return destinations(registry.get(self.partner_kind), output.base_url, output.settings)
+
+    def moves(self) -> list[tuple[str, str, str]]:
+        """(label, old, new) of each destination this save changes."""
+        after = destinations(registry.get(self.partner_kind), self.cleaned_data.get("base_url"), self._plain)
+        return [
+            (self.fields[_field(name)].label.removesuffix(" *"), old, new)
+            for name, old, new in moved(self.stored_destinations, after)
+        ]
 
     def save(self, commit=True):
         self.instance.kind = self.partner_kind
@@ -80,7 +126,9 @@ def form_for(kind: str, output: Output | None, can_change_credentials: bool = Tr
     fields = {
         PREFIX + s.name: schema.form_field(s, secret_is_set=s.name in secrets_set) for s in partner.output_settings
     }
-    locked = {}
+    locked, pinned = {}, {}
+    if not can_change_credentials:
+        pinned = {_field(name): name for name in destination_names(partner)}
     for setting in partner.output_settings:
         if setting.secret and not can_change_credentials:
             locked[setting.name] = setting.label
@@ -92,8 +140,24 @@ def form_for(kind: str, output: Output | None, can_change_credentials: bool = Tr
             )
         field = fields[PREFIX + setting.name]
         field.label = f"{setting.label}{' *' if setting.required else ''}"
-    attrs = {**fields, "partner_kind": kind, "locked_secrets": locked}
+    labels = {s.name: s.label for s in partner.output_settings} | {"base_url": "base URL override"}
+    attrs = {
+        **fields,
+        "partner_kind": kind,
+        "locked_secrets": locked,
+        "locked_destinations": {field: labels[name] for field, name in pinned.items()},
+    }
     return type(f"{partner.name.replace(' ', '')}OutputForm", (OutputFormBase,), attrs)
+
+
+def _field(name: str) -> str:
+    """The form field of an output field or a partner setting."""
+    return name if name == "base_url" else PREFIX + name
+
+
+def _name_of(field: str) -> str:
+    """The output field or partner setting of a form field."""
+    return field.removeprefix(PREFIX)
 
 
 @admin.register(Output)
@@ -115,11 +179,27 @@ class OutputAdmin(admin.ModelAdmin):
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The history names what changed by label ("API key"), never a value; drop the required-field star.
+        # A destination is named with where it pointed before and after (no secret is ever in one: a query
+        # string is left out), in a sentence of its own.
         message = super().construct_change_message(request, form, formsets, add)
+        moves = [] if add else form.moves()
+        moved_labels = {label for label, _, _ in moves}
         for part in message:
             if "changed" in part:
-                part["changed"]["fields"] = [f.removesuffix(" *") for f in part["changed"]["fields"]]
-        return message
+                fields = [f.removesuffix(" *") for f in part["changed"]["fields"]]
+                part["changed"]["fields"] = [f for f in fields if f not in moved_labels]
+        if not moves:
+            return message
+        message = [part for part in message if "changed" not in part or part["changed"]["fields"]]
+        listed = LogEntry(change_message=json.dumps(message)).get_change_message() if message else ""
+        sentences = [audit.moved(label, shown(old), shown(new)) for label, old, new in moves]
+        return " ".join(filter(None, [listed, *sentences]))
+
+    def save_model(self, request, obj, form, change):
+        moves = form.moves() if change else []
+        super().save_model(request, obj, form, change)
+        if moves:
+            destination_changed(obj, request.user)
 
     def get_fieldsets(self, request, obj=None):
         partner = registry.get(self._kind(request, obj))

@@ -3,12 +3,13 @@
 A webhook URL or a base URL is typed by a person, and whatever it names, the server will POST to it, from
 inside our network. So an address on loopback, a private or link-local network, multicast, a reserved range
 or a cloud metadata service is refused, for every address a host name resolves to, and for IPv6 forms that
-embed such an IPv4 address (::ffff:10.0.0.1, 6to4, NAT64). `refusal` checks a URL when it is saved;
-`checked_addresses` is what the HTTP layer connects to, so a DNS answer that changes between the check and
-the connection (DNS rebinding) cannot take a request somewhere private.
+embed such an IPv4 address (::ffff:10.0.0.1, 6to4, NAT64). `refusal` checks a URL when it is saved, and
+`form_refusal` (how it is written) again before every request; `checked_addresses` is what the HTTP layer
+connects to, so a DNS answer that changes between the check and the connection (DNS rebinding) cannot take
+a request somewhere private.
 
 ALLOW_PRIVATE_DESTINATIONS turns the address checks off (development, tests and the demo, whose partner
-sandbox listens on 127.0.0.1); only the scheme is checked then.
+sandbox listens on 127.0.0.1); only how the URL is written is checked then.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 SCHEMES = ("http", "https")
 PUBLIC_ONLY = "Audience Relay only sends to public addresses."
@@ -58,24 +61,50 @@ def allowed_private() -> bool:
 
 def refusal(url: str) -> str:
     """Why requests may not go to `url` (one sentence), or "" when they may."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in SCHEMES:
-        shown = f"{parts.scheme}://" if parts.scheme else "a URL without a scheme"
-        return f"Only http:// and https:// addresses can be used, not {shown}."
-    try:
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return "The port in this URL is not a number between 0 and 65535."
-    if not host:
-        return "The URL needs a host name."
-    if allowed_private():
-        return ""
+    problem = form_refusal(url)
+    if problem or allowed_private():
+        return problem
+    parts = parse_url(url)
+    host, port = parts.host.strip("[]"), parts.port or (443 if parts.scheme == "https" else 80)
     try:
         checked_addresses(host, port)
     except Refused as exc:
         return str(exc)
     except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a label over 63 characters)
         return f"The host {host} could not be found; check the spelling of the URL."
+    return ""
+
+
+def form_refusal(url: str) -> str:
+    """What is wrong with how `url` is written (one sentence), or "": no name is looked up.
+
+    The host is read with the parser the HTTP client uses (urllib3's, which requests prepares every URL
+    with), and a URL that parsers read differently is refused: `http://127.0.0.1\\@1.1.1.1/` is 1.1.1.1 to
+    Python's urlsplit but 127.0.0.1 to urllib3, so checking one and connecting with the other would let a
+    private address through.
+    """
+    url = url or ""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        shown = f"{scheme}://" if scheme else "a URL without a scheme"
+        return f"Only http:// and https:// addresses can be used, not {shown}."
+    if "\\" in url:
+        return "The URL contains a backslash (\\), which programs read in different ways; use / instead."
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "The URL contains a space or a control character; remove it."
+    split = urlsplit(url)
+    try:
+        split.port  # noqa: B018 - reading it is the check: ValueError for a port that is not one
+    except ValueError:
+        return "The port in this URL is not a number between 0 and 65535."
+    try:
+        parts = parse_url(url)
+    except LocationParseError:  # a name IDNA cannot encode (a label over 63 characters)
+        return f"The host {split.hostname} could not be found; check the spelling of the URL."
+    if parts.auth is not None or "@" in split.netloc:
+        return "Put no user name or password (nothing before an @) in the host part of the URL."
+    if not parts.host:
+        return "The URL needs a host name."
     return ""
 
 

@@ -104,6 +104,7 @@ def describe(declared) -> list[dict]:
             "type": s.kind,
             "required": s.required,
             "secret": s.secret,
+            "destination": s.destination,
             "default": s.default,
             "choices": [c for c, _ in s.choices] or None,
         }

@@ -3,11 +3,12 @@
 import logging
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from outputs import netguard, schema
 from outputs.models import Output
-from outputs.partners import registry
+from outputs.partners import destinations, registry
 from outputs.partners.base import Check
 from outputs.partners.http import TransportError
 
@@ -25,10 +26,16 @@ def clean_output_settings(kind: str, data: dict, output: Output | None = None, p
     return schema.split_secrets(partner.output_settings, cleaned)
 
 
-def clean_base_url(url: str) -> str:
-    """A base URL override as saved: empty (the partner's real host) or a destination we send to."""
+def clean_base_url(url: str, kind: str) -> str:
+    """A base URL override as saved: empty (the partner's real host) or a destination we send to.
+
+    A host `kind`'s partner does not declare is refused unless ALLOW_BASE_URL_OVERRIDE is on (an unknown
+    kind is left to the kind's own error).
+    """
     url = (url or "").strip()
     problem = netguard.refusal(url) if url else ""
+    if not problem and isinstance(kind, str) and kind in registry.PARTNERS:
+        problem = destinations.base_url_refusal(registry.get(kind), url)
     if problem:
         raise ValidationError({"base_url": [problem]})
     return url
@@ -47,6 +54,22 @@ def check_credentials(output: Output) -> Check:
     )
     log.info("Checked credentials of output %s (%s): %s", output.pk, output.kind, check.status)
     return check
+
+
+def destination_changed(output: Output, user=None) -> None:
+    """After a destination change is saved: forget the old check and ask the new place, once committed.
+
+    Only here, after the save by someone allowed to make it, do the credentials go to the new place; nothing
+    that validates a change contacts it. The check runs in a worker (a partner may take seconds to answer) and
+    its result is written on the output and in its history, in the name of whoever made the change.
+    """
+    from django_q.tasks import async_task
+
+    Output.objects.filter(pk=output.pk).update(credentials_checked_at=None, credentials_ok=None, credentials_message="")
+    user_id = getattr(user, "pk", None)
+    transaction.on_commit(
+        lambda: async_task("outputs.tasks.check_new_destination", output.pk, user_id, task_name=f"check-{output.pk}")
+    )
 
 
 def _sentence(check: Check) -> str:

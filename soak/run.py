@@ -42,6 +42,7 @@ def main() -> int:
         raise SystemExit("the soaks need PostgreSQL (DATABASE_URL=postgres://…)")
     scene.check_scratch(url)
     os.environ.setdefault("ALLOW_PRIVATE_DESTINATIONS", "true")
+    os.environ.setdefault("ALLOW_BASE_URL_OVERRIDE", "true")
     harness.create_database(url)
     harness.configure(url)
     sandbox = harness.SandboxProcess()

@@ -28,6 +28,7 @@ FAST_ENV = {
     "Q_TIMEOUT": "20",
     "Q_RETRY": "30",
     "ALLOW_PRIVATE_DESTINATIONS": "true",  # the sandbox listens on 127.0.0.1
+    "ALLOW_BASE_URL_OVERRIDE": "true",  # and stands in for the partners' hosts
     "CONNECTION_FAULT_HOOK": "",
     "API_THROTTLE_RATE": "",
 }

@@ -43,6 +43,11 @@ def sentence(names: list[str]) -> str:
     return f"Changed {listed}."
 
 
+def moved(name: str, old: str, new: str) -> str:
+    """ "Changed base_url from https://old.example to https://new.example." for a destination (never a secret)."""
+    return f"Changed {name} from {old or '(empty)'} to {new or '(empty)'}."
+
+
 def api(message: str) -> str:
     """Entries made over the API say so, so the History page tells them from admin changes at a glance."""
     return f"API: {message}"

@@ -48,8 +48,9 @@ class OutputSerializer(serializers.ModelSerializer):
         return kind
 
     def validate_base_url(self, url):
+        kind = self.instance.kind if self.instance else self.initial_data.get("kind")
         try:
-            return clean_base_url(url)
+            return clean_base_url(url, kind)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict["base_url"]) from None
 
@@ -94,6 +95,9 @@ class SettingSerializer(serializers.Serializer):
     type = serializers.CharField()
     required = serializers.BooleanField()
     secret = serializers.BooleanField()
+    destination = serializers.BooleanField(
+        help_text="Decides where credentials and member data are sent: changing it needs the credentials permission."
+    )
     default = serializers.JSONField()
     choices = serializers.ListField(child=serializers.CharField(), allow_null=True)
 
@@ -104,6 +108,11 @@ class PartnerSerializer(serializers.Serializer):
     pattern = serializers.ChoiceField(choices=["direct", "indirect"])
     docs_url = serializers.CharField()
     identity_types = serializers.ListField(child=serializers.CharField())
+    hosts = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Where the partner's real API lives (*.example.com: any name under example.com); a base URL "
+        "override elsewhere needs ALLOW_BASE_URL_OVERRIDE. Empty: the output's URL setting is the destination.",
+    )
     delivery = serializers.DictField()
     limits = serializers.DictField()
     output_settings = SettingSerializer(many=True)
@@ -116,6 +125,7 @@ class PartnerSerializer(serializers.Serializer):
             "pattern": partner.pattern,
             "docs_url": partner.docs_url,
             "identity_types": list(partner.identity_types),
+            "hosts": list(partner.hosts),
             "delivery": {
                 "mode": partner.delivery.mode,
                 "every_minutes": partner.delivery.every_minutes,

@@ -6,12 +6,22 @@ from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from outputs import permissions
 from outputs.api.serializers import CheckSerializer, OutputSerializer, PartnerSerializer
 from outputs.models import Output
 from outputs.partners import registry
-from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused
-from outputs.services import check_credentials, describe_check
+from outputs.partners.destinations import shown
+from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused, destination_refused
+from outputs.services import check_credentials, describe_check, destination_changed
 from staff import audit
+
+
+def _moved(serializer, partner) -> list[tuple[str, str, str]]:
+    """The destinations this save would change, from the validated data (a value sent again unchanged is no move)."""
+    output, data = serializer.instance, serializer.validated_data
+    before = permissions.destinations(partner, output.base_url, output.settings) if output else {}
+    base_url = data.get("base_url", output.base_url if output else "")
+    return permissions.moved(before, permissions.destinations(partner, base_url, data.get("settings", {})))
 
 
 def _snapshot(output: Output) -> dict:
@@ -35,28 +45,43 @@ class OutputViewSet(viewsets.ModelViewSet):
     # or returns None to let it go ahead. Guards run in the delete's transaction.
     delete_guards: list = []
 
-    def _refuse_secrets_without_permission(self, kind: str) -> None:
-        """Writing a secret needs the credentials permission: 403 naming each secret sent."""
+    def _refuse_without_permission(self, serializer, kind: str) -> None:
+        """Writing a secret or moving a destination needs the credentials permission: 403 naming each one."""
         if self.request.user.has_perm(CHANGE_CREDENTIALS):
             return
+        partner = registry.get(kind)
         sent = self.request.data.get("settings") if isinstance(self.request.data, dict) else None
-        secret = {s.name for s in registry.get(kind).output_settings if s.secret}
-        refused = sorted(n for n in secret if isinstance(sent, dict) and sent.get(n) not in (None, ""))
-        if refused:
-            raise exceptions.PermissionDenied({"settings": {n: [credentials_refused(n)] for n in refused}})
+        sent = sent if isinstance(sent, dict) else {}
+        secret = sorted(s.name for s in partner.output_settings if s.secret)
+        in_settings = {n: [credentials_refused(n)] for n in secret if sent.get(n) not in (None, "")}
+        errors = {}
+        for name, _old, _new in _moved(serializer, partner):
+            if name == "base_url":
+                errors["base_url"] = [destination_refused(name)]
+            else:
+                in_settings[name] = [destination_refused(name)]
+        if in_settings:
+            errors["settings"] = in_settings
+        if errors:
+            raise exceptions.PermissionDenied(errors)
 
     def perform_create(self, serializer):
-        self._refuse_secrets_without_permission(serializer.validated_data["kind"])
+        self._refuse_without_permission(serializer, serializer.validated_data["kind"])
         output = serializer.save()
         audit.record(self.request.user, output, audit.api("Added."), "add")
 
     def perform_update(self, serializer):
         output = serializer.instance
-        self._refuse_secrets_without_permission(output.kind)
+        self._refuse_without_permission(serializer, output.kind)
+        moves = _moved(serializer, output.partner)
         before = _snapshot(output)
         serializer.save()
-        changed = audit.changed_fields(before, _snapshot(output))
-        audit.record(self.request.user, output, audit.api(audit.sentence(changed)))
+        changed = [n for n in audit.changed_fields(before, _snapshot(output)) if n not in {m[0] for m in moves}]
+        sentences = [audit.sentence(changed)] if changed or not moves else []
+        sentences += [audit.moved(name, shown(old), shown(new)) for name, old, new in moves]
+        audit.record(self.request.user, output, audit.api(" ".join(sentences)))
+        if moves:
+            destination_changed(output, self.request.user)
 
     @transaction.atomic
     def destroy(self, request, *args, **kwargs):

@@ -54,6 +54,9 @@ class Setting:
     choices: tuple[tuple[str, str], ...] = ()
     # Extra check on a cleaned value: return an error sentence, or "" when fine.
     validate: Callable[[Any], str] | None = None
+    # True when the value decides where requests carrying credentials or member data go (a webhook's URL,
+    # Braze's REST endpoint): changing it is changing credentials (outputs.permissions), like a secret.
+    destination: bool = False
 
     @property
     def secret(self) -> bool:
@@ -151,8 +154,24 @@ class Check:
 
 DESTINATION_HINT = (
     "Change the URL (or base URL) of this output to the partner's public address. Private addresses are "
-    "reached only where ALLOW_PRIVATE_DESTINATIONS is on, for development and the partner sandbox."
+    "reached only where ALLOW_PRIVATE_DESTINATIONS is on, and base URL overrides only where "
+    "ALLOW_BASE_URL_OVERRIDE is on, for development and the partner sandbox."
 )
+
+# The methods that talk to the partner: each runs with its partner known to outputs.partners.http, which sends
+# nothing to a host the partner does not declare unless overrides are allowed (outputs.partners.destinations).
+_TALKING = ("check_credentials", "verify", "send", "partner_count")
+
+
+def _working(method):
+    @functools.wraps(method)
+    def working(self, *args, **kwargs):
+        from outputs.partners import destinations
+
+        with destinations.working_for(self):
+            return method(self, *args, **kwargs)
+
+    return working
 
 
 def _finishing(send):
@@ -190,12 +209,19 @@ class Partner:
         super().__init_subclass__(**kwargs)
         if "send" in cls.__dict__:
             cls.send = _finishing(cls.__dict__["send"])
+        for name in _TALKING:
+            if name in cls.__dict__:
+                setattr(cls, name, _working(cls.__dict__[name]))
 
     slug: ClassVar[str]
     name: ClassVar[str]
     pattern: ClassVar[Literal["direct", "indirect"]]
     docs_url: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
+    # The hosts the partner's real API lives on ("*.example.com": any name under example.com). Credentials and
+    # member data go nowhere else unless ALLOW_BASE_URL_OVERRIDE is on. Empty: the partner has no host of its
+    # own (a webhook), so its destination setting is the destination and only who may change it guards it.
+    hosts: ClassVar[tuple[str, ...]] = ()
     # identity type -> how its value is shaped for the partner
     identity_types: ClassVar[dict[str, Callable[[str], str]]] = {}
     output_settings: ClassVar[tuple[Setting, ...]] = ()

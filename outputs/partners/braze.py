@@ -46,13 +46,23 @@ HINTS = {
 }
 
 
+# The REST endpoint of each Braze instance, as listed at https://www.braze.com/docs/api/basics/#endpoints
+# (US-01 … US-08, US-10, EU-01, EU-02, AU-01). A workspace's key goes to its instance's endpoint and nowhere else.
+REST_HOSTS = (
+    *(f"rest.iad-0{n}.braze.com" for n in range(1, 9)),
+    "rest.us-10.braze.com",
+    "rest.fra-01.braze.eu",
+    "rest.fra-02.braze.eu",
+    "rest.au-01.braze.com",
+)
+
+
 def _check_rest_endpoint(value: str) -> str:
     url = urlparse(value)
-    host = url.hostname or ""
-    if url.scheme == "https" and (host.endswith(".braze.com") or host.endswith(".braze.eu")) and url.path in ("", "/"):
+    if url.scheme == "https" and (url.hostname or "") in REST_HOSTS and not url.port and url.path in ("", "/"):
         return ""
     return (
-        "Use your Braze instance's REST endpoint: an https:// address ending in braze.com or braze.eu, "
+        "Use your Braze instance's REST endpoint as listed at https://www.braze.com/docs/api/basics/#endpoints, "
         "such as https://rest.iad-01.braze.com."
     )
 
@@ -76,6 +86,7 @@ class Braze(Partner):
     pattern = "indirect"
     docs_url = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track/"
     identity_types = {"customer_id": raw, "email": raw, **{t: raw for t in DEVICE_TYPES}}
+    hosts = REST_HOSTS
     output_settings = (
         Setting(
             "api_key",
@@ -91,6 +102,7 @@ class Braze(Partner):
             "(https://www.braze.com/docs/api/basics/#endpoints).",
             kind="url",
             validate=_check_rest_endpoint,
+            destination=True,
         ),
     )
     connection_settings = (

@@ -89,6 +89,7 @@ class FacebookCustomAudiences(Partner):
     pattern = "direct"
     docs_url = "https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences"
     default_base_url = "https://graph.facebook.com"
+    hosts = ("graph.facebook.com",)
     identity_types = {"email": sha256_email, "mobile_number": sha256_phone, "ios_idfa": madid, "android_aaid": madid}
     output_settings = (
         Setting(

@@ -1,8 +1,9 @@
 """The one HTTP session every partner uses.
 
 Every request has a timeout and a User-Agent, never follows a redirect, reads at most
-PARTNER_MAX_ANSWER_BYTES of an answer, and goes only to public addresses unless
-ALLOW_PRIVATE_DESTINATIONS is on (outputs.netguard); failures to get an answer become
+PARTNER_MAX_ANSWER_BYTES of an answer, goes only to public addresses unless
+ALLOW_PRIVATE_DESTINATIONS is on (outputs.netguard), and only to the hosts its partner declares
+unless ALLOW_BASE_URL_OVERRIDE is on (outputs.partners.destinations); failures to get an answer become
 fixed plain sentences. No retries here: the forwarding engine decides when to try again
 (with backoff and the partner's Retry-After).
 """
@@ -19,6 +20,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
 from outputs import netguard
+from outputs.partners import destinations
 from outputs.partners.base import Attempt
 
 USER_AGENT = "AudienceRelay/1.0 (+https://github.com/audience-relay)"
@@ -31,7 +33,8 @@ class TransportError(Exception):
 
 
 class DestinationRefused(TransportError):
-    """The destination is not a public address: a person must change the URL, so a retry cannot help."""
+    """The destination is not one we send to (a private address, a host the partner does not declare): a person
+    must change the URL, so a retry cannot help."""
 
 
 # --- connections that go only where netguard checked ------------------------------------------------------
@@ -136,7 +139,9 @@ def call(
     started = time.monotonic()
     parts = urlsplit(url)
     path, host = parts.path, parts.netloc
-    problem = netguard.refusal(url) if parts.scheme not in netguard.SCHEMES else ""
+    # How the URL is written and whose host it names are checked before every request, not only when an output
+    # is saved: a URL stored before a rule existed, or one a partner's answer names, is held to it too.
+    problem = netguard.form_refusal(url) or destinations.current_refusal(url)
     if problem:
         _record(attempts, method, path, None, started, refused=problem)
         raise DestinationRefused(problem)

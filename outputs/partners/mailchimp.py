@@ -69,6 +69,7 @@ class Mailchimp(Partner):
     pattern = "direct"
     docs_url = "https://mailchimp.com/developer/marketing/api/list-members/"
     default_base_url = "https://{dc}.api.mailchimp.com"
+    hosts = ("*.api.mailchimp.com",)  # one per data center: us6.api.mailchimp.com …
     identity_types = {"email": raw}  # stored emails are already trimmed and lower-cased
     output_settings = (
         Setting(

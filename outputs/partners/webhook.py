@@ -100,6 +100,7 @@ class Webhook(Partner):
             "Where batches are POSTed: http:// or https://, on a public address (see ALLOW_PRIVATE_DESTINATIONS).",
             kind="url",
             validate=_http_only,
+            destination=True,
         ),
         Setting(
             "secret",

@@ -96,6 +96,9 @@ class Xandr(Partner):
     pattern = "direct"
     docs_url = "https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service"
     default_base_url = "https://api.appnexus.com"
+    # The API, and the upload URLs its Batch Segment Service hands out (https://01.data-api.prod.adnxs.net/…,
+    # https://data-api-gslb.adnxs.net/…), which receive the segment file and our token.
+    hosts = ("api.appnexus.com", "*.adnxs.net")
     # Device IDs go to Xandr as they are: Xandr matches raw IDs and never hashed ones.
     identity_types = {"ios_idfa": raw, "android_aaid": raw}
     output_settings = (

@@ -90,11 +90,19 @@ def test_it_validates_the_rest_endpoint(partner):
     endpoint = {s.name: s for s in partner.output_settings}["rest_endpoint"]
     assert clean_value(endpoint, "https://rest.iad-01.braze.com") == "https://rest.iad-01.braze.com"
     assert clean_value(endpoint, "https://rest.fra-01.braze.eu/") == "https://rest.fra-01.braze.eu/"
-    for wrong in ("http://rest.iad-01.braze.com", "https://rest.example.com", "https://rest.iad-01.braze.com/users"):
+    assert clean_value(endpoint, "https://rest.us-10.braze.com") == "https://rest.us-10.braze.com"
+    wrongs = (
+        "http://rest.iad-01.braze.com",
+        "https://rest.example.com",
+        "https://rest.iad-01.braze.com/users",
+        "https://attacker.braze.com",  # a name under braze.com is not an instance's endpoint
+        "https://rest.iad-01.braze.com:8443",
+    )
+    for wrong in wrongs:
         with pytest.raises(ValueError) as excinfo:
             clean_value(endpoint, wrong)
         assert str(excinfo.value) == (
-            "Use your Braze instance's REST endpoint: an https:// address ending in braze.com or braze.eu, "
+            "Use your Braze instance's REST endpoint as listed at https://www.braze.com/docs/api/basics/#endpoints, "
             "such as https://rest.iad-01.braze.com."
         )
 

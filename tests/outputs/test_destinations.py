@@ -313,7 +313,7 @@ def test_the_services_refuse_what_the_api_and_the_admin_refuse(guarded):
     with pytest.raises(ValidationError) as settings_error:
         clean_output_settings("webhook", {"url": "http://172.20.0.9/hook", "secret": SECRET})
     with pytest.raises(ValidationError) as base_url_error:
-        clean_base_url("http://127.0.0.1:8125/mailchimp/{dc}")
+        clean_base_url("http://127.0.0.1:8125/mailchimp/{dc}", "mailchimp")
 
     assert settings_error.value.message_dict == {
         "url": [f"The address 172.20.0.9 is on a private network; {PUBLIC_ONLY}"]
@@ -321,7 +321,7 @@ def test_the_services_refuse_what_the_api_and_the_admin_refuse(guarded):
     assert base_url_error.value.message_dict == {
         "base_url": [f"The address 127.0.0.1 is a loopback address (this machine); {PUBLIC_ONLY}"]
     }
-    assert clean_base_url("") == ""  # empty: the partner's real host
+    assert clean_base_url("", "mailchimp") == ""  # empty: the partner's real host
 
 
 def test_every_url_setting_is_checked_not_only_the_webhooks(guarded, resolver):

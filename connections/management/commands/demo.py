@@ -1,5 +1,6 @@
 import logging
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -39,6 +40,10 @@ class Command(BaseCommand):
                 url = sandbox.start("127.0.0.1", sandbox_port)
             except OSError:
                 url = sandbox.start("127.0.0.1", 0)
+            try:
+                demo.check_sandbox_allowed(url)
+            except ValidationError as exc:
+                raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
             client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
