@@ -6,7 +6,13 @@ from audiences.api.views import AudienceViewSet, EventViewSet, ProfileViewSet
 from connections.api.views import ConnectionViewSet
 from outputs.api.views import OutputViewSet, PartnerViewSet
 
+
+class ApiRoot(DefaultRouter.APIRootView):
+    staff_model = None  # lists the endpoints' URLs, nothing a model permission governs: any staff user may read it
+
+
 router = DefaultRouter()
+router.APIRootView = ApiRoot
 router.register("profiles", ProfileViewSet, basename="profile")
 router.register("events", EventViewSet, basename="event")
 router.register("audiences", AudienceViewSet, basename="audience")

@@ -2,8 +2,9 @@
 
 `/health/` needs no login: 200 `{"database": "ok", "broker": "ok"}` when the database answers and the
 django-q2 broker is reachable (Redis PING with REDIS_URL, else the ORM broker's table), 503 naming what is
-not. `/metrics` is the Prometheus text format; when the METRICS_TOKEN setting (or environment variable) is
-set it requires `Authorization: Bearer <token>`.
+not. `/metrics` is the Prometheus text format and requires `Authorization: Bearer <token>` with the
+METRICS_TOKEN setting (or environment variable). Without a token it is served only with DEBUG on (a
+developer's machine): its labels name every audience and output, and a forgotten token must not publish them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from django.views.decorators.http import require_GET
 LATENCY_WINDOW = dt.timedelta(hours=1)
 QUANTILES = (0.5, 0.95, 0.99)
 WAITING = ("pending", "in_flight")
+NO_TOKEN = (
+    "Metrics are not served without a token: set METRICS_TOKEN and scrape /metrics with "
+    "Authorization: Bearer <token>.\n"
+)
 
 
 # --- health -----------------------------------------------------------------------------------------------
@@ -224,6 +229,8 @@ def render_metrics() -> str:
 @never_cache
 @require_GET
 def metrics(request):
+    if not metrics_token() and not settings.DEBUG:
+        return HttpResponse(NO_TOKEN, status=403, content_type="text/plain; charset=utf-8")
     if not _authorized(request):
         response = HttpResponse(
             "Unauthorized: send Authorization: Bearer <METRICS_TOKEN>.\n",

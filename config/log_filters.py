@@ -7,6 +7,10 @@ above before it is formatted: e-mail addresses, phone numbers, device and advert
 hex or base64 strings that look like keys, API tokens and Authorization values become `[email]`, `[phone]`,
 `[id]`, `[secret]`. DEBUG records are left alone: they are for a developer's own machine.
 
+A request line quotes its URL as sent (`?q=victim%40example.com`, `?phone=%2B1415…`), where none of these
+shapes appears: each run of URL characters holding a percent escape is decoded first (a doubly encoded one
+too) and, when its decoded form holds something to mask, written masked in that decoded form.
+
 Customer IDs have no shape to recognise, so the rule for them is in the code: no log call formats a
 message's value (see the tests in tests/ops/test_log_masking.py).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote
 
 from outputs.partners.redact import DEVICE_ID, EMAIL, PHONE
 
@@ -33,10 +38,33 @@ _PATTERNS = [
 ]
 
 
-def mask(text: str) -> str:
+# A run of characters a URL may hold (up to a space, a quote or a bracket) with at least one percent escape.
+_ENCODED = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _mask_plain(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _mask_encoded(match: re.Match) -> str:
+    token = plain = match.group(0)
+    for _ in range(3):  # `%2540` is `%40` encoded once more; deeper nesting is not something a client sends
+        decoded = unquote(plain)
+        if decoded == plain:
+            break
+        plain = decoded
+    masked = _mask_plain(plain)
+    if masked == plain:
+        return token  # nothing to hide: the line keeps the URL exactly as it was sent
+    # A decoded line break would let a URL write a log line of its own: control characters stay escaped.
+    return _CONTROL.sub(lambda c: f"%{ord(c.group()):02X}", masked)
+
+
+def mask(text: str) -> str:
+    return _mask_plain(_ENCODED.sub(_mask_encoded, text))
 
 
 class MaskIdentities(logging.Filter):

@@ -214,7 +214,7 @@ OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=7)
 # so the connection's page shows the failing check and its hint. Empty turns it off.
 CONNECTION_FAULT_HOOK = env("CONNECTION_FAULT_HOOK", default="connections.tasks.verify_after_fault")
 
-# Bearer token required by /metrics when set (empty: /metrics is open, e.g. behind a private network).
+# Bearer token required by /metrics. Empty: /metrics answers 403 unless DEBUG is on (a developer's machine).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # Seconds before a request to a partner is abandoned (connect and read each).

@@ -15,6 +15,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -356,10 +357,12 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
     if conn.status not in SENDING:
         return report
     partner = conn.partner
-    holder = worker_name()
+    # One name per drain, so that two drains in one thread (one after the other) never pass for each other.
+    holder = f"{uuid.uuid4().hex[:12]} {worker_name()}"[:100]
     slots = []
     wait_until = time.monotonic() + settings.SLOT_WAIT_SECONDS
     while not slots:
+        since = time.monotonic()
         slots = output_slots.acquire(conn.output, partner.max_concurrency, holder, settings.OUTBOX_LEASE_SECONDS)
         if slots or time.monotonic() >= wait_until:
             break
@@ -367,14 +370,21 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
     if not slots:
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report
-    try:
-        # Inside the slots' lease: an output whose secrets cannot be read (a key rotation gone wrong) must
-        # not keep every slot of the output from the other connections until the lease runs out.
-        pace = output_slots.interval(conn.output)
-        account = conn.output.account()
-    except Exception:
-        output_slots.release(slots)
-        raise
+    with output_slots.Lease(slots, holder, settings.OUTBOX_LEASE_SECONDS, since) as lease:
+        _send_all(conn, lease, slots, deadline, report, progress)
+    report.seconds = time.monotonic() - started
+    # A lane that lost its slot left work behind, as does the deadline: a successor drain takes it.
+    report.more_due = not report.fault and (report.more_due or time.monotonic() >= deadline)
+    return report
+
+
+def _send_all(conn: Connection, lease, slots: list[int], deadline: float, report: DrainReport, progress) -> None:
+    """Run one lane per leased slot, as work shows up, until the queue is empty, a fault, or the deadline."""
+    partner = conn.partner
+    # Inside the slots' lease: an output whose secrets cannot be read (a key rotation gone wrong) must not keep
+    # every slot of the output from the other connections until the lease runs out (the lease's exit frees them).
+    pace = output_slots.interval(conn.output)
+    account = conn.output.account()
     stop = threading.Event()
     # Lanes start as work shows up: the first runs in this thread, and every full batch a lane claims puts
     # another leased slot to work in a pool thread. A drain of one message (a profile update) costs one
@@ -387,6 +397,8 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
 
     def widen():
         with widening:
+            while idle and not lease.holds(idle[0]):
+                idle.pop(0)  # lost to another drain while it waited here
             if idle and not closing.is_set() and not stop.is_set():
                 futures.append(pool.submit(lane, idle.pop(0), True))
 
@@ -396,6 +408,11 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
         next_at = time.monotonic()
         try:
             while not stop.is_set() and time.monotonic() < deadline:
+                if not lease.holds(slot):
+                    # The lease ran out (a stall) and another drain may have the slot: sending on it would put
+                    # one request more in the air than the partner allows. What is left waits for the next drain.
+                    report.more_due = True
+                    return
                 rows = claim(conn.pk, size)
                 if not rows:
                     return
@@ -423,17 +440,11 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
                 db.close()  # a pool thread's own connection: give it back rather than leave it open
 
     try:
-        try:
-            lane(slots[0])
-        finally:
-            with widening:
-                closing.set()
-            if pool is not None:
-                pool.shutdown(wait=True)
-        for future in futures:
-            future.result()  # a lane's exception is the drain's
+        lane(slots[0])
     finally:
-        output_slots.release(slots)
-    report.seconds = time.monotonic() - started
-    report.more_due = not report.fault and time.monotonic() >= deadline
-    return report
+        with widening:
+            closing.set()
+        if pool is not None:
+            pool.shutdown(wait=True)
+    for future in futures:
+        future.result()  # a lane's exception is the drain's

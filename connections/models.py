@@ -155,15 +155,13 @@ class Delivery(models.Model):
 class OutputSlot(models.Model):
     """A lease on one of an output's concurrent-request slots, shared by every worker.
 
-    A drain holds a slot while it sends; `next_request_at` paces each slot so
-    that all slots together stay under the partner's rate limit.
+    A drain holds a slot while it sends and renews the lease while it runs (connections/slots.py).
     """
 
     output = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
     slot = models.PositiveSmallIntegerField()
     holder = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    next_request_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["output", "slot"], name="output_slot_unique")]

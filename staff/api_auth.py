@@ -1,5 +1,6 @@
 """How the API knows who is calling and what they may do: hashed API tokens, their scope, a rate per token."""
 
+import logging
 import math
 
 from django.conf import settings
@@ -10,6 +11,8 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
 from staff.models import ApiToken
+
+log = logging.getLogger(__name__)
 
 # `Token` is what clients of DRF's old token scheme send; the tokens they send must be ours.
 KEYWORDS = {b"bearer", b"token"}
@@ -74,6 +77,10 @@ class StaffModelPermissions(BasePermission):
     the model's view permission, creating add, deleting delete, and changing or running an operation
     (pause, refresh, bulk writes…) change, as in the admin. Actions that write nothing (`preview`) need view.
     API tokens are for integrations and are governed by their scope (TokenScope), not by this.
+
+    A view without a queryset declares whose permissions it needs: `staff_model = SomeModel`, or
+    `staff_model = None` for a page every staff user may read (the API root, which only lists URLs). A view
+    that declares nothing and whose model cannot be found is refused: a check that cannot run grants nothing.
     """
 
     # Erasing profiles in bulk deletes them, like DELETE does.
@@ -84,18 +91,30 @@ class StaffModelPermissions(BasePermission):
     def has_permission(self, request, view):
         if request.auth is not None or request.user.is_superuser:
             return True
-        model = getattr(getattr(view, "queryset", None), "model", None)
+        model = view_model(view)
         if model is None:
-            try:
-                model = view.get_queryset().model
-            except Exception:  # a viewset without a model (the partner catalog): nothing to check
-                return True
+            # Declared open to all staff, for reading only; a view whose model is unknown is refused.
+            return hasattr(view, "staff_model") and request.method in SAFE_METHODS
         action = getattr(view, "action", None)
         if request.method in SAFE_METHODS or action in self.READ_ONLY_ACTIONS:
             perm = "view"
         else:
             perm = self.ACTIONS.get(action, "change")
         return request.user.has_perm(f"{model._meta.app_label}.{perm}_{model._meta.model_name}")
+
+
+def view_model(view):
+    """The model whose admin permissions govern `view`: declared, or its queryset's; None when there is none."""
+    if hasattr(view, "staff_model"):
+        return view.staff_model
+    model = getattr(getattr(view, "queryset", None), "model", None)
+    if model is None:
+        try:
+            model = view.get_queryset().model
+        except Exception:  # no queryset (a plain ViewSet) or one that needs a request it lacks: no model known
+            log.warning("API view %s has no model to check staff permissions against", type(view).__name__)
+            return None
+    return model
 
 
 class Throttled(exceptions.Throttled):

@@ -113,6 +113,8 @@ class OutputViewSet(viewsets.ModelViewSet):
 class PartnerViewSet(viewsets.ViewSet):
     """The partner catalog: pattern, identity types, delivery, limits and both settings schemas."""
 
+    staff_model = Output  # no queryset: reading the catalog is part of reading outputs (view_output)
+
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
     lookup_value_regex = "[^/]+"

@@ -88,3 +88,34 @@ def test_djangos_request_log_does_not_show_an_email_used_as_a_profile_id(api, lo
     text = logs.getvalue()
     assert "Not Found: /api/v1/profiles/[email]/" in text
     assert "dave@example.com" not in text
+
+
+@pytest.mark.parametrize(
+    "request_line, shown",
+    [
+        ("GET /admin/trace/?q=victim%40example.com HTTP/1.1", "GET /admin/trace/?q=[email] HTTP/1.1"),
+        ("GET /api/v1/profiles/?phone=%2B14155550100 HTTP/1.1", "GET /api/v1/profiles/?phone=[phone] HTTP/1.1"),
+        ("GET /admin/trace/?q=%2b1%20415%20555%200100 HTTP/1.1", "GET /admin/trace/?q=[phone] HTTP/1.1"),
+        ("GET /api/v1/profiles/victim%40example.com/ HTTP/1.1", "GET /api/v1/profiles/[email]/ HTTP/1.1"),
+        ("GET /admin/trace/?q=victim%2540example.com HTTP/1.1", "GET /admin/trace/?q=[email] HTTP/1.1"),  # twice
+    ],
+)
+def test_a_percent_encoded_identity_in_a_request_line_is_masked(logs, request_line, shown):
+    logging.getLogger("django.server").info('"%s" %s %s', request_line, "200", "5120")
+
+    line = logs.getvalue()
+    assert "victim" not in line and "4155550100" not in line and "415%20555" not in line
+    assert f'"{shown}" 200 5120' in line
+
+
+def test_a_request_line_with_nothing_to_hide_keeps_its_encoding(logs):
+    logging.getLogger("django.server").info('"%s" %s %s', "GET /admin/?q=Potential%20Parisians HTTP/1.1", 200, 10)
+
+    assert '"GET /admin/?q=Potential%20Parisians HTTP/1.1" 200 10' in logs.getvalue()
+
+
+def test_a_decoded_line_break_cannot_write_a_log_line_of_its_own(logs):
+    logging.getLogger("django.server").info('"%s"', "GET /admin/trace/?q=victim%40example.com%0AFAKE%20ERROR HTTP/1.1")
+
+    assert logs.getvalue().count("\n") == 1
+    assert '"GET /admin/trace/?q=[email]%0AFAKE ERROR HTTP/1.1"' in logs.getvalue()

@@ -41,6 +41,9 @@ def message(conn, n, state="pending", age=dt.timedelta(0)):
     )
 
 
+TOKEN = "s3cret-token"
+
+
 @pytest.fixture
 def conn():
     conn = ConnectionFactory(audience=StaticAudienceFactory(name='VIP "gold"'), output=MailchimpOutputFactory())
@@ -49,7 +52,7 @@ def conn():
 
 
 def test_it_reports_waiting_messages_counters_latency_and_faults(conn, settings):
-    settings.METRICS_TOKEN = ""
+    settings.METRICS_TOKEN = TOKEN
     message(conn, 1, age=dt.timedelta(minutes=5))
     message(conn, 2, state="in_flight")
     message(conn, 3, state="delivered", age=dt.timedelta(hours=2))
@@ -58,7 +61,7 @@ def test_it_reports_waiting_messages_counters_latency_and_faults(conn, settings)
     Delivery.objects.create(connection=conn, started_at=timezone.now() - dt.timedelta(hours=2), duration_ms=9000)
     faulted = ConnectionFactory(output=MailchimpOutputFactory(name="Mailchimp (faulted)"), status="faulted")
 
-    response = Client().get("/metrics")
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -96,16 +99,29 @@ def test_it_asks_for_the_bearer_token_when_one_is_set(conn, settings):
     assert b"relay_outbox_waiting_messages" in response.content
 
 
-def test_it_is_open_without_a_token(conn, settings):
-    settings.METRICS_TOKEN = ""
+def test_without_a_token_it_is_refused_when_debug_is_off(conn, settings):
+    settings.METRICS_TOKEN, settings.DEBUG = "", False
 
-    assert Client().get("/metrics").status_code == 200
+    response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer anything")
+
+    assert response.status_code == 403
+    assert response.content.decode() == (
+        "Metrics are not served without a token: set METRICS_TOKEN and scrape /metrics with "
+        "Authorization: Bearer <token>.\n"
+    )
+    assert b"VIP" not in response.content
+
+
+def test_without_a_token_it_is_open_on_a_developers_machine(conn, settings):
+    settings.METRICS_TOKEN, settings.DEBUG = "", True
+
+    assert b"relay_outbox_waiting_messages" in Client().get("/metrics").content
 
 
 def test_its_queries_do_not_grow_with_the_connections(settings, django_assert_max_num_queries):
-    settings.METRICS_TOKEN = ""
+    settings.METRICS_TOKEN = TOKEN
     for n in range(5):
         ConnectionFactory(output=MailchimpOutputFactory(name=f"Mailchimp {n}"))
 
     with django_assert_max_num_queries(4):
-        assert Client().get("/metrics").status_code == 200
+        assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
