@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
 from audiences.identity_types import IdentityType
+from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
 from connections import operations, services
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
 from connections.models import Connection, Delivery, OutboxMessage
@@ -417,10 +418,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         conn = self.get_object(request, object_id)
         if conn is not None:
             states = dict(conn.messages.order_by().values_list("state").annotate(n=Count("pk")))
+            sees = can_see_identities(request.user)
             extra_context = {
                 **(extra_context or {}),
                 "deliveries": conn.deliveries.order_by("-started_at", "-id")[:20],
-                "recent_messages": conn.messages.order_by("-id")[:50],
+                # One row per identity value: without the permission the section says why it is missing.
+                "recent_messages": conn.messages.order_by("-id")[:50] if sees else None,
+                "identities_hidden": None if sees else HIDDEN,
                 "states": [(label, states.get(value, 0), value) for value, label in OutboxMessage.State.choices],
                 "messages_url": reverse("admin:connections_outboxmessage_changelist") + f"?connection={conn.pk}",
                 "deliveries_url": reverse("admin:connections_delivery_changelist") + f"?connection={conn.pk}",
@@ -690,7 +694,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
     list_display = ["id", "connection", "identity_type", "value", "action", "state", "attempts", "next_attempt_at",
                     "error", "updated_at"]  # fmt: skip
     list_filter = ["state", ConnectionListFilter, IdentityTypeFilter, "action"]
