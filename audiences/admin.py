@@ -71,13 +71,10 @@ class ProfileAdmin(admin.ModelAdmin):
             return self.inlines
         return [inline for inline in self.inlines if inline is not IdentityInline]
 
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return fields if can_see_identities(request.user) or obj is None else [*fields, "identities_hidden"]
-
     def get_readonly_fields(self, request, obj=None):
+        # Django shows read-only fields after the form's: the summary takes the identities' place.
         fields = super().get_readonly_fields(request, obj)
-        return fields if can_see_identities(request.user) else [*fields, "identities_hidden"]
+        return fields if can_see_identities(request.user) or obj is None else [*fields, "identities_hidden"]
 
     @admin.display(description="identities")
     def identities_hidden(self, profile):
