@@ -89,10 +89,12 @@ def _user(username, **flags):
 
 
 def view_permissions() -> list[Permission]:
-    """The view permission of every model the admin shows: a new admin page brings its own user."""
+    """The view permission of every model the admin shows (a new admin page brings its own user), not the
+    identities permission itself."""
     models = list(admin.site._registry)
     types = ContentType.objects.get_for_models(*models, for_concrete_models=False).values()
-    return list(Permission.objects.filter(content_type__in=types, codename__startswith="view_").order_by("codename"))
+    permissions = Permission.objects.filter(content_type__in=types, codename__startswith="view_")
+    return list(permissions.exclude(codename="view_identities").order_by("codename"))
 
 
 def staff_without_identities() -> list:
