@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.utils.html import format_html
+from django_q import admin as q_admin
 
 from outputs.partners import redact
 from staff import token_admin  # noqa: F401  (registers API tokens, kept in their own module)
 from staff.models import AuditEntry
+
+# django-q2's "Resubmit selected task" runs a task again (a drain sends to the partner): like every action of
+# ours it needs the change permission, here of the task (superusers only: no group has it).
+q_admin.resubmit_task.allowed_permissions = ("change",)
 
 KINDS = {
     "output": ("outputs", "output", "Outputs"),
