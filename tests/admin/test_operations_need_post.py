@@ -150,3 +150,17 @@ def test_a_viewer_cannot_refresh_an_audience_nor_check_credentials_through_the_a
 
     assert state(sandbox) == before
     assert Audience.objects.get(pk=premium.pk).last_refreshed_at is None
+
+
+def test_a_connection_page_offers_each_user_only_the_operations_they_may_run(seeded, admin_user):
+    url = f"/admin/connections/connection/{seeded['connection'].pk}/change/"
+    client = Client()
+
+    def offered(user):
+        client.force_login(user)
+        html = client.get(url).content.decode()
+        return [op for op in OPERATIONS if f"/operate/{op}/" in html]
+
+    assert offered(world.staff_without_identities()[-1]) == []  # a Viewer
+    assert offered(world.operator()) == ["sync", "pause", "retry-failed"]  # disconnecting needs delete
+    assert offered(admin_user) == ["sync", "pause", "retry-failed", "disconnect-remove", "disconnect-keep"]
