@@ -4,11 +4,11 @@ from rest_framework.test import APIClient
 
 @pytest.fixture
 def api_user(django_user_model):
-    """The integration's user; it manages outputs, so it may write their credentials."""
+    """The integration's user; it manages outputs, so it may write their credentials, and it reads members."""
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("integration", password="not-used")
-    user.user_permissions.add(Permission.objects.get(codename="change_output_credentials"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_output_credentials", "view_identities"]))
     return user
 
 

@@ -16,6 +16,7 @@ from audiences.api.filters import profiles_with_identity
 from audiences.api.views import audience_csv_response
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
+from audiences.permissions import HIDDEN, can_see_identities, require_identities
 from audiences.refresh import reevaluate_profiles, refresh_audience
 from audiences.stats import audience_breakdown, identity_breakdown
 
@@ -62,6 +63,28 @@ class ProfileAdmin(ErasingDeletes, IdentitiesThroughIngest, admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        context = {**(extra_context or {}), "can_trace": can_see_identities(request.user)}  # the trace is identities
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_inlines(self, request, obj):
+        if can_see_identities(request.user):
+            return self.inlines
+        return [inline for inline in self.inlines if inline is not IdentityInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Django shows read-only fields after the form's: the summary takes the identities' place.
+        fields = super().get_readonly_fields(request, obj)
+        return fields if can_see_identities(request.user) or obj is None else [*fields, "identities_hidden"]
+
+    @admin.display(description="identities")
+    def identities_hidden(self, profile):
+        """In place of the identities: how many of each type, and why their values are not shown."""
+        counts = dict(profile.identities.order_by().values_list("type").annotate(n=Count("pk")))
+        labels = dict(IdentityType.choices)
+        held = ", ".join(f"{counts[t]} {labels[t]}" for t in IdentityType.values if counts.get(t))
+        return f"{held or 'None'}. {HIDDEN}"
+
     def get_queryset(self, request):
         return (
             super()
@@ -83,8 +106,12 @@ class ProfileAdmin(ErasingDeletes, IdentitiesThroughIngest, admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         if not search_term:
             return queryset, False
+        by_external_id = queryset.filter(external_id=search_term.strip())
+        if not can_see_identities(request.user):
+            # Finding a profile by an email address would tell whether that address is among the members.
+            return by_external_id, False
         by_identity = queryset.filter(pk__in=profiles_with_identity(search_term))
-        return queryset.filter(external_id=search_term.strip()) | by_identity, False
+        return by_external_id | by_identity, False
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -158,6 +185,19 @@ class AudienceAdmin(admin.ModelAdmin):
             format_html_join("", "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>", rows),
         )
 
+    def get_fieldsets(self, request, obj=None):
+        if can_see_identities(request.user):
+            return self.fieldsets
+        swap = {"download": "download_hidden"}
+        return [(name, {**opts, "fields": [swap.get(f, f) for f in opts["fields"]]}) for name, opts in self.fieldsets]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "download_hidden"]
+
+    @admin.display(description="members CSV")
+    def download_hidden(self, audience):
+        return f"The CSV lists every member's identities. {HIDDEN}" if audience.pk else "-"
+
     @admin.display(description="members CSV")
     def download(self, audience):
         if not audience.pk:
@@ -181,14 +221,18 @@ class AudienceAdmin(admin.ModelAdmin):
         return JsonResponse(preview(request.body.decode("utf-8", errors="replace")))
 
     def export_view(self, request, pk):
-        return audience_csv_response(get_object_or_404(Audience, pk=pk))
+        audience = get_object_or_404(Audience, pk=pk)
+        if not self.has_view_permission(request, audience):
+            raise PermissionDenied
+        require_identities(request.user)
+        return audience_csv_response(audience)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if obj.kind == Audience.Kind.RULES and (not change or "criteria" in form.changed_data):
             self._refresh_with_message(request, obj)
 
-    @admin.action(description="Refresh now")
+    @admin.action(description="Refresh now", permissions=["change"])
     def refresh_now(self, request, queryset):
         for audience in queryset:
             if audience.kind == Audience.Kind.RULES:

@@ -14,6 +14,9 @@ class Profile(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Identity values (emails, phones, device and customer IDs) are shown only to staff with it
+        # (audiences.permissions); the external ID is the source system's key, not an identity.
+        permissions = [("view_identities", "Can see member identities")]
 
     def __str__(self):
         return self.external_id
@@ -33,7 +36,9 @@ class Identity(models.Model):
         indexes = [models.Index(fields=["value"], name="identity_value_idx")]
 
     def __str__(self):
-        return f"{self.type}:{self.value}"
+        # Not the value: this name is written into the audit history ("Added identity …"), which staff read
+        # without the identities permission and which outlives an erased profile.
+        return f"{self.get_type_display()} #{self.pk}" if self.pk else self.get_type_display()
 
 
 class Event(models.Model):

@@ -125,6 +125,7 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "staff.api_auth.TokenScope",
         "staff.api_auth.StaffModelPermissions",
+        "audiences.permissions.SeesIdentities",  # answers holding identities need their own permission
     ],
     # API_THROTTLE_RATE per token, read at each request by the throttle itself.
     "DEFAULT_THROTTLE_CLASSES": ["staff.api_auth.ApiThrottle"],

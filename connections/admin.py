@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
 from audiences.identity_types import IdentityType
+from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
 from connections import operations, services
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
 from connections.models import Connection, Delivery, OutboxMessage
@@ -373,8 +374,15 @@ class ConnectionAdmin(admin.ModelAdmin):
                 (f"{partner.name} settings", {"fields": settings}),
                 ("Delivery", {"fields": delivery, "classes": ["collapse"]}),
             ]
+        if not self.has_change_permission(request, obj):
+            settings = ["settings_values"]  # view only: the values as stored, not empty form fields
+        # The operation buttons a Viewer would only be refused: shown to those who may run them.
+        if self.has_delete_permission(request, obj):
+            ops = ["operations"]
+        else:
+            ops = ["change_operations"] if self.has_change_permission(request, obj) else []
         return [
-            (None, {"fields": ["audience_link", "output_link", "status_detail", "operations"]}),
+            (None, {"fields": ["audience_link", "output_link", "status_detail", *ops]}),
             ("Verification", {"fields": ["verification_detail", "size_funnel"]}),
             ("Counters", {"fields": ["counters", "last_delivery_at", "last_upload_at", "last_error_full"]}),
             (f"{partner.name} settings", {"fields": settings}),
@@ -384,8 +392,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ["output_name"]
-        return ["audience_link", "output_link", "status_detail", "operations", "verification_detail", "size_funnel",
-                "counters", "last_delivery_at", "last_upload_at", "last_error_full"]  # fmt: skip
+        return ["audience_link", "output_link", "status_detail", "operations", "change_operations",
+                "verification_detail", "size_funnel", "counters", "last_delivery_at", "last_upload_at",
+                "last_error_full", "settings_values"]  # fmt: skip
 
     def has_change_permission(self, request, obj=None):
         # A connection being disconnected only sends its removals; nothing about it can change any more.
@@ -417,10 +426,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         conn = self.get_object(request, object_id)
         if conn is not None:
             states = dict(conn.messages.order_by().values_list("state").annotate(n=Count("pk")))
+            sees = can_see_identities(request.user)
             extra_context = {
                 **(extra_context or {}),
                 "deliveries": conn.deliveries.order_by("-started_at", "-id")[:20],
-                "recent_messages": conn.messages.order_by("-id")[:50],
+                # One row per identity value: without the permission the section says why it is missing.
+                "recent_messages": conn.messages.order_by("-id")[:50] if sees else None,
+                "identities_hidden": None if sees else HIDDEN,
                 "states": [(label, states.get(value, 0), value) for value, label in OutboxMessage.State.choices],
                 "messages_url": reverse("admin:connections_outboxmessage_changelist") + f"?connection={conn.pk}",
                 "deliveries_url": reverse("admin:connections_delivery_changelist") + f"?connection={conn.pk}",
@@ -478,11 +490,26 @@ class ConnectionAdmin(admin.ModelAdmin):
             return status_html(conn)
         return format_html("{} — {}", status_html(conn), conn.status_reason)
 
+    @admin.display(description="settings")
+    def settings_values(self, conn):
+        rows = [(s.label, conn.settings.get(s.name) or "—") for s in conn.partner.connection_settings]
+        return format_html(
+            "<table><tbody>{}</tbody></table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
+
     @admin.display(description="operations")
     def operations(self, conn):
+        return self._operation_links(conn, ("sync", "pause", "resume", "retry-failed", "disconnect-remove",
+                                            "disconnect-keep"))  # fmt: skip
+
+    @admin.display(description="operations")
+    def change_operations(self, conn):
+        """Without the delete permission: the operations that disconnect are not offered."""
+        return self._operation_links(conn, ("sync", "pause", "resume", "retry-failed"))
+
+    def _operation_links(self, conn, ops):
         links = [(reverse("admin:connections_connection_operate", args=[conn.pk, op]), OPERATIONS[op].title)
-                 for op in ("sync", "pause", "resume", "retry-failed", "disconnect-remove", "disconnect-keep")
-                 if self._applies(op, conn)]  # fmt: skip
+                 for op in ops if self._applies(op, conn)]  # fmt: skip
         return format_html_join(" ", '<a class="button" href="{}">{}</a>', links)
 
     @staticmethod
@@ -690,7 +717,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
     list_display = ["id", "connection", "identity_type", "value", "action", "state", "attempts", "next_attempt_at",
                     "error", "updated_at"]  # fmt: skip
     list_filter = ["state", ConnectionListFilter, IdentityTypeFilter, "action"]

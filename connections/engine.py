@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from connections import slots as output_slots
 from connections.models import Connection, Delivery, OutboxMessage
+from outputs.partners import redact
 from outputs.partners.base import Message, Outcome, SendResult
 from outputs.partners.http import TransportError
 
@@ -207,7 +208,9 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
         if result.fault is not None:
             last_error = f"{result.fault.message} {result.fault.hint}".strip()
         elif rejected or retry:
-            last_error = (rejected or retry)[-1][1].reason
+            row, outcome = (rejected or retry)[-1]
+            # Kept on the connection and the delivery record: the member's value stays on its own message only.
+            last_error = redact.member_reason(outcome.reason, conn.partner, row[1], row[2])
         sets = (
             "sent_count = sent_count + %s, accepted_count = accepted_count + %s, "
             "rejected_count = rejected_count + %s, failed_count = failed_count + %s, last_delivery_at = %s"

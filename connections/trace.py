@@ -18,6 +18,7 @@ from django.utils import timezone
 from audiences.api.filters import profiles_with_identity
 from audiences.identity_types import IdentityType
 from audiences.models import Identity, Membership, Profile
+from audiences.permissions import require_identities
 from connections import dashboard
 from connections.api.filters import candidate_values
 from connections.funnel import types_phrase
@@ -204,6 +205,7 @@ def trace_view(request):
     """The admin page: a search box, then the profile, its audiences, its routes and its messages."""
     if not request.user.has_perm("audiences.view_profile"):
         raise PermissionDenied
+    require_identities(request.user)  # the page is a member's identities and where each went
     query = request.GET.get("q", "").strip()
     context = {
         **admin.site.each_context(request),

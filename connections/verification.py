@@ -9,12 +9,13 @@ import datetime as dt
 import logging
 from dataclasses import asdict
 
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from connections import funnel as funnel_mod
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
+from outputs.partners import redact
 from outputs.partners.base import Check
 from outputs.partners.http import TransportError
 
@@ -81,9 +82,14 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
     rejected = messages.filter(state="rejected", finished_at__gte=day_ago)
     rejected_count = rejected.count()
     if rejected_count:
-        reason = (
-            rejected.values("last_error").annotate(n=Count("pk")).order_by("-n").values_list("last_error", flat=True)[0]
+        # The message's reason may name its member; the check is shown to staff who may not see identities.
+        reason, first, last = (
+            rejected.values("last_error")
+            .annotate(n=Count("pk"), first=Min("value"), last=Max("value"))
+            .order_by("-n")
+            .values_list("last_error", "first", "last")[0]
         )
+        reason = redact.identities(reason, {first, last})
         checks.append(
             Check(
                 "rejections",

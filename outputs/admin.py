@@ -206,7 +206,8 @@ class OutputAdmin(admin.ModelAdmin):
         settings = [PREFIX + s.name for s in partner.output_settings]
         if obj is not None and not self.has_change_permission(request, obj):
             settings = ["settings_values"]  # view only: the values as read, not empty form fields
-        status = ["secrets_set", "credentials_status", "check_button"] if obj else []
+        can_check = obj is not None and self.has_change_permission(request, obj)
+        status = ["secrets_set", "credentials_status", *(["check_button"] if can_check else [])] if obj else []
         return [
             (None, {"fields": ["partner", "name", "base_url"]}),
             (f"{partner.name} settings", {"fields": settings, "description": _docs_link(partner)}),
@@ -276,13 +277,24 @@ class OutputAdmin(admin.ModelAdmin):
         return [path("<int:pk>/check/", view, name="outputs_output_check"), *super().get_urls()]
 
     def check_view(self, request, pk):
+        """GET asks, POST (with its CSRF token) checks: the check calls the partner and records its answer."""
         output = get_object_or_404(Output, pk=pk)
-        if not self.has_view_permission(request, output):
+        if not self.has_change_permission(request, output):
             raise PermissionDenied
+        if request.method != "POST":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Check credentials: are you sure?",
+                "output": output,
+                "explain": f"{output.partner.name} is asked whether this output's credentials work; the answer is "
+                "recorded on the output and in its history. Nothing changes at the partner.",
+            }
+            return render(request, "admin/outputs/output/confirm_check.html", context)
         self._report(request, output)
         return HttpResponseRedirect(reverse("admin:outputs_output_change", args=[pk]))
 
-    @admin.action(description="Check credentials")
+    @admin.action(description="Check credentials", permissions=["change"])
     def check_selected(self, request, queryset):
         for output in queryset:
             self._report(request, output)

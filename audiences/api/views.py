@@ -28,6 +28,7 @@ class ProfileViewSet(
     lookup_field = "external_id"
     lookup_value_regex = "[^/]+"
     filterset_class = ProfileFilter
+    identity_actions = {"list", "retrieve"}  # every profile is shown with its identities
 
     def get_queryset(self):
         queryset = Profile.objects.prefetch_related("identities").order_by("pk")
@@ -97,6 +98,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
     queryset = Audience.objects.all()
     serializer_class = s.AudienceSerializer
     filterset_fields = ["kind", "name"]
+    identity_actions = {"members", "export"}  # a read of either lists every member's identities
 
     # Apps whose objects depend on an audience install guards here (connections does, in its API module):
     # guard(request, audience) raises a ValidationError to refuse the delete, answers for it with a Response,

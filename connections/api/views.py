@@ -71,6 +71,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
 
     serializer_class = s.ConnectionSerializer
     filterset_class = ConnectionFilter
+    identity_actions = {"messages"}  # one message per identity value
 
     def get_queryset(self):
         return with_pending(Connection.objects.select_related("audience", "output")).order_by("pk")

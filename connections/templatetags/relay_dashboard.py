@@ -1,6 +1,7 @@
 from django import template
 from django.urls import reverse
 
+from audiences.permissions import can_see_identities
 from connections import dashboard
 
 register = template.Library()
@@ -15,7 +16,7 @@ def relay_dashboard(context):
         return {"dashboard": None}
     return {
         "dashboard": dashboard.build(user),
-        "can_trace": user.has_perm("audiences.view_profile"),
+        "can_trace": user.has_perm("audiences.view_profile") and can_see_identities(user),
         "trace_url": reverse("relay-trace"),
         "connections_url": reverse("admin:connections_connection_changelist"),
         "add_connection_url": reverse("admin:connections_connection_add"),

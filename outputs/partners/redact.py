@@ -87,6 +87,19 @@ def batch(result, partner, account, messages) -> None:
         }
 
 
+def member_reason(reason: str, partner, identity_type: str, value: str) -> str:
+    """A reason the partner gave about one member, fit for a place that is not that member's message.
+
+    The connection's last error and its delivery records are read by staff who may not see identities, so
+    the member's value (as stored and as sent) and anything shaped like an identity are masked there.
+    """
+    values = {value}
+    shape = partner.identity_types.get(identity_type)
+    if shape is not None:
+        values.add(shape(value))
+    return identities(reason, values)
+
+
 def _values(partner, messages) -> set[str]:
     """The batch's identity values as we store them and as the partner was sent them."""
     values = set()

@@ -102,7 +102,7 @@ def test_it_records_connections_created_changed_operated_and_disconnected_over_t
 def test_it_records_a_credentials_check_from_the_admin_and_the_api(admin_client, api):
     output = MailchimpOutputFactory()  # its base URL answers nothing: the check fails at once
 
-    admin_client.get(f"/admin/outputs/output/{output.pk}/check/")
+    admin_client.post(f"/admin/outputs/output/{output.pk}/check/")
     api.post(f"/api/v1/outputs/{output.pk}/check/")
 
     [(_, in_admin), (who, over_api)] = history(output)

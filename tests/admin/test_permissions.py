@@ -46,6 +46,8 @@ def test_it_creates_the_operators_and_viewers_groups():
     assert not {p for p in operators if p.startswith(("audiences.delete_audience", "outputs.add", "outputs.delete"))}
     assert all(p.split(".")[1].startswith("view_") for p in viewers)
     assert {"connections.view_connection", "outputs.view_output", "audiences.view_profile"} <= viewers
+    assert "audiences.view_identities" in operators and "audiences.view_identities" not in viewers
+    assert Permission.objects.get(codename="view_identities").name == "Can see member identities"
 
 
 def test_the_groups_migration_can_run_again_without_duplicating_anything():

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audiences.permissions import REFUSED
 from connections.models import Delivery
 from outputs.models import Output
 from tests.admin.conftest import message, page
@@ -142,9 +143,14 @@ def test_the_profile_page_and_the_dashboard_link_to_the_trace(admin_client, trav
     assert f'action="{TRACE}"' in index  # the dashboard's "Trace an identity" box
 
 
-def test_it_is_for_staff_who_may_view_profiles(client, viewer, django_user_model):
-    client.force_login(viewer)
+def test_it_is_for_staff_who_may_view_profiles_and_see_identities(client, operator, viewer, django_user_model):
+    client.force_login(operator)
     assert client.get(TRACE, {"q": EMAIL}).status_code == 200
+
+    client.force_login(viewer)  # views profiles, but a trace is a member's identities and their history
+    refused = client.get(TRACE, {"q": EMAIL})
+    assert refused.status_code == 403
+    assert REFUSED in refused.content.decode()
 
     client.force_login(django_user_model.objects.create_user("sam", password="pw-sam-1", is_staff=True))
     assert client.get(TRACE, {"q": EMAIL}).status_code == 403

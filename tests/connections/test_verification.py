@@ -982,7 +982,7 @@ def test_it_warns_about_rejections_in_the_last_24_hours(sandbox):
     assert_hint(
         rejections,
         "rejections",
-        "The most common reason Mailchimp gave: u1@example.com looks fake or invalid, please enter a real email "
+        "The most common reason Mailchimp gave: [identity] looks fake or invalid, please enter a real email "
         "address. Open the connection's rejected messages (admin: Outbox messages, state Rejected) to see which "
         "identities and why; they are not sent again.",
     )
