@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from connections import slots as output_slots
 from connections.models import Connection, Delivery, OutboxMessage
+from outputs.crypto import SecretsUnreadable
 from outputs.partners.base import Message, Outcome, SendResult
 from outputs.partners.http import TransportError
 
@@ -346,6 +347,16 @@ def send_batch(conn: Connection, account, rows) -> SendResult:
         return result
 
 
+def _configuration_fault(conn: Connection, problem: str) -> str:
+    """Stop a connection whose output cannot be used as configured; its messages wait, untouched, for a resume."""
+    now = timezone.now()
+    Connection.objects.filter(pk=conn.pk, status__in=SENDING).update(
+        status=Connection.Status.FAULTED, status_reason=problem[:1000], last_error=problem[:1000], last_error_at=now
+    )
+    log.warning("Connection %s stopped: the secrets of output %s cannot be decrypted", conn.pk, conn.output_id)
+    return problem
+
+
 def drain(connection_id: int, max_seconds: float | None = None, progress=None) -> DrainReport:
     """Send everything due for one connection, in parallel up to the output's slot allowance."""
     started = time.monotonic()
@@ -356,6 +367,13 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
     if conn.status not in SENDING:
         return report
     partner = conn.partner
+    try:
+        # Before taking any of the output's slots: an output whose secrets cannot be read (a key rotation gone
+        # wrong) must not hold them from its other connections.
+        account = conn.output.account()
+    except SecretsUnreadable as exc:
+        report.fault = _configuration_fault(conn, str(exc))
+        return report
     holder = worker_name()
     slots = []
     wait_until = time.monotonic() + settings.SLOT_WAIT_SECONDS
@@ -368,10 +386,7 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report
     try:
-        # Inside the slots' lease: an output whose secrets cannot be read (a key rotation gone wrong) must
-        # not keep every slot of the output from the other connections until the lease runs out.
         pace = output_slots.interval(conn.output)
-        account = conn.output.account()
     except Exception:
         output_slots.release(slots)
         raise
