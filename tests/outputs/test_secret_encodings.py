@@ -33,7 +33,9 @@ TEMPLATES = {
 def forms(secret: str, user: str = "") -> list[str]:
     """The secret as it may come back: as is, inside JSON, percent-encoded, and in a Basic header."""
     found = [secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]
-    found += [quote(secret, safe=""), quote_plus(secret, safe=""), quote(json.dumps(secret)[1:-1], safe="")]
+    found += [quote(secret, safe=""), quote_plus(secret, safe="")]
+    # … and a second time by a partner quoting our request back: a form body, or JSON, percent-encoded again.
+    found += [quote(quote_plus(secret, safe=""), safe=""), quote(json.dumps(secret)[1:-1], safe="")]
     if user:
         found.append(base64.b64encode(f"{user}:{secret}".encode()).decode())
     return found
