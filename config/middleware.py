@@ -1,5 +1,6 @@
 """Pages outside the API (the admin) when the deployment's configuration, not the request, is the problem."""
 
+from django.contrib import admin
 from django.shortcuts import render
 
 from outputs.crypto import SecretsUnreadable
@@ -17,5 +18,6 @@ class ConfigurationProblemMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, SecretsUnreadable):
-            return render(request, "configuration_problem.html", {"problem": str(exception)}, status=503)
+            context = {**admin.site.each_context(request), "title": "Configuration problem", "problem": str(exception)}
+            return render(request, "configuration_problem.html", context, status=503)
         return None
