@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet
 from connections import engine, services
 from connections.models import Connection, OutboxMessage
 from outputs import crypto
+from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.registry import get
 from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
@@ -22,8 +23,9 @@ BROKEN = {
 
 
 @pytest.fixture(autouse=True)
-def short_timeout(settings):
-    settings.PARTNER_HTTP_TIMEOUT = TIMEOUT  # a stalled answer gives up quickly
+def short_timeout(settings, monkeypatch):
+    settings.PARTNER_HTTP_TIMEOUT = TIMEOUT  # a stalled answer gives up quickly …
+    monkeypatch.setattr(http, "_session", None)  # … in a session made with it (the session keeps its timeout)
 
 
 @pytest.fixture
