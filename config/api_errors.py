@@ -13,6 +13,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from outputs.crypto import SecretsUnreadable
+
 
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
@@ -22,6 +24,9 @@ def exception_handler(exc, context):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         detail = f"The request body is larger than the {limit} bytes accepted; send fewer records per request."
         return Response({"detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, SecretsUnreadable):
+        # The deployment's configuration, not the request: nothing the client can change, and it says what to fix.
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     elif isinstance(exc, RecursionError):
         # Python's JSON parser gives up on bodies nested about a thousand levels deep.
         exc = exceptions.ParseError("The JSON body is nested too deeply to read.")
@@ -50,6 +55,7 @@ _ANSWERS = {
     "413": ("The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.", _DETAIL),
     "415": ("The body is in a content type the API does not read (it reads JSON and form data).", _DETAIL),
     "429": ("Too many requests for this token (API_THROTTLE_RATE); the body says when to retry.", _DETAIL),
+    "503": ("The stored secrets cannot be decrypted with SECRETS_ENCRYPTION_KEYS (a configuration problem).", _DETAIL),
 }
 _WITH_BODY = ("413", "415")
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from connections import slots as output_slots
 from connections.models import Connection, Delivery, OutboxMessage
+from outputs.crypto import SecretsUnreadable
 from outputs.partners import redact
 from outputs.partners.base import Message, Outcome, SendResult
 from outputs.partners.http import TransportError
@@ -350,6 +351,16 @@ def send_batch(conn: Connection, account, rows) -> SendResult:
         return result
 
 
+def _configuration_fault(conn: Connection, problem: str) -> str:
+    """Stop a connection whose output cannot be used as configured; its messages wait, untouched, for a resume."""
+    now = timezone.now()
+    Connection.objects.filter(pk=conn.pk, status__in=SENDING).update(
+        status=Connection.Status.FAULTED, status_reason=problem[:1000], last_error=problem[:1000], last_error_at=now
+    )
+    log.warning("Connection %s stopped: the secrets of output %s cannot be decrypted", conn.pk, conn.output_id)
+    return problem
+
+
 def drain(connection_id: int, max_seconds: float | None = None, progress=None) -> DrainReport:
     """Send everything due for one connection, in parallel up to the output's slot allowance."""
     started = time.monotonic()
@@ -360,6 +371,13 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
     if conn.status not in SENDING:
         return report
     partner = conn.partner
+    try:
+        # Before taking any of the output's slots: an output whose secrets cannot be read (a key rotation gone
+        # wrong) must not hold them from its other connections.
+        account = conn.output.account()
+    except SecretsUnreadable as exc:
+        report.fault = _configuration_fault(conn, str(exc))
+        return report
     # One name per drain, so that two drains in one thread (one after the other) never pass for each other.
     holder = f"{uuid.uuid4().hex[:12]} {worker_name()}"[:100]
     slots = []
@@ -374,20 +392,19 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report
     with output_slots.Lease(slots, holder, settings.OUTBOX_LEASE_SECONDS, since) as lease:
-        _send_all(conn, lease, slots, deadline, report, progress)
+        _send_all(conn, account, lease, slots, deadline, report, progress)
     report.seconds = time.monotonic() - started
     # A lane that lost its slot left work behind, as does the deadline: a successor drain takes it.
     report.more_due = not report.fault and (report.more_due or time.monotonic() >= deadline)
     return report
 
 
-def _send_all(conn: Connection, lease, slots: list[int], deadline: float, report: DrainReport, progress) -> None:
+def _send_all(
+    conn: Connection, account, lease, slots: list[int], deadline: float, report: DrainReport, progress
+) -> None:
     """Run one lane per leased slot, as work shows up, until the queue is empty, a fault, or the deadline."""
     partner = conn.partner
-    # Inside the slots' lease: an output whose secrets cannot be read (a key rotation gone wrong) must not keep
-    # every slot of the output from the other connections until the lease runs out (the lease's exit frees them).
     pace = output_slots.interval(conn.output)
-    account = conn.output.account()
     stop = threading.Event()
     # Lanes start as work shows up: the first runs in this thread, and every full batch a lane claims puts
     # another leased slot to work in a pool thread. A drain of one message (a profile update) costs one

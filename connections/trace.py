@@ -29,6 +29,9 @@ MAX_MESSAGES = 50
 # A message's outcome is written at the end of its batch: the batch started at most this long before.
 DELIVERY_WINDOW = dt.timedelta(minutes=10)
 TYPE_LABELS = dict(IdentityType.choices)
+CONTROL_CHARACTERS = (
+    "The search contains a control character (such as NUL), which no identity value holds; type the value again."
+)
 
 
 @dataclass
@@ -207,11 +210,15 @@ def trace_view(request):
         raise PermissionDenied
     require_identities(request.user)  # the page is a member's identities and where each went
     query = request.GET.get("q", "").strip()
+    # No identity value holds a control character (they are refused at ingest), and PostgreSQL cannot even
+    # compare text with NUL in it: such a search is a sentence, not a query.
+    problem = CONTROL_CHARACTERS if any(ord(ch) < 32 or ord(ch) == 127 for ch in query) else ""
     context = {
         **admin.site.each_context(request),
         "title": "Identity trace",
         "q": query,
-        "result": trace(query) if query else None,
+        "problem": problem,
+        "result": trace(query) if query and not problem else None,
         "type_labels": TYPE_LABELS,
         "can_view_messages": request.user.has_perm("connections.view_outboxmessage"),
     }

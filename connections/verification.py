@@ -15,9 +15,9 @@ from django.utils import timezone
 from connections import funnel as funnel_mod
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
+from outputs import services as outputs_services
 from outputs.partners import redact
 from outputs.partners.base import Check
-from outputs.partners.http import TransportError
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +30,15 @@ def overall(checks) -> str:
 
 
 def partner_checks(conn: Connection) -> list[Check]:
-    partner = conn.partner
-    try:
-        return list(partner.verify(conn.output.account(), conn.settings))
-    except TransportError as exc:
-        # No answer at all: the same warning whichever partner it is (a partner that answers with an
-        # error is the partner module's to explain).
-        return [
-            Check(
-                "partner",
-                "warning",
-                f"Could not reach {partner.name}: {exc}",
-                hint("unreachable", partner=partner.name),
-            )
-        ]
+    name = conn.partner.name
+    return outputs_services.partner_checks(
+        conn.output,
+        lambda partner, account: partner.verify(account, conn.settings),
+        name="partner",
+        # No answer at all: the same warning whichever partner it is (a partner that answers with an error is
+        # the partner module's to explain).
+        unreachable=lambda detail: Check("partner", "warning", detail, hint("unreachable", partner=name)),
+    )
 
 
 def _messages(n: int) -> str:

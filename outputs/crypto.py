@@ -15,7 +15,14 @@ from django.conf import settings
 
 
 class SecretsUnreadable(Exception):
-    """No configured key decrypts the stored secrets."""
+    """No configured key decrypts the stored secrets: a configuration problem, shown as this sentence everywhere."""
+
+
+UNREADABLE = (
+    "The stored secrets cannot be decrypted with SECRETS_ENCRYPTION_KEYS: none of its keys is the one they were "
+    "encrypted with. Put that key back in SECRETS_ENCRYPTION_KEYS (the newest key first, older ones after it) and "
+    "restart; to retire it, run python manage.py rotate_secrets before removing it."
+)
 
 
 @cache
@@ -45,9 +52,7 @@ def decrypt(token: str) -> dict:
     try:
         return json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken:
-        raise SecretsUnreadable(
-            "The stored secrets cannot be decrypted with the configured SECRETS_ENCRYPTION_KEYS."
-        ) from None
+        raise SecretsUnreadable(UNREADABLE) from None
 
 
 def rotate(token: str) -> str:

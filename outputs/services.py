@@ -7,10 +7,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from outputs import netguard, schema
+from outputs.crypto import SecretsUnreadable
 from outputs.models import Output
-from outputs.partners import destinations, registry
+from outputs.partners import destinations, redact, registry
 from outputs.partners.base import Check
-from outputs.partners.http import TransportError
+from outputs.partners.http import DestinationAnswer, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,33 @@ def clean_base_url(url: str, kind: str) -> str:
     return url
 
 
+def partner_checks(output: Output, ask, name: str = "credentials", unreachable=None) -> list[Check]:
+    """What `ask(partner, account)` answers, as checks a person can read whatever went wrong on the way.
+
+    Something that answered about the destination itself (a redirect, a web page) is a failing check with its
+    hint; no answer at all is "Could not reach …" (failing, or the check `unreachable(detail)` makes of it);
+    secrets that cannot be decrypted name the configuration.
+    Every sentence loses the output's secrets in any form the partner may have echoed them in.
+    """
+    partner = output.partner
+    try:
+        account = output.account()
+    except SecretsUnreadable as exc:
+        return [Check(name, "failing", str(exc))]
+    try:
+        checks = list(ask(partner, account))
+    except DestinationAnswer as exc:
+        checks = [Check(name, "failing", exc.fault.message, exc.fault.hint)]
+    except TransportError as exc:
+        detail = f"Could not reach {partner.name}: {exc}"
+        checks = [unreachable(detail) if unreachable else Check(name, "failing", detail)]
+    keys = redact.account_secrets(partner, account)
+    return [Check(c.name, c.status, redact.secrets(c.detail, *keys), redact.secrets(c.hint, *keys)) for c in checks]
+
+
 def check_credentials(output: Output) -> Check:
     """Ask the partner whether the output's credentials work, and remember the answer on the output."""
-    try:
-        check = output.partner.check_credentials(output.account())
-    except TransportError as exc:
-        check = Check("credentials", "failing", f"Could not reach {output.partner.name}: {exc}")
+    (check,) = partner_checks(output, lambda partner, account: [partner.check_credentials(account)])
     Output.objects.filter(pk=output.pk).update(
         credentials_checked_at=timezone.now(),
         credentials_ok=check.status == "ok",

@@ -131,6 +131,7 @@ class Attempt:
     duration_ms: int
     response_excerpt: str = ""
     refused: str = ""  # why the destination was refused (outputs.netguard): no request was made
+    fault: Fault | None = None  # the answer was about the destination itself (outputs.partners.http)
 
 
 @dataclass
@@ -180,6 +181,10 @@ def _finishing(send):
     - A refused destination (outputs.netguard) faults the connection: the URL must change, a retry cannot
       help. A partner module sees it as a TransportError, like any request without an answer, and may have
       turned it into retry outcomes; its attempt says it was refused.
+    - So does an answer about the destination itself (a redirect, 401/403/404/410 the partner module does not
+      read itself, a web page where JSON was expected: outputs.partners.http.DestinationAnswer), whatever the
+      partner module made of it: only a rejection the partner attributes to one member is final, so nothing
+      else may turn a batch into rejections. The fault gives every message of the batch back to the queue.
     - What a delivery record keeps of the partner's answers loses the output's secrets and the batch's
       identities (outputs.partners.redact).
     """
@@ -192,10 +197,14 @@ def _finishing(send):
             result = send(self, account, connection_settings, messages)
         except http.DestinationRefused as exc:
             result, refused = SendResult(), str(exc)
+        except http.DestinationAnswer as exc:
+            result, refused = SendResult(fault=exc.fault), ""
         else:
             refused = next((a.refused for a in result.attempts if a.refused), "")
         if refused and result.fault is None:
             result.fault = Fault("destination", refused, DESTINATION_HINT)
+        if result.fault is None:
+            result.fault = next((a.fault for a in result.attempts if a.fault), None)
         redact.batch(result, self, account, messages)
         return result
 

@@ -226,6 +226,7 @@ class Braze(Partner):
                 f"{self.base_url(account)}/users/track",
                 attempts,
                 expect_json=True,
+                handles=(401, 403, 404),  # worded by _fault: a key without users.track, the wrong instance
                 json=payload,
                 headers=headers,
             )

@@ -266,7 +266,9 @@ class FacebookCustomAudiences(Partner):
 
     def _request(self, account: Account, method: str, url: str, attempts, node: str, **kwargs) -> dict:
         try:
-            response = http.call(method, url, attempts, expect_json=True, **kwargs)
+            # Graph errors say by their code what a 401/403/404 is about (_classify): an expired token, a
+            # missing permission, an audience that is gone.
+            response = http.call(method, url, attempts, expect_json=True, handles=(401, 403, 404), **kwargs)
         except http.TransportError as exc:
             raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
         body = http.json_or_empty(response)

@@ -10,10 +10,13 @@ fixed plain sentences. No retries here: the forwarding engine decides when to tr
 
 from __future__ import annotations
 
+import http.client
 import time
-from urllib.parse import urlsplit
+from collections.abc import Collection
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -21,7 +24,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
 from outputs import netguard
 from outputs.partners import destinations
-from outputs.partners.base import Attempt
+from outputs.partners.base import Attempt, Fault
 
 USER_AGENT = "AudienceRelay/1.0 (+https://github.com/audience-relay)"
 EXCERPT_CHARS = 2000
@@ -35,6 +38,38 @@ class TransportError(Exception):
 class DestinationRefused(TransportError):
     """The destination is not one we send to (a private address, a host the partner does not declare): a person
     must change the URL, so a retry cannot help."""
+
+
+class DestinationAnswer(TransportError):
+    """Something answered, but about the destination itself rather than about a member (a redirect, a
+    missing or gone address, refused credentials, a web page where the partner's API answers JSON): no
+    retry and no rejection can help, a person must fix the output or the connection."""
+
+    def __init__(self, fault: Fault, response: requests.Response | None = None):
+        super().__init__(fault.message)
+        self.fault, self.response = fault, response
+
+
+# Answers about where a request went, or with what credentials, never about one member: the connection faults
+# and its messages stay pending. A partner module that reads one of these itself (its own wording for a bad
+# key or a missing list, or a 404 that names a member) says so per request with `handles`.
+ABOUT_DESTINATION = frozenset({401, 403, 404, 410})
+HINTS = {
+    "redirect": (
+        "Redirects are not followed, so that credentials and member data go only where this output says. "
+        "Check the URL (or base URL) of this output; if the new address is the partner's, put it there, "
+        "then resume the connection."
+    ),
+    "credentials": "Check the credentials of this output, and that they may do this, then resume the connection.",
+    "missing": (
+        "Check the URL (or base URL) of this output and the IDs in this connection's settings, then resume the "
+        "connection."
+    ),
+    "content": (
+        "Something other than the partner's API answered (a proxy, a login page, a wrong address): check the URL "
+        "(or base URL) of this output and the network path to the partner, then resume the connection."
+    ),
+}
 
 
 # --- connections that go only where netguard checked ------------------------------------------------------
@@ -129,12 +164,21 @@ def session() -> RelaySession:
 
 
 def call(
-    method: str, url: str, attempts: list[Attempt] | None = None, expect_json: bool = False, **kwargs
+    method: str,
+    url: str,
+    attempts: list[Attempt] | None = None,
+    expect_json: bool = False,
+    handles: Collection[int] = (),
+    **kwargs,
 ) -> requests.Response:
     """Make one request; record it in `attempts`; raise TransportError with a plain sentence on no usable answer.
 
-    `expect_json`: a 2xx or 3xx answer must be a JSON body (or empty); an HTML page, plain text or broken
-    JSON is no answer at all, rather than a success with nothing in it.
+    An answer about the destination itself raises DestinationAnswer (a fault): any redirect, and 401, 403,
+    404 and 410 unless the caller `handles` that status itself on this request.
+
+    `expect_json`: below 500, the answer must be a JSON body (or empty); an HTML page or another content type
+    is the answer of something other than the partner (DestinationAnswer), and JSON that does not parse is no
+    answer at all (TransportError, retried).
     """
     started = time.monotonic()
     parts = urlsplit(url)
@@ -145,6 +189,7 @@ def call(
     if problem:
         _record(attempts, method, path, None, started, refused=problem)
         raise DestinationRefused(problem)
+    response = None
     try:
         response = session().request(method, url, stream=True, **kwargs)
         _read(response, host)
@@ -163,10 +208,70 @@ def call(
     except requests.RequestException as exc:
         _record(attempts, method, path, None, started)
         raise TransportError(f"The request failed: {type(exc).__name__}.") from None
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        # Raised while reading the body, which requests does not wrap when it is read as a stream (requests'
+        # own errors, OSErrors too, are worded above).
+        _record(attempts, method, path, response.status_code if response is not None else None, started)
+        raise TransportError(_broken_answer(exc, host)) from None
     _record(attempts, method, path, response.status_code, started, _excerpt(response))
+    fault = _about_destination(response, host, url, expect_json, handles)
+    if fault is not None:
+        if attempts is not None:
+            attempts[-1].fault = fault
+        raise DestinationAnswer(fault, response)
     if expect_json:
         _require_json(response, host)
     return response
+
+
+def _broken_answer(exc: Exception, host: str) -> str:
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return f"{host} stopped sending its answer for more than {session().timeout:g} seconds."
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return f"{host} sent an answer that could not be decompressed."
+    return f"{host} closed the connection before its answer was complete."
+
+
+def _about_destination(response: requests.Response, host: str, url: str, expect_json: bool, handles) -> Fault | None:
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("Location")
+        where = f"to {_shown(urljoin(url, location))}" if location else "without a Location"
+        message = f"{host} answered with a redirect (HTTP {status}) {where}; redirects are not followed."
+        return Fault("destination", message, HINTS["redirect"])
+    if status in ABOUT_DESTINATION and status not in handles:
+        if status in (401, 403):
+            message = f"{host} refused the credentials of this output (HTTP {status})."
+            return Fault("credentials", message, HINTS["credentials"])
+        message = f"{host} answered HTTP {status}: the partner's API is not at this address."
+        return Fault("destination", message, HINTS["missing"])
+    if expect_json and status < 500 and status != 429:
+        what = _not_json(response)
+        if what:
+            message = f"{host} answered HTTP {status} with {what}; the answer could not be read."
+            return Fault("destination", message, HINTS["content"])
+    return None
+
+
+def _shown(url: str) -> str:
+    """A URL as we may show it: scheme, host and path (a query string may carry a token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _not_json(response: requests.Response) -> str:
+    """What the answer is instead of JSON when it is plainly something else (a page, text); "" otherwise."""
+    if not response.content.strip():
+        return ""
+    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if kind == "text/html" or response.content.lstrip()[:1] == b"<":
+        return "an HTML page instead of JSON"
+    if kind and "json" not in kind:
+        try:
+            _parsed(response)
+        except ValueError:
+            return f"{kind} instead of JSON"
+    return ""
 
 
 def _read(response: requests.Response, host: str) -> None:
@@ -209,22 +314,16 @@ def _excerpt(response: requests.Response) -> str:
 
 
 def _require_json(response: requests.Response, host: str) -> None:
+    """A 2xx answer in JSON that does not parse (cut short, garbled) is no answer: the batch is retried."""
     status = response.status_code
-    if 300 <= status < 400:
-        raise TransportError(f"{host} answered with a redirect (HTTP {status}); redirects are not followed.")
     if status >= 300 or not response.content.strip():
         return
     try:
         _parsed(response)
     except ValueError:
-        kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if kind == "text/html" or response.content.lstrip()[:1] == b"<":
-            what = "an HTML page instead of JSON"
-        elif kind and "json" not in kind:
-            what = f"{kind} instead of JSON"
-        else:
-            what = "JSON that does not parse"
-        raise TransportError(f"{host} answered HTTP {status} with {what}; the answer could not be read.") from None
+        raise TransportError(
+            f"{host} answered HTTP {status} with JSON that does not parse; the answer could not be read."
+        ) from None
 
 
 def _size(limit: int) -> str:

@@ -274,7 +274,10 @@ class Mailchimp(Partner):
         try:
             key = account.settings.get("api_key", "")
             # Mailchimp always answers JSON: anything else (a proxy's page, say) is no answer, not a success.
-            return http.call(method, url, attempts, expect_json=True, auth=("relay", key), **kwargs)
+            # It words a bad key (401/403) and a missing list or member (404) itself (_raise_for_request).
+            return http.call(
+                method, url, attempts, expect_json=True, handles=(401, 403, 404), auth=("relay", key), **kwargs
+            )
         finally:
             if attempts:  # the delivery record keeps the answer: it must not keep a key Mailchimp echoed
                 attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)

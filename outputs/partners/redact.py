@@ -9,10 +9,15 @@ that looks like an email address, a phone number, a device ID or a hashed identi
 
 from __future__ import annotations
 
+import binascii
+import functools
+import json
 import re
+from base64 import b64decode
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
+from urllib.parse import quote, quote_plus
 
 SECRET = "[redacted]"
 IDENTITY = "[identity]"
@@ -33,16 +38,63 @@ _PATTERNS = (
 # A word of an answer, as identity values appear in JSON, form data and prose.
 _WORD = re.compile(r"""[^\s"',;<>(){}\[\]=&|\\]+""")
 
+# How a secret we sent can come back written: inside a JSON string (escaped ASCII-only, as requests and Python
+# write JSON, or keeping other characters), percent-encoded in a query or form (%20 or + for a space). A partner
+# quoting our request inside its own JSON or form writes one of these over another, so two layers are undone.
+_ENCODINGS = (
+    lambda v: json.dumps(v)[1:-1],
+    lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
+    lambda v: quote(v, safe=""),
+    lambda v: quote_plus(v, safe=""),
+    lambda v: quote(v),
+)
+# A run of base64, such as the credentials of a Basic Authorization header ("user:secret", encoded).
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+
+
+@functools.lru_cache(maxsize=256)
+def _forms(value: str) -> tuple[str, ...]:
+    """Every way `value` can be written back to us, longest first (so a longer form is replaced whole)."""
+    forms = {value}
+    for _ in range(2):
+        forms |= {encode(form) for form in forms for encode in _ENCODINGS}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _decodes_to(run: str, values: list[bytes]) -> bool:
+    padded = run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4)
+    for alphabet in (None, b"-_"):
+        try:
+            decoded = b64decode(padded, altchars=alphabet, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if any(v in decoded for v in values):
+            return True
+    return False
+
 
 def secrets(text: str, *values, mark: str = SECRET) -> str:
-    """`text` without any of the secret `values`, nor the long parts of one (a Mailchimp key without its -us6)."""
+    """`text` without any of the secret `values` in any form it can come back in (JSON-escaped, percent-encoded,
+    in base64 as in a Basic Authorization header), nor the long parts of one (a Mailchimp key without its -us6)."""
+    found = []
     for value in values:
         value = str(value or "")
         if len(value) < SHORTEST_SECRET:
             continue
-        for part in [value, *(p for p in value.split("-") if len(p) >= 8 and p != value)]:
-            text = text.replace(part, mark)
+        found.append(value.encode("utf-8"))
+        # A part that is a plain word ("not-the-password") would garble our own sentences, not hide anything.
+        parts = [p for p in value.split("-") if len(p) >= 8 and p != value and not p.isalpha()]
+        for part in [value, *parts]:
+            for form in _forms(part):
+                text = text.replace(form, mark)
+    if found and text:
+        text = _BASE64.sub(lambda m: mark if _decodes_to(m.group(0), found) else m.group(0), text)
     return text
+
+
+def account_secrets(partner, account) -> list:
+    """The secret settings of an output as the partner module was handed them."""
+    return [account.settings.get(s.name) for s in partner.output_settings if s.secret]
 
 
 def identities(text: str, values: Iterable[str] = ()) -> str:
@@ -64,24 +116,30 @@ def identities(text: str, values: Iterable[str] = ()) -> str:
 def batch(result, partner, account, messages) -> None:
     """Mask, in place, what a batch's SendResult keeps of the partner's answers.
 
-    Every attempt's excerpt loses the account's secrets and the batch's identities. An outcome reason the
-    partner gave for several messages at once loses the identities too: it is shown on every one of those
+    Every attempt's excerpt loses the account's secrets and the batch's identities. Every outcome reason and
+    the fault lose the secrets: they become the messages' and the connection's last error. An outcome reason
+    the partner gave for several messages at once loses the identities too: it is shown on every one of those
     messages, and one member's address must not appear beside another's. A reason for one message keeps the
     value it is about, which is shown beside it anyway ("ada@example.com looks fake or invalid").
     """
-    shared = Counter(o.reason for o in result.outcomes.values() if o.reason)
-    shared = {reason for reason, n in shared.items() if n > 1}
-    if not shared and not result.attempts:
+    keys = account_secrets(partner, account)
+    if result.fault is not None:
+        result.fault = replace(result.fault, message=secrets(result.fault.message, *keys))
+    counts = Counter(o.reason for o in result.outcomes.values() if o.reason)
+    if not counts and not result.attempts:
         return
     values = _values(partner, messages)
-    keys = [account.settings.get(s.name) for s in partner.output_settings if s.secret]
     for attempt in result.attempts:
         # A path may name a member too: Mailchimp's /members/{MD5 of the email}.
         attempt.path = identities(attempt.path, values)
         if attempt.response_excerpt:
             attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
-    if shared:
-        masked = {reason: identities(reason, values) for reason in shared}
+    masked = {}
+    for reason, n in counts.items():
+        clean = secrets(reason, *keys)
+        masked[reason] = identities(clean, values) if n > 1 else clean
+    masked = {reason: clean for reason, clean in masked.items() if clean != reason}
+    if masked:
         result.outcomes = {
             key: replace(o, reason=masked[o.reason]) if o.reason in masked else o for key, o in result.outcomes.items()
         }

@@ -149,8 +149,7 @@ class Webhook(Partner):
                 raise http.TransportError(outcome.reason)
             return Check("receiver", "warning", f"Could not check the receiver: {outcome.reason}", HINTS["transient"])
         if outcome.status != "accepted":
-            hint = HINTS["redirect"] if 300 <= status < 400 else HINTS["url"]
-            return Check("receiver", "failing", outcome.reason, hint)
+            return Check("receiver", "failing", outcome.reason, HINTS["url"])
         return Check("receiver", "ok", f"The webhook receiver accepted a signed test request (HTTP {status}).")
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
@@ -200,7 +199,12 @@ class Webhook(Partner):
             "X-Relay-Signature": signature(secret, timestamp, body),
         }
         try:
-            response = http.call("POST", url, result.attempts, data=body, headers=headers)
+            # The receiver's 401/403 (the signature) and 404/410 (the URL) are worded below; a redirect is a
+            # fault too (outputs.partners.http), worded here as a webhook's.
+            response = http.call("POST", url, result.attempts, handles=(401, 403, 404, 410), data=body, headers=headers)
+        except http.DestinationAnswer as exc:
+            result.fault = _redirect(exc.response, url) or exc.fault
+            return Outcome("retry", result.fault.message)
         except http.TransportError as exc:
             return Outcome("retry", str(exc))
         finally:
@@ -209,13 +213,6 @@ class Webhook(Partner):
         status = response.status_code
         if 200 <= status < 300:
             return ACCEPTED
-        if 300 <= status < 400:
-            target = _where(urljoin(url, response.headers.get("Location", "")))
-            return Outcome(
-                "rejected",
-                f"The webhook answered with a redirect (HTTP {status}) to {target}; "
-                "redirects are not followed: use the final URL.",
-            )
         if status in (401, 403):
             message = f"The webhook receiver refused the request (HTTP {status})."
             result.fault = Fault("credentials", message, HINTS["signature"])
@@ -235,6 +232,17 @@ class Webhook(Partner):
             detail = _scrub(" ".join(response.text.split()), secret)[:200]
             return Outcome("rejected", reason + (f": {detail}" if detail else "."))
         return Outcome("retry", result.fault.message)
+
+
+def _redirect(response, url: str) -> Fault | None:
+    if response is None or not 300 <= response.status_code < 400:
+        return None
+    target = _where(urljoin(url, response.headers.get("Location", "")))
+    message = (
+        f"The webhook answered with a redirect (HTTP {response.status_code}) to {target}; "
+        "redirects are not followed: use the final URL."
+    )
+    return Fault("destination", message, HINTS["redirect"])
 
 
 def _scrub(text: str, secret: str) -> str:

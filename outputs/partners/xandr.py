@@ -318,8 +318,17 @@ class Xandr(Partner):
         return found
 
     def _call(self, s: _Session, method: str, url: str, **kwargs):
+        # Xandr answers JSON everywhere; it words a lapsed token (401, signed in again), a user without access
+        # (403) and a missing member or segment (404) itself (_api, _raise_for).
         try:
-            return http.call(method, url if url.startswith("http") else s.base + url, s.attempts, **kwargs)
+            return http.call(
+                method,
+                url if url.startswith("http") else s.base + url,
+                s.attempts,
+                expect_json=True,
+                handles=(401, 403, 404),
+                **kwargs,
+            )
         except http.TransportError as exc:
             raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
 

@@ -77,8 +77,11 @@ class SandboxClient:
         probability=None,
         seed=None,
         body=None,
+        **options,
     ):
+        """Inject a fault; `options` are the fields of the answer kinds (content_type, headers, encoding …)."""
         spec = self._options(
+            **options,
             partner=partner,
             kind=kind,
             path=path,

@@ -104,6 +104,16 @@ class Response:
         self.headers = headers or []
 
 
+class Partial:
+    """An answer that stops part-way: its head and the first ``sent`` bytes of its body, then, after ``hold``
+    seconds, the connection is closed (a receiver that crashes or stalls while answering)."""
+
+    __slots__ = ("response", "sent", "hold")
+
+    def __init__(self, response, sent, hold=0.0):
+        self.response, self.sent, self.hold = response, sent, hold
+
+
 def json_response(status, payload, headers=None, content_type="application/json; charset=utf-8"):
     extra = [("Content-Type", content_type)]
     if headers:

@@ -8,17 +8,39 @@ Kinds:
 - ``answer``: answer ``status`` (default 200) with ``body`` (default empty) as ``content_type`` (default
   ``text/html; charset=utf-8``) and any ``headers`` ({name: value}, a ``Location`` say): what a proxy, a
   captive portal or a broken partner answers instead of the partner's JSON;
-- ``huge``: answer ``status`` (default 200) with a JSON body of ``size`` bytes (default 6 MiB, at most 64 MiB).
+- ``huge``: answer ``status`` (default 200) with a JSON body of ``size`` bytes (default 6 MiB, at most 64 MiB);
+- ``cut``: answer ``status`` (default 200) declaring a JSON body but send only its first half, then hang up;
+- ``stall``: the same, but hold the connection ``delay`` seconds (default 30, at most 60) before hanging up;
+- ``bad_gzip``: answer ``status`` (default 200) with ``Content-Encoding: gzip`` and a body that is not gzip;
+- ``echo``: answer ``status`` (default 400) with ``body`` (a template, default ``{"error": "Could not read:
+  {request}"}``, as ``content_type``, default ``application/json``) where ``{request}`` is what the request
+  carried as it was received (its Authorization header, query string and body) written as ``encoding``:
+  ``json`` (inside a JSON string, non-ASCII as \\u escapes; the default), ``json-utf8`` (inside a JSON string,
+  non-ASCII kept), ``url`` (percent-encoded, a space as %20), ``url-plus`` (a space as +) or ``raw``: what a
+  partner quoting our request back in its error does.
 """
 
+import json
 import random
 import threading
+from urllib.parse import quote, quote_plus
 
-from .common import Response
+from .common import Partial, Response
 
 PARTNERS = ("mailchimp", "braze", "xandr", "facebook", "webhook")
-KINDS = ("status", "timeout", "drop", "slow", "answer", "huge")
-ANSWERS = ("answer", "huge")  # faults that replace the partner's answer with one of their own
+KINDS = ("status", "timeout", "drop", "slow", "answer", "huge", "cut", "stall", "bad_gzip", "echo")
+# Faults that replace the partner's answer with one of their own.
+ANSWERS = ("answer", "huge", "cut", "stall", "bad_gzip", "echo")
+ECHO_BODY = '{"error": "Could not read: {request}"}'
+ECHO_ENCODINGS = {
+    "json": lambda text: json.dumps(text)[1:-1],
+    "json-utf8": lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    "url": lambda text: quote(text, safe=""),
+    "url-plus": lambda text: quote_plus(text, safe=""),
+    "raw": lambda text: text,
+}
+# The JSON body a cut or stalled answer declares; half of it is sent.
+PARTIAL_BODY = b'{"status":"ok","padding":"' + b"x" * 2048 + b'"}'
 MAX_DELAY = 60.0
 HUGE_DEFAULT = 6 * 1024 * 1024
 HUGE_MAX = 64 * 1024 * 1024
@@ -46,6 +68,7 @@ class Fault:
         "content_type",
         "headers",
         "size",
+        "encoding",
     )
 
     def describe(self):
@@ -62,6 +85,12 @@ class Fault:
             out.update(status=self.status, content_type=self.content_type, headers=self.headers, body=self.body)
         if self.kind == "huge":
             out.update(status=self.status, size=self.size)
+        if self.kind in ("cut", "stall", "bad_gzip"):
+            out["status"] = self.status
+        if self.kind == "stall":
+            out["delay"] = self.delay
+        if self.kind == "echo":
+            out.update(status=self.status, content_type=self.content_type, body=self.body, encoding=self.encoding)
         if self.probability is None:
             out["remaining"] = self.remaining
         else:
@@ -86,13 +115,54 @@ def _answer_spec(fault, spec):
     fault.size = int(_number(spec, "size", HUGE_DEFAULT, minimum=1, maximum=HUGE_MAX))
 
 
-def answer(fault):
-    """The response an ``answer`` or ``huge`` fault gives instead of the partner's."""
+def answer(fault, request=None):
+    """The response an answer fault gives instead of the partner's."""
+    if fault.kind in ("cut", "stall"):
+        response = Response(fault.status, PARTIAL_BODY, [("Content-Type", "application/json")])
+        return Partial(response, len(PARTIAL_BODY) // 2, fault.delay or 0.0)
+    if fault.kind == "bad_gzip":
+        headers = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+        return Response(fault.status, b"this is not gzip data at all", headers)
+    if fault.kind == "echo":
+        carried = _carried(request)
+        body = (fault.body or ECHO_BODY).replace("{request}", ECHO_ENCODINGS[fault.encoding](carried))
+        return Response(fault.status, body.encode("utf-8"), [("Content-Type", fault.content_type)])
     if fault.kind == "huge":
         filler = b"x" * max(0, fault.size - len(b'{"padding":""}'))
         return Response(fault.status, b'{"padding":"' + filler + b'"}', [("Content-Type", "application/json")])
     headers = [("Content-Type", fault.content_type), *fault.headers.items()]
     return Response(fault.status, (fault.body or "").encode("utf-8"), headers)
+
+
+def _carried(request):
+    """What a request carried, as received: its Authorization header, its query string and its body."""
+    parts = []
+    if request.headers.get("Authorization"):
+        parts.append(f"Authorization: {request.headers.get('Authorization')}")
+    if request.query:
+        parts.append(f"?{request.query}")
+    if request.body:
+        parts.append(request.body.decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def _status(fault, spec, default):
+    status = spec.get("status", default)
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise FaultError(f"'status' must be an HTTP status between 200 and 599, not {status!r}.")
+    fault.status = status
+
+
+def _echo_spec(fault, spec):
+    _status(fault, spec, 400)
+    fault.content_type = spec.get("content_type", "application/json")
+    if not isinstance(fault.content_type, str):
+        raise FaultError("'content_type' must be a string.")
+    if fault.body is not None and not isinstance(fault.body, str):
+        raise FaultError("'body' must be a string.")
+    fault.encoding = spec.get("encoding", "json")
+    if fault.encoding not in ECHO_ENCODINGS:
+        raise FaultError(f"'encoding' must be one of {', '.join(ECHO_ENCODINGS)}, not {fault.encoding!r}.")
 
 
 def _number(spec, field, default, minimum=0.0, maximum=None):
@@ -132,7 +202,7 @@ class FaultBook:
         fault.retry_after = None
         fault.body = spec.get("body")
         fault.delay = None
-        fault.content_type, fault.headers, fault.size = None, None, None
+        fault.content_type, fault.headers, fault.size, fault.encoding = None, None, None, None
         if kind == "status":
             status = spec.get("status", 503)
             if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
@@ -143,6 +213,12 @@ class FaultBook:
             fault.delay = _number(spec, "delay", 30.0, maximum=MAX_DELAY)
         elif kind == "slow":
             fault.delay = _number(spec, "delay", 1.0, maximum=MAX_DELAY)
+        elif kind == "echo":
+            _echo_spec(fault, spec)
+        elif kind in ("cut", "stall", "bad_gzip"):
+            _status(fault, spec, 200)
+            if kind == "stall":
+                fault.delay = _number(spec, "delay", 30.0, maximum=MAX_DELAY)
         elif kind in ANSWERS:
             _answer_spec(fault, spec)
         probability = spec.get("probability")

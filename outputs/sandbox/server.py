@@ -15,7 +15,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .braze import Braze
-from .common import DROP, Request, dumps, json_response, reason
+from .common import DROP, Partial, Request, dumps, json_response, reason
 from .control import Control, seed_demo
 from .facebook import Facebook
 from .faults import ANSWERS, PARTNERS, FaultBook, answer
@@ -152,7 +152,7 @@ class PartnerSandbox:
                     if fault.kind == "drop":
                         return DROP
                     if fault.kind in ANSWERS:
-                        return answer(fault)
+                        return answer(fault, request)
                     if fault.kind == "status":
                         response = partner.error_response(fault.status, fault.retry_after)
                         if fault.body is not None:
@@ -258,6 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
             if sandbox.verbose:
                 sys.stderr.write(f"[sandbox] {self.command} {self.path} -> dropped\n")
             return
+        if isinstance(response, Partial):
+            self._write_part(sandbox, response)
+            return
         self._write(response.status, response.headers, response.body)
         if sandbox.verbose:
             elapsed = (time.perf_counter() - started) * 1000
@@ -281,6 +284,21 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise ValueError("negative Content-Length")
         return self.rfile.read(length) if length else b""
+
+    def _write_part(self, sandbox, partial):
+        """Declare the whole body, send the start of it, wait, then hang up."""
+        response = partial.response
+        self.close_connection = True
+        head = [f"HTTP/1.1 {response.status} {reason(response.status)}\r\n"]
+        head.extend(f"{name}: {value}\r\n" for name, value in response.headers)
+        head.append(f"Content-Length: {len(response.body)}\r\n\r\n")
+        try:
+            self.wfile.write("".join(head).encode("latin-1") + response.body[: partial.sent])
+            self.wfile.flush()
+            sandbox.hold(partial.hold)
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _write(self, status, headers, body):
         if status in (204, 304) or self.command == "HEAD":

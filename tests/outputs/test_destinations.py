@@ -432,7 +432,7 @@ def test_redirects_are_not_followed(sandbox):
 
     result = get("webhook").send(account, CONNECTION, [add(1)])
 
-    assert result.outcomes[1].reason == (
+    assert result.fault.message == (
         "The webhook answered with a redirect (HTTP 302) to http://169.254.169.254/latest/meta-data/; "
         "redirects are not followed: use the final URL."
     )

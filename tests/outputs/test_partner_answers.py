@@ -8,6 +8,7 @@ from connections import engine, services
 from connections.models import Delivery
 from outputs.models import Output
 from outputs.partners.base import Account, Message, Outcome
+from outputs.partners.http import HINTS
 from outputs.partners.registry import get
 from outputs.services import check_credentials
 from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
@@ -51,23 +52,36 @@ def send_mailchimp(account, *messages):
 # --- Mailchimp: anything but its JSON is no answer --------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("content_type", "body", "what"),
-    [
-        ("application/json", '{"new_members": [', "JSON that does not parse"),
-        ("text/html; charset=utf-8", HOTEL_WIFI, "an HTML page instead of JSON"),
-        ("text/plain", "OK", "text/plain instead of JSON"),
-    ],
-    ids=["not-json", "html-with-200", "wrong-content-type"],
-)
-def test_mailchimp_answering_garbage_is_retried_with_a_sentence(sandbox, mailchimp, host, content_type, body, what):
-    inject(sandbox, partner="mailchimp", kind="answer", status=200, content_type=content_type, body=body)
+def test_mailchimp_answering_json_that_does_not_parse_is_retried_with_a_sentence(sandbox, mailchimp, host):
+    inject(sandbox, partner="mailchimp", kind="answer", status=200, content_type="application/json", body="{")
 
     result = send_mailchimp(mailchimp)
 
     assert result.fault is None
     assert result.outcomes[1] == Outcome(
-        "retry", f"{host} answered HTTP 200 with {what}; the answer could not be read."
+        "retry", f"{host} answered HTTP 200 with JSON that does not parse; the answer could not be read."
+    )
+    assert sandbox.mailchimp_list_state(LIST_ID)["member_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "what"),
+    [
+        ("text/html; charset=utf-8", HOTEL_WIFI, "an HTML page instead of JSON"),
+        ("text/plain", "OK", "text/plain instead of JSON"),
+    ],
+    ids=["html-with-200", "wrong-content-type"],
+)
+def test_mailchimp_answering_a_page_faults_the_connection(sandbox, mailchimp, host, content_type, body, what):
+    """Not Mailchimp answering (a captive portal, a proxy): a person must fix the path, a retry cannot."""
+    inject(sandbox, partner="mailchimp", kind="answer", status=200, content_type=content_type, body=body)
+
+    result = send_mailchimp(mailchimp)
+
+    assert (result.fault.kind, result.fault.message, result.fault.hint) == (
+        "destination",
+        f"{host} answered HTTP 200 with {what}; the answer could not be read.",
+        HINTS["content"],
     )
     assert sandbox.mailchimp_list_state(LIST_ID)["member_count"] == 0
 
@@ -96,7 +110,9 @@ def test_mailchimp_redirecting_is_no_answer(sandbox, mailchimp, host):
 
     result = send_mailchimp(mailchimp)
 
-    assert result.outcomes[1].reason == f"{host} answered with a redirect (HTTP 301); redirects are not followed."
+    assert result.fault.message == (
+        f"{host} answered with a redirect (HTTP 301) to http://10.0.0.5/3.0/; redirects are not followed."
+    )
     assert sandbox.stats()["requests"]["mailchimp"] == 1
 
 
@@ -109,10 +125,10 @@ def test_checking_credentials_against_an_html_page_says_so(sandbox, mailchimp, h
 
     check = check_credentials(output)
 
-    assert (check.status, check.detail) == (
+    assert (check.status, check.detail, check.hint) == (
         "failing",
-        f"Could not reach Mailchimp: {host} answered HTTP 200 with an HTML page instead of JSON; the answer could "
-        "not be read.",
+        f"{host} answered HTTP 200 with an HTML page instead of JSON; the answer could not be read.",
+        HINTS["content"],
     )
 
 
@@ -208,7 +224,7 @@ def test_the_delivery_record_shows_neither_the_email_nor_the_api_key_the_partner
 # --- Braze and Facebook: their APIs answer JSON, so an HTML page in its place is no answer ---------------
 
 
-def test_braze_and_facebook_answering_an_html_page_are_retried_with_a_sentence(sandbox, host):
+def test_braze_and_facebook_answering_an_html_page_fault_the_connection(sandbox, host):
     sandbox.braze_key("8d2f6a1c-4b7e-4e0a-9c3d-5f1e2a7b9c0d", ["users.track"])
     braze = Account(
         {"api_key": "8d2f6a1c-4b7e-4e0a-9c3d-5f1e2a7b9c0d", "rest_endpoint": "https://rest.iad-01.braze.com"},
@@ -229,8 +245,7 @@ def test_braze_and_facebook_answering_an_html_page_are_retried_with_a_sentence(s
         inject(sandbox, partner=partner, kind="answer", status=200, content_type="text/html", body=HOTEL_WIFI)
         result = get(partner).send(account, connection, [message])
 
-        assert result.fault is None, partner
-        assert result.outcomes[1] == Outcome("retry", sentence), partner
+        assert (result.fault.kind, result.fault.message) == ("destination", sentence), partner
 
 
 @pytest.mark.django_db(transaction=True)

@@ -49,3 +49,71 @@ def test_it_refuses_an_answer_fault_it_cannot_use(client, spec, error):
         inject(client, partner="mailchimp", kind="answer", **spec)
 
     assert str(caught.value) == f"POST /_sandbox/faults answered 400: {error}"
+
+
+# --- answers that break on the way: cut short, stalled, badly compressed -------------------------------------
+
+
+def _raw_ping(demo):
+    """The answer as it comes off the socket, without requests' decoding."""
+    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=5, stream=True)
+
+
+def test_it_cuts_an_answer_short_and_hangs_up(demo, client):
+    inject(client, partner="mailchimp", kind="cut")
+
+    answer = _raw_ping(demo)
+
+    declared = int(answer.headers["Content-Length"])
+    with pytest.raises(requests.exceptions.ChunkedEncodingError, match="IncompleteRead"):
+        answer.content  # noqa: B018 - reading is the point
+    assert declared > 1000
+
+
+def test_it_stalls_in_the_middle_of_an_answer(demo, client):
+    inject(client, partner="mailchimp", kind="stall", delay=5)
+
+    answer = requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=0.5, stream=True)
+
+    assert answer.status_code == 200  # the head came at once …
+    with pytest.raises(requests.exceptions.ConnectionError, match="Read timed out"):
+        answer.content  # noqa: B018 - … the rest of the body never does
+
+
+def test_it_sends_a_body_that_is_not_the_gzip_it_declares(demo, client):
+    inject(client, partner="mailchimp", kind="bad_gzip")
+
+    answer = _raw_ping(demo)
+
+    assert answer.headers["Content-Encoding"] == "gzip"
+    with pytest.raises(requests.exceptions.ContentDecodingError):
+        answer.content  # noqa: B018 - reading is the point
+
+
+@pytest.mark.parametrize(
+    ("encoding", "shown"),
+    [
+        ("json", 'Authorization: Basic eDowMTIz\\np\\u00e4 \\"s'),
+        ("json-utf8", 'Authorization: Basic eDowMTIz\\npä \\"s'),
+        ("url", "Authorization%3A%20Basic%20eDowMTIz%0Ap%C3%A4%20%22s"),
+        ("url-plus", "Authorization%3A+Basic+eDowMTIz%0Ap%C3%A4+%22s"),
+    ],
+)
+def test_it_echoes_what_the_request_carried_in_the_encoding_asked(demo, client, encoding, shown):
+    inject(client, partner="webhook", kind="echo", encoding=encoding, body="got {request}")
+
+    answer = requests.post(
+        demo["webhook"]["url"], data='pä "s'.encode(), headers={"Authorization": "Basic eDowMTIz"}, timeout=5
+    )
+
+    assert (answer.status_code, answer.content.decode()) == (400, f"got {shown}")
+
+
+def test_it_refuses_an_echo_encoding_it_does_not_know(client):
+    with pytest.raises(SandboxError) as caught:
+        inject(client, partner="mailchimp", kind="echo", encoding="rot13")
+
+    assert str(caught.value) == (
+        "POST /_sandbox/faults answered 400: "
+        "'encoding' must be one of json, json-utf8, url, url-plus, raw, not 'rot13'."
+    )
