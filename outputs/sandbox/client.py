@@ -173,6 +173,14 @@ class SandboxClient:
     def facebook_audience_state(self, audience_id):
         return self._call("GET", f"facebook/audiences/{audience_id}")
 
+    def facebook_rate_limit(self, ad_account_id, calls_per_hour):
+        return self._call(
+            "POST", "facebook/rate_limit", {"ad_account_id": ad_account_id, "calls_per_hour": calls_per_hour}
+        )
+
+    def facebook_advance(self, minutes):
+        return self._call("POST", "facebook/clock", {"minutes": minutes})
+
     # --- webhook -------------------------------------------------------------------------------------------
     def webhook_endpoint(self, name, secret, status=200):
         return self._call("POST", "webhook/endpoints", {"name": name, "secret": secret, "status": status})

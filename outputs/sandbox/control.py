@@ -130,6 +130,12 @@ class Control:
                 ),
             ),
             (
+                "POST",
+                r"facebook/rate_limit",
+                self.body(lambda b: p["facebook"].set_rate_limit(b.get("ad_account_id"), b.get("calls_per_hour"))),
+            ),
+            ("POST", r"facebook/clock", self.body(lambda b: p["facebook"].advance(b.get("minutes")))),
+            (
                 "GET",
                 r"facebook/audiences/(?P<ident>[^/]+)",
                 lambda r, ident: self.found(p["facebook"].inspect(ident), "audience", ident),

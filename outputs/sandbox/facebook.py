@@ -3,12 +3,18 @@ under ``/facebook/v{version}/``: ``{base}/facebook/v21.0/123/users`` stands for
 ``https://graph.facebook.com/v21.0/123/users``.
 
 Covered: ``GET /{audience_id}`` (with ``fields``), ``POST`` and ``DELETE /{audience_id}/users`` (``payload`` with
-``schema`` and ``data``, optional ``session``; at most 10,000 records a request), ``GET /act_{id}``,
+``schema`` and ``data``, and the required ``session``; at most 10,000 records a request), ``GET /act_{id}``,
 ``GET /act_{id}/customaudiences`` and ``GET /me``. Errors are Graph API error objects
 ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``.
+
+Throttling is Facebook's, not HTTP's: no ``Retry-After``, an error code (80003 for the Custom Audience business
+use case) and the ``X-Business-Use-Case-Usage`` header, whose ``estimated_time_to_regain_access`` is in minutes
+(https://developers.facebook.com/docs/graph-api/overview/rate-limiting/). A test sets an ad account's calls per
+hour (``set_rate_limit``) and moves this emulation's clock (``advance``) instead of waiting.
 """
 
 import json
+import math
 import re
 import secrets
 import time
@@ -61,6 +67,11 @@ AUDIENCE_FIELDS = frozenset(
     )
 )
 MAX_SAMPLES = 10
+WINDOW = 3600  # Business Use Case limits count calls over a rolling hour
+THROTTLED_MESSAGE = (
+    "(#80003) There have been too many calls to this ad-account. Wait a bit and try again. For more info, please "
+    "refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting."
+)
 
 
 def fbtrace():
@@ -126,6 +137,12 @@ class Facebook(Partner):
         super().reset()
         self.tokens = {}  # token -> {"ad_account_id", "tos_accepted", "business_verified", "admin", "expired_at"}
         self.audiences = {}  # id -> {"ad_account_id", "name", "flagged", "members": {value: key}, "sessions": {}}
+        self.rate_limits = {}  # ad account -> calls allowed in a rolling hour
+        self.calls = {}  # ad account -> times of its calls within the last hour
+        self.offset = 0.0  # seconds the clock was moved forward (advance)
+
+    def now(self):
+        return time.time() + self.offset
 
     # --- control -------------------------------------------------------------------------------------------
     def add_token(
@@ -184,6 +201,25 @@ class Facebook(Partner):
                 "sessions": {sid: dict(s, batch_seqs=list(s["batch_seqs"])) for sid, s in audience["sessions"].items()},
             }
 
+    def set_rate_limit(self, ad_account_id, calls_per_hour):
+        """At most ``calls_per_hour`` calls an hour for the ad account (None: no limit)."""
+        if ad_account_id in (None, ""):
+            raise ValueError("'ad_account_id' is required (such as 'act_1001').")
+        if calls_per_hour is not None and (
+            isinstance(calls_per_hour, bool) or not isinstance(calls_per_hour, int) or calls_per_hour < 0
+        ):
+            raise ValueError("'calls_per_hour' must be a whole number of at least 0, or null for no limit.")
+        with self.lock:
+            self.rate_limits[act(ad_account_id)] = calls_per_hour
+        return {"ad_account_id": act(ad_account_id), "calls_per_hour": calls_per_hour}
+
+    def advance(self, minutes):
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes < 0:
+            raise ValueError("'minutes' must be a number of at least 0.")
+        with self.lock:
+            self.offset += minutes * 60
+        return {"advanced_minutes": minutes}
+
     def revoke(self, credential):
         with self.lock:
             token = self.tokens.get(credential)
@@ -198,13 +234,16 @@ class Facebook(Partner):
     def error_response(self, status, retry_after=None):
         headers = retry_after_header(retry_after)
         if status == 429:
+            # Facebook never sends Retry-After: an injected throttle says how long in the usage header, in whole
+            # minutes. The fault does not know the ad account, so the header is keyed by "0".
+            minutes = math.ceil(retry_after / 60) if retry_after else 0
             return graph_error(
                 429,
-                "(#80003) There have been too many calls to this ad-account. Wait a bit and try again.",
+                THROTTLED_MESSAGE,
                 80003,
                 2446079,
                 extra={"is_transient": True},
-                headers=headers,
+                headers=[usage_header("0", 100, minutes)],
             )
         if status == 503:
             return graph_error(
@@ -241,6 +280,33 @@ class Facebook(Partner):
             return invalid_token()
         if token["expired_at"] is not None:
             return expired_token(token["expired_at"])
+        throttled, usage = self._count_call(token["ad_account_id"])
+        response = throttled or self._route(request, parts, params, token, token_value)
+        if usage is not None:
+            response.headers.append(usage)
+        return response
+
+    def _count_call(self, account):
+        """(a throttled answer or None, the usage header or None) for one call of the ad account."""
+        with self.lock:
+            limit = self.rate_limits.get(account)
+            if limit is None:
+                return None, None
+            now = self.now()
+            calls = [t for t in self.calls.get(account, []) if t > now - WINDOW]
+            if len(calls) >= limit:
+                # Access returns when the oldest call in the window leaves it.
+                wait = (calls[0] + WINDOW - now) if calls else WINDOW
+                self.calls[account] = calls
+                header = usage_header(account[4:], 100, max(1, math.ceil(wait / 60)))
+                error = graph_error(400, THROTTLED_MESSAGE, 80003, 2446079, extra={"is_transient": True})
+                return error, header
+            calls.append(now)
+            self.calls[account] = calls
+            percent = min(100, math.ceil(100 * len(calls) / limit)) if limit else 100
+            return None, usage_header(account[4:], percent, 0)
+
+    def _route(self, request, parts, params, token, token_value):
         node, edge = parts[0], (parts[1] if len(parts) == 2 else None)
         method = request.method
         if node == "me" and edge is None and method == "GET":
@@ -390,15 +456,16 @@ class Facebook(Partner):
                 f"Too many records in this request: {len(data)}. Send at most {MAX_RECORDS} records per request."
             )
         session = params.get("session")
-        if isinstance(session, str) and session:
+        if session in (None, ""):
+            return bad_param("The parameter session is required")
+        if isinstance(session, str):
             try:
                 session = json.loads(session)
             except ValueError:
                 return bad_param("Param session must be a JSON-encoded object")
-        if session in (None, ""):
-            session = None
-        elif not isinstance(session, dict) or "session_id" not in session:
-            return bad_param("Param session must be an object with session_id, batch_seq and last_batch_flag")
+        problem = _session_problem(session)
+        if problem:
+            return bad_param(problem)
         rows = [(row if isinstance(row, list) else [row]) for row in data]
         invalid, samples, values = 0, {}, []
         for row in rows:
@@ -448,9 +515,6 @@ class Facebook(Partner):
 
     @staticmethod
     def _record_session(audience, session, received, invalid, remove):
-        if session is None:
-            session_id = str(secrets.randbelow(2**62) + 2**40)
-            session = {"session_id": session_id, "batch_seq": 1, "last_batch_flag": True}
         session_id = session["session_id"]
         record = audience["sessions"].setdefault(
             str(session_id),
@@ -473,6 +537,32 @@ class Facebook(Partner):
             record["last_batch_flag"] = True
             record["stage"] = "finished"
         return session_id
+
+
+def usage_header(business_id, percent, minutes):
+    """X-Business-Use-Case-Usage for the custom_audience use case: percentages of the hourly limit used, and the
+    minutes until a throttled account may call again (0 while it is not throttled)."""
+    entry = {
+        "type": "custom_audience",
+        "call_count": percent,
+        "total_cputime": min(percent, 25),
+        "total_time": min(percent, 25),
+        "estimated_time_to_regain_access": minutes,
+    }
+    return ("X-Business-Use-Case-Usage", json.dumps({str(business_id): [entry]}))
+
+
+def _session_problem(session):
+    """Why a session parameter is not one Facebook takes, or ""."""
+    if not isinstance(session, dict):
+        return "Param session must be a JSON-encoded object"
+    for name in ("session_id", "batch_seq"):
+        value = session.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"Param session[{name}] must be an integer"
+    if not isinstance(session.get("last_batch_flag"), bool):
+        return "Param session[last_batch_flag] must be a boolean"
+    return ""
 
 
 def _sample(samples, value, reason):

@@ -11,11 +11,14 @@ def _sha(value):
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _users(demo, data, schema="EMAIL_SHA256", method="POST", token=TOKEN, session=None, audience=AUDIENCE):
+SESSION = {"session_id": 9001, "batch_seq": 1, "last_batch_flag": True}
+
+
+def _users(demo, data, schema="EMAIL_SHA256", method="POST", token=TOKEN, session=SESSION, audience=AUDIENCE):
     payload = {"schema": schema, "data": data}
     form = {"access_token": token, "payload": json.dumps(payload)}
     if session is not None:
-        form["session"] = json.dumps(session)
+        form["session"] = session if isinstance(session, str) else json.dumps(session)
     return requests.request(method, f"{demo['facebook']['base_url']}/v21.0/{audience}/users", data=form, timeout=10)
 
 
@@ -143,3 +146,57 @@ def test_it_refuses_a_field_the_node_does_not_have(demo):
     assert (
         _error(response)["message"] == "(#100) Tried accessing nonexisting field (nope) on node type (CustomAudience)"
     )
+
+
+def test_it_requires_the_upload_session(demo, client):
+    missing = _users(demo, [[_sha("a")]], session=None)
+    assert missing.status_code == 400
+    assert _error(missing) == {
+        "message": "(#100) The parameter session is required",
+        "type": "OAuthException",
+        "code": 100,
+    }
+    for session, message in (
+        ("not json", "(#100) Param session must be a JSON-encoded object"),
+        ({"batch_seq": 1, "last_batch_flag": True}, "(#100) Param session[session_id] must be an integer"),
+        ({"session_id": 1, "last_batch_flag": True}, "(#100) Param session[batch_seq] must be an integer"),
+        ({"session_id": 1, "batch_seq": 1}, "(#100) Param session[last_batch_flag] must be a boolean"),
+    ):
+        assert _error(_users(demo, [[_sha("a")]], session=session))["message"] == message
+    assert client.facebook_audience_state(AUDIENCE)["count"] == 0  # nothing half-written
+
+
+def test_it_throttles_an_ad_account_as_facebook_does(demo, client):
+    client.facebook_rate_limit("act_1001", 2)
+    first = _users(demo, [[_sha("a")]])
+    assert json.loads(first.headers["X-Business-Use-Case-Usage"])["1001"][0]["call_count"] == 50
+    assert _users(demo, [[_sha("b")]]).status_code == 200
+    client.facebook_advance(20)
+
+    throttled = _users(demo, [[_sha("c")]])
+
+    assert throttled.status_code == 400
+    assert "Retry-After" not in throttled.headers  # Facebook says how long in its usage header, in minutes
+    (usage,) = json.loads(throttled.headers["X-Business-Use-Case-Usage"])["1001"]
+    assert (usage["type"], usage["call_count"], usage["estimated_time_to_regain_access"]) == (
+        "custom_audience",
+        100,
+        40,
+    )
+    error = _error(throttled)
+    assert (error["code"], error["error_subcode"], error["is_transient"]) == (80003, 2446079, True)
+    assert error["message"].startswith("(#80003) There have been too many calls to this ad-account.")
+    assert client.facebook_audience_state(AUDIENCE)["count"] == 2
+
+    client.facebook_advance(40)
+    assert _users(demo, [[_sha("c")]]).status_code == 200
+    assert client.facebook_audience_state(AUDIENCE)["count"] == 3
+
+
+def test_it_answers_an_injected_429_with_minutes_and_no_retry_after(demo, client):
+    client.fault("facebook", "status", status=429, retry_after=90)
+    response = _users(demo, [[_sha("a")]])
+    assert response.status_code == 429
+    assert "Retry-After" not in response.headers
+    (usage,) = json.loads(response.headers["X-Business-Use-Case-Usage"])["0"]
+    assert usage["estimated_time_to_regain_access"] == 2
