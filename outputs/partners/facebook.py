@@ -10,6 +10,7 @@ audience within about 24 hours.
 https://developers.facebook.com/docs/marketing-api/reference/custom-audience/users
 https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences
 https://developers.facebook.com/docs/graph-api/guides/error-handling
+https://developers.facebook.com/docs/graph-api/overview/rate-limiting/
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from outputs.partners.base import (
     Partner,
     SendResult,
     Setting,
-    sha256_email,
+    sha256_hex,
     sha256_phone,
 )
 
@@ -41,8 +42,10 @@ SCHEMAS = {
     "ios_idfa": "MOBILE_ADVERTISER_ID",
     "android_aaid": "MOBILE_ADVERTISER_ID",
 }
-# Graph error codes that mean "slow down" (API, user, app and ads-management throttling).
-THROTTLED = {4, 17, 32, 613, 80003, 80004}
+# Graph error codes that mean "slow down": app (4), user (17), page (32) and custom (613) limits, and the
+# Business Use Case limits (80000-80014: ads insights, pages, custom audiences, ads management, ...).
+THROTTLED = {4, 17, 32, 613, *range(80000, 80015)}
+THROTTLE_DEFAULT = 60.0  # seconds, when Facebook throttles without saying for how long
 TRANSIENT = {1, 2}
 PERMISSION = {10, 294, *range(200, 300)}
 
@@ -64,6 +67,12 @@ HINTS = {
     "settings of this output and connection against it.",
     "transient": "This is usually temporary; verification runs again on its schedule.",
 }
+
+
+def hashed_email(value: str) -> str:
+    # As the Marketing API SDK does (CustomAudienceMixin.format_params): strip these characters, dots included,
+    # from both ends, then lower-case. Facebook matches on the hash, so any other trimming loses the person.
+    return sha256_hex(value.strip(" \t\r\n\0\x0b.").lower())
 
 
 def madid(value: str) -> str:
@@ -90,7 +99,7 @@ class FacebookCustomAudiences(Partner):
     docs_url = "https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences"
     default_base_url = "https://graph.facebook.com"
     hosts = ("graph.facebook.com",)
-    identity_types = {"email": sha256_email, "mobile_number": sha256_phone, "ios_idfa": madid, "android_aaid": madid}
+    identity_types = {"email": hashed_email, "mobile_number": sha256_phone, "ios_idfa": madid, "android_aaid": madid}
     output_settings = (
         Setting(
             "access_token",
@@ -298,8 +307,10 @@ def _classify(account: Account, response, error: dict, node: str) -> tuple[Outco
     lowered = text.lower() + " " + str(error.get("error_user_title") or "").lower()
 
     if status == 429 or code in THROTTLED:
-        reason = "Facebook asked us to slow down" + (f": {text.rstrip('.')}." if text else " (HTTP 429).")
-        return Outcome("retry", reason, http.retry_after(response, 60.0)), None
+        minutes = _regain_minutes(response)
+        reason = "Facebook asked us to slow down" + (f" for {_minutes(minutes)}" if minutes else "")
+        reason += f": {_first_sentences(text)}" if text else " (HTTP 429)."
+        return Outcome("retry", reason, minutes * 60.0 if minutes else THROTTLE_DEFAULT), None
     if status >= 500 or code in TRANSIENT or error.get("is_transient"):
         return Outcome("retry", f"Facebook answered with HTTP {status}, a temporary error."), None
     if code in (190, 102) or status == 401 or (error.get("type") == "OAuthException" and code is None):
@@ -325,6 +336,31 @@ def _classify(account: Account, response, error: dict, node: str) -> tuple[Outco
         return None, Fault("destination", message, HINTS["audience"].format(act=act))
     detail = text.rstrip(".") or f"HTTP {status}"
     return Outcome("rejected", f"Facebook rejected the request: {detail}."), None
+
+
+def _regain_minutes(response) -> int:
+    """The longest estimated_time_to_regain_access (minutes) in X-Business-Use-Case-Usage; 0 when none.
+
+    Facebook sends no Retry-After: the header maps each business object to its use cases' usage, e.g.
+    {"1001": [{"type": "custom_audience", "call_count": 100, "estimated_time_to_regain_access": 12}]}.
+    """
+    try:
+        usage = json.loads(response.headers.get("X-Business-Use-Case-Usage") or "{}")
+    except ValueError:
+        return 0
+    entries = [e for v in usage.values() if isinstance(v, list) for e in v] if isinstance(usage, dict) else []
+    minutes = [_int(e.get("estimated_time_to_regain_access")) for e in entries if isinstance(e, dict)]
+    return max([m for m in minutes if m and m > 0], default=0)
+
+
+def _minutes(count: int) -> str:
+    return "1 minute" if count == 1 else f"{count} minutes"
+
+
+def _first_sentences(text: str) -> str:
+    # Facebook's throttle messages end with a pointer to its docs: the sentence a person acts on comes before.
+    kept = text.split(" For more info")[0].strip()
+    return kept if kept.endswith(".") else kept + "."
 
 
 def _terms(act: str) -> tuple[str, str]:

@@ -1,14 +1,16 @@
 """Facebook Custom Audiences against the partner sandbox: real HTTP, the audience checked on the sandbox side."""
 
+import datetime as dt
 import hashlib
 import json
 
 import pytest
 import requests
+from django.utils import timezone
 
 from outputs.partners import http
-from outputs.partners.base import Account, Message, raw, sha256_email, sha256_phone
-from outputs.partners.facebook import FacebookCustomAudiences, madid
+from outputs.partners.base import Account, Message, raw, sha256_phone
+from outputs.partners.facebook import FacebookCustomAudiences, hashed_email, madid
 from outputs.partners.registry import get
 from outputs.schema import clean_value
 
@@ -18,6 +20,22 @@ AUDIENCE = "23850000000000001"
 IDFA = "aebe52e7-03ee-455a-b3c4-e57283966239"
 CONNECTION = {"audience_id": AUDIENCE}
 TEST_EMAIL_SHA256 = "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"  # sha256("test@example.com")
+JOHN = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"  # sha256("john.doe@example.com")
+ADA = "cfe00dde46ef942601ffafb9e2825e802858b460e586b8305b344c1eb826357d"  # sha256("ada@example.org")
+# Vectors built by hand from the Marketing API SDK's rule (facebook-python-business-sdk,
+# facebook_business/adobjects/helpers/customaudiencemixin.py, format_params for EMAIL_SHA256:
+# user.strip(" \t\r\n\0\x0B.").lower(), then SHA-256 of the UTF-8 bytes).
+SDK_EMAIL_VECTORS = [
+    ("test@example.com", TEST_EMAIL_SHA256),
+    ("  Test@Example.COM ", TEST_EMAIL_SHA256),
+    (".john.doe@example.com", JOHN),
+    ("john.doe@example.com.", JOHN),
+    ("\t..John.Doe@Example.com..\r\n", JOHN),
+    ("\x0bada@example.org\x00", ADA),
+    # A form feed is not in the SDK's set: it stays, and so the hash differs.
+    ("\x0cada@example.org", "edb35154c299fe2a91402d17978133546f56d2118dcb9929edcbe02c82d8bdd7"),
+    ("ÉLODIE@exemple.fr", "f34116fa1fa2ab3840367c97ac2fc11e9e811bc3c424a1361abfc3d719c18e8c"),
+]
 
 
 def setup(sandbox, **token_flags):
@@ -60,8 +78,20 @@ def emails(count, start=0):
 
 def test_it_hashes_emails_to_the_published_test_vector():
     assert hashlib.sha256(b"test@example.com").hexdigest() == TEST_EMAIL_SHA256
-    assert sha256_email("test@example.com") == TEST_EMAIL_SHA256
-    assert sha256_email("  Test@Example.COM ") == TEST_EMAIL_SHA256  # trimmed and lower-cased first
+    assert hashed_email("test@example.com") == TEST_EMAIL_SHA256
+
+
+@pytest.mark.parametrize(("value", "expected"), SDK_EMAIL_VECTORS)
+def test_it_hashes_emails_as_the_marketing_api_sdk_does(value, expected):
+    assert hashed_email(value) == expected
+
+
+def test_it_uploads_an_address_with_a_leading_dot_as_facebook_matches_it(sandbox, partner, account):
+    # We store ".john.doe@example.com" as given; the SDK (and Facebook's matching) drops the dot.
+    result = partner.send(account, CONNECTION, [add(1, ".john.doe@example.com")])
+
+    assert result.outcomes[1].status == "accepted"
+    assert list(audience(sandbox)["members"]) == [JOHN]
 
 
 def test_it_hashes_phone_numbers_as_digits_with_the_country_code():
@@ -112,7 +142,7 @@ def test_it_removes_members_with_delete(sandbox, partner, account):
 
     assert result.outcomes[3].status == "accepted"
     assert [a.method for a in result.attempts] == ["DELETE"]
-    assert list(audience(sandbox)["members"]) == [sha256_email("other@example.com")]
+    assert list(audience(sandbox)["members"]) == [hashed_email("other@example.com")]
 
 
 def test_it_sends_ten_thousand_records_in_one_request(sandbox, partner, account):
@@ -124,7 +154,7 @@ def test_it_sends_ten_thousand_records_in_one_request(sandbox, partner, account)
 
 
 def test_it_keeps_requests_under_the_limit_the_sandbox_enforces(sandbox, partner, account):
-    hashes = [sha256_email(f"person{i}@example.com") for i in range(10_001)]
+    hashes = [hashed_email(f"person{i}@example.com") for i in range(10_001)]
     direct = requests.post(
         f"{sandbox.facebook_url()}/{AUDIENCE}/users",
         data={"payload": json.dumps({"schema": "EMAIL_SHA256", "data": hashes}), "access_token": TOKEN},
@@ -287,7 +317,7 @@ def test_it_faults_when_the_ad_account_has_no_verified_business(sandbox, partner
     )
 
 
-def test_it_retries_on_429_with_retry_after(sandbox, partner, account):
+def test_it_waits_the_minutes_the_usage_header_gives_on_a_429(sandbox, partner, account):
     sandbox.fault(partner="facebook", path="/users", kind="status", status=429, retry_after=30)
 
     result = partner.send(account, CONNECTION, [*emails(2), add(9, IDFA, "ios_idfa")])
@@ -297,10 +327,48 @@ def test_it_retries_on_429_with_retry_after(sandbox, partner, account):
     for outcome in result.outcomes.values():
         assert outcome.status == "retry"
         assert outcome.reason == (
-            "Facebook asked us to slow down: There have been too many calls to this ad-account. "
+            "Facebook asked us to slow down for 1 minute: There have been too many calls to this ad-account. "
             "Wait a bit and try again."
         )
-        assert outcome.retry_after == 30
+        assert outcome.retry_after == 60  # the header's whole minute, not a Retry-After Facebook never sends
+
+
+def test_it_waits_what_facebook_says_when_the_ad_account_is_throttled(sandbox, partner, account):
+    sandbox.facebook_rate_limit(ACT, 2)
+    first = partner.send(account, CONNECTION, emails(1))
+    second = partner.send(account, CONNECTION, emails(1, start=1))
+    sandbox.facebook_advance(45)  # the hour's first call leaves the window in 15 minutes
+
+    throttled = partner.send(account, CONNECTION, [*emails(2, start=2), add(9, IDFA, "ios_idfa")])
+
+    assert {o.status for r in (first, second) for o in r.outcomes.values()} == {"accepted"}
+    assert throttled.fault is None
+    assert {(o.status, o.reason, o.retry_after) for o in throttled.outcomes.values()} == {
+        (
+            "retry",
+            "Facebook asked us to slow down for 15 minutes: There have been too many calls to this ad-account. "
+            "Wait a bit and try again.",
+            900,
+        )
+    }
+    assert audience(sandbox)["count"] == 2
+
+    sandbox.facebook_advance(15)
+    retried = partner.send(account, CONNECTION, [*emails(2, start=2), add(9, IDFA, "ios_idfa")])
+
+    assert {o.status for o in retried.outcomes.values()} == {"accepted"}
+    assert audience(sandbox)["count"] == 5  # nothing was lost to the throttle
+
+
+@pytest.mark.parametrize("code", [4, 17, 32, 613, 80000, 80004, 80014])
+def test_it_retries_every_throttling_code_facebook_documents(sandbox, partner, account, code):
+    body = {"error": {"message": f"(#{code}) Rate limited.", "type": "OAuthException", "code": code}}
+    sandbox.fault(partner="facebook", path="/users", kind="status", status=400, body=body)
+
+    result = partner.send(account, CONNECTION, emails(1))
+
+    assert (result.outcomes[0].status, result.outcomes[0].retry_after) == ("retry", 60)
+    assert result.outcomes[0].reason == "Facebook asked us to slow down: Rate limited."
 
 
 def test_it_retries_on_a_server_error(sandbox, partner, account):
@@ -437,3 +505,50 @@ def test_it_validates_its_settings(partner):
     assert clean_value(settings["api_version"], "") == "v21.0"
     assert [s.name for s in partner.output_settings if s.secret] == ["access_token"]
     assert partner.delivery.mode == "realtime"
+
+
+def test_it_sends_the_upload_session_facebook_requires(sandbox, partner, account):
+    result = partner.send(account, CONNECTION, emails(2))
+
+    assert {o.status for o in result.outcomes.values()} == {"accepted"}
+    (session,) = audience(sandbox)["sessions"].values()
+    assert (session["batch_seqs"], session["last_batch_flag"], session["estimated_num_total"]) == ([1], True, 2)
+
+
+# --- through the engine ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_throttled_batch_waits_what_the_header_says_then_arrives_whole(sandbox, account):
+    from audiences.ingest import ProfileInput, upsert_profiles
+    from audiences.models import Audience
+    from audiences.refresh import refresh_audience
+    from connections import engine, services
+    from connections.models import OutboxMessage
+    from outputs.models import Output
+
+    upsert_profiles([ProfileInput(f"u{i}", {"tier": "gold"}, [("email", f"u{i}@example.com")]) for i in range(3)])
+    members = Audience.objects.create(name="Gold", criteria={"user": "tier", "op": "eq", "value": "gold"})
+    refresh_audience(members)
+    output = Output(kind="facebook", name="Facebook", base_url=account.base_url, settings=dict(account.settings))
+    output.set_secrets({"access_token": TOKEN})
+    output.save()
+    conn = services.connect(members, output, CONNECTION)
+    sandbox.facebook_rate_limit(ACT, 0)  # the ad account has used its hour: Facebook says 60 minutes
+
+    started = timezone.now()
+    report = engine.drain(conn.pk)
+
+    assert (report.retried, report.accepted) == (3, 0)
+    for message in OutboxMessage.objects.filter(connection=conn):
+        assert message.state == "pending"
+        assert (
+            started + dt.timedelta(minutes=60) <= message.next_attempt_at <= timezone.now() + dt.timedelta(minutes=61)
+        )
+        assert message.last_error.startswith("Facebook asked us to slow down for 60 minutes: ")
+    assert engine.drain(conn.pk).messages == 0  # not due yet
+
+    sandbox.facebook_rate_limit(ACT, None)
+    OutboxMessage.objects.filter(connection=conn).update(next_attempt_at=timezone.now())
+    assert engine.drain(conn.pk).accepted == 3
+    assert set(audience(sandbox)["members"]) == {hashed_email(f"u{i}@example.com") for i in range(3)}
