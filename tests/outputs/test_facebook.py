@@ -474,6 +474,19 @@ def test_it_verify_reports_a_flagged_audience(sandbox, partner, account):
     )
 
 
+def test_it_verify_warns_while_the_ad_account_is_throttled(sandbox, partner, account):
+    sandbox.facebook_rate_limit(ACT, 0)
+
+    (check,) = partner.verify(account, CONNECTION)
+
+    assert (check.name, check.status) == ("credentials", "warning")
+    assert check.detail == (
+        "Could not check the credentials: Facebook asked us to slow down for 60 minutes: There have been too many "
+        "calls to this ad-account. Wait a bit and try again."
+    )
+    assert check.hint == "This is usually temporary; verification runs again on its schedule."
+
+
 def test_it_verify_reports_a_missing_audience_and_a_bad_token(sandbox, partner, account):
     checks = partner.verify(account, {"audience_id": "999"})
     assert (checks[-1].name, checks[-1].status, checks[-1].detail) == (
