@@ -18,7 +18,8 @@ HINTS = {
     "those identities with the profiles (POST /api/v1/profiles/bulk/), or connect an output that accepts the "
     "identities you have.",
     "rejections": "The most common reason {partner} gave: {reason} Open the connection's rejected messages "
-    "(admin: Outbox messages, state Rejected) to see which identities and why; they are not sent again.",
+    "(admin: Outbox messages, state Rejected; it needs the “Can see member identities” permission) to see which "
+    "identities and why; they are not sent again.",
     "failures": "Look at the connection's last error and fix its cause, then send them again (admin: Retry failed "
     "messages; API: POST /api/v1/connections/{id}/retry-failed/).",
     "waiting": "The oldest has waited since {since}. Check that a qcluster is running (manage.py qcluster) and look "

@@ -271,7 +271,7 @@ def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchim
     audience, first = connected(mailchimp, members=0)
     people(*[(f"p{i}", "Premium", f"p{i}@example.com", None) for i in range(6000)])
     second = services.connect(audience, mailchimp, {"list_id": "second0001"})
-    sandbox.fault("mailchimp", "slow", delay=0.05, count=1000)  # hold requests open so they overlap
+    sandbox.fault("mailchimp", "slow", delay=0.2, count=1000)  # hold requests open long enough that they overlap
 
     threads = [threading.Thread(target=engine.drain, args=(c.pk,)) for c in (first, second)]
     for t in threads:

@@ -983,8 +983,8 @@ def test_it_warns_about_rejections_in_the_last_24_hours(sandbox):
         rejections,
         "rejections",
         "The most common reason Mailchimp gave: [identity] looks fake or invalid, please enter a real email "
-        "address. Open the connection's rejected messages (admin: Outbox messages, state Rejected) to see which "
-        "identities and why; they are not sent again.",
+        "address. Open the connection's rejected messages (admin: Outbox messages, state Rejected; it needs the "
+        "“Can see member identities” permission) to see which identities and why; they are not sent again.",
     )
     assert by_name(checks)["partner count"].detail == "Mailchimp reports 2: the connection is working."
 

@@ -177,8 +177,8 @@ def test_it_verifies_only_what_was_selected(sandbox, parisians):
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--connection", "404"],
-         "No connection with ID 404. The admin's connection list and GET /api/v1/connections/ show the IDs."),
+        (["--connection", "999999"],
+         "No connection with ID 999999. The admin's connection list and GET /api/v1/connections/ show the IDs."),
         (["--audience", "Nobody"], "No audience named 'Nobody'."),
         (["--output", "Nowhere"], "No output named 'Nowhere'."),
     ],
@@ -226,7 +226,7 @@ def test_it_exits_0_1_or_2_from_the_shell(sandbox, parisians):
 
     ok = shell("--connection", str(good.pk))
     failing = shell("--json")
-    unknown = shell("--connection", "404")
+    unknown = shell("--connection", "999999")
     not_a_number = shell("--connection", "x")
 
     assert (ok.returncode, ok.stderr) == (0, "")
@@ -235,7 +235,7 @@ def test_it_exits_0_1_or_2_from_the_shell(sandbox, parisians):
     assert [c["status"] for c in json.loads(failing.stdout)["connections"]] == ["ok", "failing"]
     assert failing.stderr == f"CommandError: 1 of 2 connections is failing: {LABEL} (ID {bad.pk}).\n"
     assert unknown.returncode == 2
-    assert unknown.stderr.startswith("CommandError: No connection with ID 404.")
+    assert unknown.stderr.startswith("CommandError: No connection with ID 999999.")
     assert not_a_number.returncode == 2
     assert "argument --connection: invalid int value: 'x'" in not_a_number.stderr
     assert Connection.objects.get(pk=bad.pk).verification_status == "failing"

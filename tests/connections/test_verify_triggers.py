@@ -151,4 +151,4 @@ def test_it_verifies_every_connection_on_schedule_but_those_being_disconnected(
 
 
 def test_it_skips_a_connection_deleted_before_its_task_ran():
-    assert tasks.verify_connection(404) is None
+    assert tasks.verify_connection(999999) is None
