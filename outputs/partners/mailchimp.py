@@ -278,6 +278,8 @@ class Mailchimp(Partner):
 
     def _remove_unarchivable(self, account, list_id, member_path, result) -> Outcome:
         response = self._call(account, "GET", member_path, result)
+        if response.status_code == 404:
+            return ACCEPTED  # gone since the DELETE (the list was there: it just answered 405)
         self._raise_for_request(account, list_id, response)
         if http.json_or_empty(response).get("status") != "pending":
             return ACCEPTED  # archived already (a repeat), or cleaned: Mailchimp sends a bounced address nothing

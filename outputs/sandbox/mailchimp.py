@@ -47,7 +47,7 @@ CANNOT_REMOVE = "This list member cannot be removed. Can not archive a contact t
 UNREMOVABLE = ("pending", "cleaned", "archived")
 TOO_MANY_SIGNUPS = "{email} has signed up to a lot of lists very recently; we're not allowing more signups for now"
 MERGE_FIELDS_INVALID = "Your merge fields were invalid."
-_ENTER = "Please enter a value"  # the message beside the merge tag that has none
+PLEASE_ENTER = "Please enter a value"  # the message beside the merge tag that has none
 
 
 def problem(status, title=None, detail=None, errors=None, headers=None):
@@ -412,10 +412,12 @@ class Mailchimp(Partner):
             given = merge_fields if isinstance(merge_fields, dict) else {}
             missing = [tag for tag in mlist.required_merge_fields if not str(given.get(tag) or "").strip()]
             if missing:
-                raise MemberError("Invalid Resource", MERGE_FIELDS_INVALID, field=missing[0], field_message=_ENTER)
+                raise MemberError(
+                    "Invalid Resource", MERGE_FIELDS_INVALID, field=missing[0], field_message=PLEASE_ENTER
+                )
         if new_status in ("subscribed", "pending"):
-            if self.busy.get(low):
-                self.busy[low] -= 1
+            if self.busy.get(low) and (member is None or member.status not in ("subscribed", "pending")):
+                self.busy[low] -= 1  # a signup refused; one already on the list is not signing up
                 raise MemberError("Invalid Resource", TOO_MANY_SIGNUPS.format(email=email))
             if low in mlist.forgotten:
                 raise MemberError(
