@@ -105,11 +105,17 @@ class SandboxClient:
     def mailchimp_account(self, api_key):
         return self._call("POST", "mailchimp/accounts", {"api_key": api_key})
 
-    def mailchimp_list(self, api_key, list_id, name=None, double_optin=False):
+    def mailchimp_list(self, api_key, list_id, name=None, double_optin=False, required_merge_fields=None):
         return self._call(
             "POST",
             "mailchimp/lists",
-            {"api_key": api_key, "list_id": list_id, "name": name, "double_optin": double_optin},
+            {
+                "api_key": api_key,
+                "list_id": list_id,
+                "name": name,
+                "double_optin": double_optin,
+                "required_merge_fields": required_merge_fields,
+            },
         )
 
     def delete_mailchimp_list(self, list_id):
@@ -118,8 +124,12 @@ class SandboxClient:
     def mailchimp_list_state(self, list_id):
         return self._call("GET", f"mailchimp/lists/{list_id}")
 
-    def mailchimp_rejection(self, email, kind):
-        return self._call("POST", "mailchimp/rejections", {"email": email, "kind": kind})
+    def mailchimp_rejection(self, email, kind, count=1):
+        return self._call("POST", "mailchimp/rejections", {"email": email, "kind": kind, "count": count})
+
+    def mailchimp_contact_acts(self, list_id, email, action):
+        """The person clicks the confirmation link ("confirm") or the unsubscribe link ("unsubscribe")."""
+        return self._call("POST", "mailchimp/contact_acts", {"list_id": list_id, "email": email, "action": action})
 
     # --- Braze ---------------------------------------------------------------------------------------------
     def braze_key(self, api_key, permissions=None):

@@ -67,7 +67,11 @@ class Control:
                 r"mailchimp/lists",
                 self.body(
                     lambda b: p["mailchimp"].add_list(
-                        b.get("api_key"), b.get("list_id"), b.get("name"), b.get("double_optin", False)
+                        b.get("api_key"),
+                        b.get("list_id"),
+                        b.get("name"),
+                        b.get("double_optin", False),
+                        b.get("required_merge_fields"),
                     )
                 ),
             ),
@@ -84,7 +88,12 @@ class Control:
             (
                 "POST",
                 r"mailchimp/rejections",
-                self.body(lambda b: p["mailchimp"].reject(b.get("email"), b.get("kind"))),
+                self.body(lambda b: p["mailchimp"].reject(b.get("email"), b.get("kind"), b.get("count", 1))),
+            ),
+            (
+                "POST",
+                r"mailchimp/contact_acts",
+                self.body(lambda b: p["mailchimp"].contact_acts(b.get("list_id"), b.get("email"), b.get("action"))),
             ),
             ("POST", r"braze/keys", self.body(lambda b: p["braze"].add_key(b.get("api_key"), b.get("permissions")))),
             ("GET", r"braze/users", lambda r: json_response(200, p["braze"].inspect())),
