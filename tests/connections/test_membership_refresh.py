@@ -138,3 +138,20 @@ def test_verification_is_ok_when_every_member_was_added_within_the_expiration(sa
         "ok",
         "Every member was added to AppNexus / Xandr within the last 180 days.",
     )
+
+
+def test_a_refresh_age_xandr_would_not_wait_for_is_a_400_naming_the_setting(api, sandbox):
+    sandbox.xandr_account("demo", "demo-pass", MEMBER)
+    output = Output(kind="xandr", name="AppNexus", settings={"username": "demo", "member_id": MEMBER})
+    output.set_secrets({"password": "demo-pass"})
+    output.save()
+    audience = StaticAudienceFactory(name="Devices")
+    body = {"audience": audience.pk, "output": output.pk, "settings": {"segment_id": SEGMENT, "refresh_days": 181}}
+
+    response = api.post("/api/v1/connections/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "settings": {"refresh_days": ["Must be between 1 and 150 days: Xandr drops segment members after 180 days."]}
+    }
+    assert not Connection.objects.exists()
