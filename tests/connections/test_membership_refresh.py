@@ -108,26 +108,6 @@ def test_the_prune_keeps_each_members_last_delivered_add(sandbox, conn):
     assert refresh.refresh_all() == {conn.pk: 0}  # refreshed 30 days ago: not due yet
 
 
-def test_verification_fails_with_a_hint_when_members_were_last_added_past_the_expiration(sandbox, conn):
-    days_pass(sandbox, 181)
-
-    status, checks = verification.verify(conn)
-
-    expiry = next(c for c in checks if c.name == "expiry")
-    assert status == "failing"
-    assert expiry.status == "failing"
-    assert expiry.detail == (
-        "5 members of the audience were last added to AppNexus / Xandr more than 180 days ago, "
-        "so AppNexus / Xandr has dropped them."
-    )
-    assert expiry.hint == (
-        "AppNexus / Xandr removes a member 180 days after the last upload that added them. Members still in the "
-        "audience are uploaded again once their last add is 60 days old (the connection's refresh setting), by the "
-        'hourly "Refresh expiring members" schedule: check that a qcluster is running (manage.py qcluster) and that '
-        "the connection is active."
-    )
-
-
 def test_verification_is_ok_when_every_member_was_added_within_the_expiration(sandbox, conn):
     days_pass(sandbox, 100)
 
