@@ -104,8 +104,8 @@ class PartnerSandbox:
         return time.time() + self.clock_offset
 
     def advance_clock(self, days):
-        if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
-            raise ValueError("'advance_days' must be a number of days, 0 or more.")
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= 36_500:
+            raise ValueError("'advance_days' must be a number of days from 0 to 36,500.")
         self.clock_offset += days * 86400
         return {"now": iso_stamp(self.now()), "offset_days": self.clock_offset / 86400}
 

@@ -161,7 +161,7 @@ def test_the_clock_moves_forward_only_and_a_reset_puts_it_back(client):
 
     backwards = requests.post(f"{client.base_url}/_sandbox/clock", json={"advance_days": -1}, timeout=5)
     assert backwards.status_code == 400
-    assert backwards.json() == {"error": "'advance_days' must be a number of days, 0 or more."}
+    assert backwards.json() == {"error": "'advance_days' must be a number of days from 0 to 36,500."}
 
     client.reset()
     assert requests.post(f"{client.base_url}/_sandbox/clock", json={}, timeout=5).json()["offset_days"] == 0
