@@ -132,7 +132,8 @@ class Xandr(Partner):
             "refresh_days",
             "Refresh after (days)",
             f"Xandr removes a member from the segment {EXPIRES_DAYS} days after the last upload that added them. "
-            "Members still in the audience are uploaded again once their last add is this many days old.",
+            "Members still in the audience are uploaded again once their last add is this many days old "
+            f"(1 to {MAX_REFRESH_DAYS}; empty: {REFRESH_DAYS}).",
             kind="int",
             required=False,
             default=REFRESH_DAYS,
