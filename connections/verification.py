@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from connections import funnel as funnel_mod
+from connections import refresh
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
 from outputs import services as outputs_services
@@ -128,6 +129,26 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
     return checks
 
 
+def expiry_check(conn: Connection, now) -> Check | None:
+    """Where the partner drops members it was not sent again, members last added before that are gone there."""
+    partner = conn.partner
+    days = partner.membership_expires_days
+    if not days:
+        return None
+    expired = refresh.expired_count(conn, days, now)
+    if not expired:
+        return Check("expiry", "ok", f"Every member was added to {partner.name} within the last {days} days.")
+    refresh_days = partner.refresh_days(conn.settings) or days
+    return Check(
+        "expiry",
+        "failing",
+        f"{expired:,} member{'' if expired == 1 else 's'} of the audience {'was' if expired == 1 else 'were'} "
+        f"last added to {partner.name} more than {days} days ago, so {partner.name} has dropped "
+        f"{'it' if expired == 1 else 'them'}.",
+        hint("expired", partner=partner.name, days=days, refresh=refresh_days),
+    )
+
+
 def count_check(conn: Connection, f: funnel_mod.Funnel) -> Check | None:
     partner_count, accepted = f.steps[5].count, f.steps[4].count
     partner = conn.partner
@@ -165,6 +186,9 @@ def verify(conn: Connection) -> tuple[str, list[Check]]:
     f = funnel_mod.compute(conn, partner_count=... if partner_ok else None)
     checks.append(coverage_check(conn, f))
     checks.extend(delivery_checks(conn, now))
+    expiry = expiry_check(conn, now)
+    if expiry is not None:
+        checks.append(expiry)
     count = count_check(conn, f)
     if count is not None:
         checks.append(count)

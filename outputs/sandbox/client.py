@@ -65,6 +65,9 @@ class SandboxClient:
     def revoke(self, partner, credential):
         return self._call("POST", "revoke", {"partner": partner, "credential": credential})
 
+    def advance_clock(self, days):
+        return self._call("POST", "clock", {"advance_days": days})
+
     def fault(
         self,
         partner,

@@ -61,6 +61,7 @@ class Control:
             ("POST", r"faults", self.add_fault),
             ("DELETE", r"faults", self.clear_faults),
             ("POST", r"revoke", self.revoke),
+            ("POST", r"clock", self.body(lambda b: sandbox.advance_clock(b.get("advance_days", 0)))),
             ("POST", r"mailchimp/accounts", self.body(lambda b: p["mailchimp"].add_account(b.get("api_key")))),
             (
                 "POST",

@@ -458,6 +458,30 @@ def test_it_fails_a_wrong_xandr_password(xandr_sandbox):
     )
 
 
+def test_it_fails_xandr_members_last_added_longer_ago_than_xandr_keeps_them(xandr_sandbox):
+    conn = xandr_connection(xandr_sandbox.xandr_url())
+    engine.drain(conn.pk)
+    OutboxMessage.objects.update(finished_at=timezone.now() - dt.timedelta(days=181))
+
+    status, checks = verify(conn)
+
+    expiry = by_name(checks)["expiry"]
+    assert status == "failing"
+    assert (expiry.status, expiry.detail) == (
+        "failing",
+        "2 members of the audience were last added to AppNexus / Xandr more than 180 days ago, "
+        "so AppNexus / Xandr has dropped them.",
+    )
+    assert_hint(
+        expiry,
+        "expired",
+        "AppNexus / Xandr removes a member 180 days after the last upload that added them. Members still in the "
+        "audience are uploaded again once their last add is 60 days old (the connection's refresh setting), by the "
+        'hourly "Refresh expiring members" schedule: check that a qcluster is running (manage.py qcluster) and that '
+        "the connection is active.",
+    )
+
+
 def refuse_sign_in(sandbox, error_id):
     body = {"response": {"status": "error", "error_id": error_id, "error": "Authentication failed"}}
     sandbox.fault("xandr", "status", path="/auth", status=401, body=body)
