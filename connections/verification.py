@@ -12,6 +12,7 @@ from dataclasses import asdict
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from audiences.models import Membership
 from connections import funnel as funnel_mod
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
@@ -61,6 +62,33 @@ def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
     return Check(
         "identity coverage", "ok", f"{reachable:,} of {size:,} members have an identity {partner.name} accepts."
     )
+
+
+def cap_check(conn: Connection) -> Check | None:
+    """Members of this audience in more audiences than the partner keeps in the list they share (Braze arrays)."""
+    partner, output_settings = conn.partner, conn.output.settings
+    shared = partner.membership_cap(output_settings, conn.settings)
+    if shared is None:
+        return None
+    # Few connections per output: read their settings here, so the partner alone decides which share the list.
+    sharing = [
+        audience_id
+        for audience_id, settings in Connection.objects.filter(output_id=conn.output_id)
+        .exclude(status=Connection.Status.DISCONNECTING)
+        .values_list("audience_id", "settings")
+        if partner.membership_cap(output_settings, settings) == shared
+    ]
+    members = Membership.objects.filter(audience_id=conn.audience_id).values("profile_id")
+    over = (
+        Membership.objects.filter(audience_id__in=sharing, profile_id__in=members)
+        .values("profile_id")
+        .annotate(audiences=Count("audience_id"))
+        .filter(audiences__gt=shared[1])
+        .count()
+    )
+    if not over:
+        return Check("array cap", "ok", f"No member is in more than {shared[1]} audiences connected to this output.")
+    return partner.cap_check(over, shared[1], conn.settings)
 
 
 def delivery_checks(conn: Connection, now) -> list[Check]:
@@ -164,6 +192,9 @@ def verify(conn: Connection) -> tuple[str, list[Check]]:
     partner_ok = all(c.status == "ok" for c in checks)
     f = funnel_mod.compute(conn, partner_count=... if partner_ok else None)
     checks.append(coverage_check(conn, f))
+    cap = cap_check(conn)
+    if cap is not None:
+        checks.append(cap)
     checks.extend(delivery_checks(conn, now))
     count = count_check(conn, f)
     if count is not None:
