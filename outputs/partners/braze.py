@@ -142,9 +142,9 @@ class Braze(Partner):
         Setting(
             "membership",
             "Membership written as",
-            "One attribute per audience: a boolean custom attribute named '<attribute name>: <audience>', true "
-            "while the user is a member; no limit. One array attribute: the audience names in one array, of "
-            "which Braze keeps only the newest 25 by default "
+            "One attribute per audience: a boolean custom attribute named after the audience, such as "
+            "'relay_audiences: VIP', true while the user is a member; no limit. One array attribute: the "
+            "audience names in one array, of which Braze keeps only the newest 25 by default "
             "(https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).",
             kind="choice",
             required=False,
