@@ -384,7 +384,7 @@ def test_it_fails_a_braze_key_without_the_users_track_permission(sandbox):
     )
 
 
-def braze_audiences(sandbox, n, membership, array_cap=None):
+def braze_audiences(sandbox, n, membership=None, array_cap=None):
     """`n` audiences connected to one Braze output, one user in all of them and another in the first only."""
     sandbox.braze_key(BRAZE_KEY, ["users.track"])
     settings = {"rest_endpoint": "https://rest.iad-01.braze.com"}
@@ -396,8 +396,8 @@ def braze_audiences(sandbox, n, membership, array_cap=None):
     everywhere = Profile.objects.get(identities__value="u0@example.com")
     for audience in audiences[1:]:
         MembershipFactory(audience=audience, profile=everywhere)
-    conns = [services.connect(a, out, {"identifier": "email", "membership": membership}) for a in audiences]
-    return conns
+    settings = {"identifier": "email", **({"membership": membership} if membership else {})}
+    return [services.connect(a, out, settings) for a in audiences]
 
 
 def test_it_warns_when_members_of_a_braze_array_are_in_more_audiences_than_the_cap(sandbox):
@@ -432,7 +432,7 @@ def test_it_passes_a_braze_array_within_the_outputs_cap(sandbox):
 
 
 def test_it_delivers_all_30_memberships_of_a_user_with_one_braze_attribute_per_audience(sandbox):
-    conns = braze_audiences(sandbox, 30, "attribute")
+    conns = braze_audiences(sandbox, 30)  # the default for a new connection
     for conn in conns:
         engine.drain(conn.pk)
 
