@@ -65,30 +65,31 @@ def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
 
 
 def cap_check(conn: Connection) -> Check | None:
-    """Members of this audience in more audiences than the partner keeps in the list they share (Braze arrays)."""
-    partner, output_settings = conn.partner, conn.output.settings
-    shared = partner.membership_cap(output_settings, conn.settings)
+    """Members of this audience in more audiences than the partner keeps in the list they share (Braze arrays).
+
+    One query: the connections sharing the list are those of the same output whose settings match what the
+    partner names; their audiences' memberships are counted per member of this audience."""
+    partner = conn.partner
+    shared = partner.membership_cap(conn.output.settings, conn.settings)
     if shared is None:
         return None
-    # Few connections per output: read their settings here, so the partner alone decides which share the list.
-    sharing = [
-        audience_id
-        for audience_id, settings in Connection.objects.filter(output_id=conn.output_id)
+    matching, cap = shared
+    sharing = (
+        Connection.objects.filter(output_id=conn.output_id, **{f"settings__{k}": v for k, v in matching.items()})
         .exclude(status=Connection.Status.DISCONNECTING)
-        .values_list("audience_id", "settings")
-        if partner.membership_cap(output_settings, settings) == shared
-    ]
+        .values("audience_id")
+    )
     members = Membership.objects.filter(audience_id=conn.audience_id).values("profile_id")
     over = (
         Membership.objects.filter(audience_id__in=sharing, profile_id__in=members)
         .values("profile_id")
         .annotate(audiences=Count("audience_id"))
-        .filter(audiences__gt=shared[1])
+        .filter(audiences__gt=cap)
         .count()
     )
     if not over:
-        return Check("array cap", "ok", f"No member is in more than {shared[1]} audiences connected to this output.")
-    return partner.cap_check(over, shared[1], conn.settings)
+        return Check("array cap", "ok", f"No member is in more than {cap} audiences connected to this output.")
+    return partner.cap_check(over, cap, conn.settings)
 
 
 def delivery_checks(conn: Connection, now) -> list[Check]:

@@ -266,9 +266,10 @@ class Partner:
         """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
         raise NotImplementedError
 
-    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[str, int] | None:
-        """When the partner keeps a member's audiences in one capped list (a Braze array attribute): the key
-        naming that list (connections of one output with the same key share it) and how many values it keeps.
+    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
+        """When the partner keeps a member's audiences in one capped list (a Braze array attribute): the stored
+        connection settings that name that list (connections of one output with these settings share it) and
+        how many values it keeps.
 
         Verification counts, in one query, the members in more shared audiences than that (`cap_check`)."""
         return None

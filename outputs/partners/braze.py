@@ -211,13 +211,18 @@ class Braze(Partner):
             detail = f"Users are tagged with one attribute per audience ('{attribute}: …'), matched by {matched_by}."
         return [credentials, Check("destination", "ok", detail)]
 
-    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[str, int] | None:
+    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
         if _membership(connection_settings) != ARRAY:
             return None
         # Connections of one output share an array when they match users alike and name the same attribute.
-        identifier = connection_settings.get("identifier") or "external_id"
-        attribute = connection_settings.get("attribute_name") or "relay_audiences"
-        return f"{identifier}:{attribute}", int(output_settings.get("array_cap") or DEFAULT_ARRAY_CAP)
+        # Stored settings always hold these three: new connections get the defaults written, and older ones
+        # got "membership" from connections migration 0006.
+        shared = {
+            "membership": ARRAY,
+            "identifier": connection_settings.get("identifier") or "external_id",
+            "attribute_name": connection_settings.get("attribute_name") or "relay_audiences",
+        }
+        return shared, int(output_settings.get("array_cap") or DEFAULT_ARRAY_CAP)
 
     def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
         attribute = connection_settings.get("attribute_name") or "relay_audiences"

@@ -26,7 +26,7 @@ from connections import engine, services
 from connections.funnel import compute
 from connections.hints import HINTS
 from connections.models import Connection, OutboxMessage
-from connections.verification import verify
+from connections.verification import cap_check, verify
 from outputs.models import Output
 from outputs.partners import braze, facebook, mailchimp, webhook, xandr
 from tests.audiences.factories import MembershipFactory
@@ -420,6 +420,24 @@ def test_it_warns_when_members_of_a_braze_array_are_in_more_audiences_than_the_c
         "maximum array length in Braze (Data Settings → Custom Attributes, up to 100) and set the output's array "
         "cap to match.",
     )
+
+
+def test_it_counts_members_past_the_braze_array_cap_in_one_query(sandbox, django_assert_num_queries):
+    conns = braze_audiences(sandbox, 30, "array", array_cap=30)
+    conn = Connection.objects.select_related("audience", "output").get(pk=conns[0].pk)
+    # Connections writing another array do not share this one: they do not count towards its cap.
+    other = services.connect(
+        StaticAudienceFactory(),
+        conn.output,
+        {"identifier": "email", "membership": "array", "attribute_name": "other_audiences"},
+    )
+    MembershipFactory(audience=other.audience, profile=Profile.objects.get(identities__value="u0@example.com"))
+
+    with django_assert_num_queries(1):
+        check = cap_check(conn)
+
+    # 31 connected audiences, but only 30 write this array: within its cap.
+    assert (check.status, check.detail) == ("ok", "No member is in more than 30 audiences connected to this output.")
 
 
 def test_it_passes_a_braze_array_within_the_outputs_cap(sandbox):
