@@ -275,6 +275,18 @@ class Partner:
         """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
         raise NotImplementedError
 
+    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
+        """When the partner keeps a member's audiences in one capped list (a Braze array attribute): the stored
+        connection settings that name that list (connections of one output with these settings share it) and
+        how many values it keeps.
+
+        Verification counts, in one query, the members in more shared audiences than that (`cap_check`)."""
+        return None
+
+    def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
+        """The warning for `over` members in more than `cap` audiences sharing one list, worded by the partner."""
+        raise NotImplementedError
+
     def partner_count(self, account: Account, connection_settings: dict) -> int | None:
         """How many members the partner reports holding, where its API says; None when it cannot tell."""
         return None

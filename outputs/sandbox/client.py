@@ -144,6 +144,12 @@ class SandboxClient:
     def braze_rate_limit(self, per_minute):
         return self._call("POST", "braze/rate_limit", {"per_minute": per_minute})
 
+    def braze_array_cap(self, cap):
+        return self._call("POST", "braze/array_cap", {"cap": cap})
+
+    def braze_maintenance(self, on):
+        return self._call("POST", "braze/maintenance", {"on": on})
+
     # --- AppNexus / Xandr ----------------------------------------------------------------------------------
     def xandr_account(self, username, password, member_id):
         return self._call(

@@ -99,6 +99,8 @@ class Control:
             ("POST", r"braze/keys", self.body(lambda b: p["braze"].add_key(b.get("api_key"), b.get("permissions")))),
             ("GET", r"braze/users", lambda r: json_response(200, p["braze"].inspect())),
             ("POST", r"braze/rate_limit", self.body(lambda b: p["braze"].set_rate_limit(b.get("per_minute")))),
+            ("POST", r"braze/array_cap", self.body(lambda b: p["braze"].set_array_cap(b.get("cap")))),
+            ("POST", r"braze/maintenance", self.body(lambda b: p["braze"].set_maintenance(b.get("on")))),
             (
                 "POST",
                 r"xandr/accounts",
