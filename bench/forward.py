@@ -155,7 +155,9 @@ def _fresh_connection(kind: str, sandbox_url: str):
         output = harness.mailchimp_output(sandbox_url, name="bench: forwarding Mailchimp")
         return harness.connection(audience, output, {"list_id": LIST})
     output = harness.braze_output(sandbox_url, name="bench: forwarding Braze")
-    return harness.connection(audience, output, {"attribute_name": BRAZE_ATTRIBUTE, "identifier": "external_id"})
+    return harness.connection(
+        audience, output, {"membership": "array", "attribute_name": BRAZE_ATTRIBUTE, "identifier": "external_id"}
+    )
 
 
 def _partner_side(sandbox, kind: str) -> int:

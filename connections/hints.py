@@ -29,6 +29,10 @@ HINTS = {
     "the destination's activity at {partner}.",
     "partner_count_zero": "{partner} reports no members although {forwarded} were forwarded and accepted: check "
     "that the connection points at the list or segment you are looking at, and that nobody emptied it at {partner}.",
+    "expired": "{partner} removes a member {days} days after the last upload that added them. Members still in "
+    "the audience are uploaded again once their last add is {refresh} days old (the connection's refresh setting), "
+    'by the hourly "Refresh expiring members" schedule: check that a qcluster is running (manage.py qcluster) and '
+    "that the connection is active.",
 }
 
 

@@ -4,6 +4,7 @@ SCHEDULES = {
     "Forward due messages": {"func": "connections.tasks.sweep", "schedule_type": "I", "minutes": 1},
     "Prune finished messages": {"func": "connections.tasks.prune", "schedule_type": "D"},
     "Verify connections": {"func": "connections.tasks.verify_all", "schedule_type": "H"},
+    "Refresh expiring members": {"func": "connections.refresh.refresh_all", "schedule_type": "H"},
 }
 
 

@@ -68,7 +68,7 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
     if conn.status == Connection.Status.DISCONNECTING:
         raise ValidationError({"status": ["This connection is being disconnected; it can no longer be changed."]})
     cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
-    moved = cleaned != conn.settings
+    moved = _placement(conn.output, cleaned) != _placement(conn.output, conn.settings)
     changed = moved or (mode, minutes, messages) != (conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
     with transaction.atomic():
         conn.settings, conn.delivery_mode = cleaned, mode
@@ -77,6 +77,12 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
         if changed:
             _verify_after_commit(conn)
         return fanout.backfill(conn) if moved else 0
+
+
+def _placement(output, settings: dict) -> dict:
+    """The settings that decide where members go at the partner: a change there sends them again."""
+    keep = {s.name for s in output.partner.connection_settings if s.backfill_on_change}
+    return {k: v for k, v in settings.items() if k in keep}
 
 
 def _verify_after_commit(conn: Connection) -> None:

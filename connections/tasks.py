@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from connections import engine, services, verification
+from connections import engine, refresh, services, verification
 from connections.models import Connection, Delivery, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,19 @@ def prune() -> int:
     """
     cutoff = timezone.now() - dt.timedelta(days=settings.OUTBOX_KEEP_DAYS)
     finished = ["delivered", "rejected", "failed", "replaced"]
-    deleted, _ = OutboxMessage.objects.filter(state__in=finished, finished_at__lt=cutoff).delete()
+    old = OutboxMessage.objects.filter(state__in=finished, finished_at__lt=cutoff)
+    # Where the partner expires members, a member's newest delivered add says when it must be sent again
+    # (connections.refresh): it stays until a newer add or a remove is delivered.
+    refreshing = [conn.pk for conn, _ in refresh.refreshing_connections()]
+    newer = OutboxMessage.objects.filter(
+        connection_id=OuterRef("connection_id"),
+        identity_type=OuterRef("identity_type"),
+        value=OuterRef("value"),
+        state="delivered",
+        pk__gt=OuterRef("pk"),
+    )
+    old = old.exclude(Q(connection_id__in=refreshing, state="delivered", action="add") & ~Exists(newer))
+    deleted, _ = old.delete()
     deliveries, _ = Delivery.objects.filter(started_at__lt=cutoff).delete()
     return deleted + deliveries
 

@@ -12,7 +12,9 @@ from dataclasses import asdict
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from audiences.models import Membership
 from connections import funnel as funnel_mod
+from connections import refresh
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
 from outputs import services as outputs_services
@@ -61,6 +63,34 @@ def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
     return Check(
         "identity coverage", "ok", f"{reachable:,} of {size:,} members have an identity {partner.name} accepts."
     )
+
+
+def cap_check(conn: Connection) -> Check | None:
+    """Members of this audience in more audiences than the partner keeps in the list they share (Braze arrays).
+
+    One query: the connections sharing the list are those of the same output whose settings match what the
+    partner names; their audiences' memberships are counted per member of this audience."""
+    partner = conn.partner
+    shared = partner.membership_cap(conn.output.settings, conn.settings)
+    if shared is None:
+        return None
+    matching, cap = shared
+    sharing = (
+        Connection.objects.filter(output_id=conn.output_id, **{f"settings__{k}": v for k, v in matching.items()})
+        .exclude(status=Connection.Status.DISCONNECTING)
+        .values("audience_id")
+    )
+    members = Membership.objects.filter(audience_id=conn.audience_id).values("profile_id")
+    over = (
+        Membership.objects.filter(audience_id__in=sharing, profile_id__in=members)
+        .values("profile_id")
+        .annotate(audiences=Count("audience_id"))
+        .filter(audiences__gt=cap)
+        .count()
+    )
+    if not over:
+        return Check("array cap", "ok", f"No member is in more than {cap} audiences connected to this output.")
+    return partner.cap_check(over, cap, conn.settings)
 
 
 def delivery_checks(conn: Connection, now) -> list[Check]:
@@ -128,6 +158,26 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
     return checks
 
 
+def expiry_check(conn: Connection, now) -> Check | None:
+    """Where the partner drops members it was not sent again, members last added before that are gone there."""
+    partner = conn.partner
+    days = partner.membership_expires_days
+    if not days:
+        return None
+    expired = refresh.expired_count(conn, days, now)
+    if not expired:
+        return Check("expiry", "ok", f"Every member was added to {partner.name} within the last {days} days.")
+    refresh_days = partner.refresh_days(conn.settings) or days
+    return Check(
+        "expiry",
+        "failing",
+        f"{expired:,} member{'' if expired == 1 else 's'} of the audience {'was' if expired == 1 else 'were'} "
+        f"last added to {partner.name} more than {days} days ago, so {partner.name} has dropped "
+        f"{'it' if expired == 1 else 'them'}.",
+        hint("expired", partner=partner.name, days=days, refresh=refresh_days),
+    )
+
+
 def count_check(conn: Connection, f: funnel_mod.Funnel) -> Check | None:
     partner_count, accepted = f.steps[5].count, f.steps[4].count
     partner = conn.partner
@@ -164,7 +214,13 @@ def verify(conn: Connection) -> tuple[str, list[Check]]:
     partner_ok = all(c.status == "ok" for c in checks)
     f = funnel_mod.compute(conn, partner_count=... if partner_ok else None)
     checks.append(coverage_check(conn, f))
+    cap = cap_check(conn)
+    if cap is not None:
+        checks.append(cap)
     checks.extend(delivery_checks(conn, now))
+    expiry = expiry_check(conn, now)
+    if expiry is not None:
+        checks.append(expiry)
     count = count_check(conn, f)
     if count is not None:
         checks.append(count)

@@ -104,7 +104,9 @@ class Backlog:
         audience = Audience.objects.create(name=AUDIENCE, kind="static")
         mailchimp = harness.connection(audience, harness.mailchimp_output(self.sandbox.url), {"list_id": LIST})
         braze = harness.connection(
-            audience, harness.braze_output(self.sandbox.url), {"attribute_name": ATTRIBUTE, "identifier": "external_id"}
+            audience,
+            harness.braze_output(self.sandbox.url),
+            {"membership": "array", "attribute_name": ATTRIBUTE, "identifier": "external_id"},
         )
         queue_messages(mailchimp.pk, "email", self.each, "soak", "@soak.example.com")
         queue_messages(braze.pk, "customer_id", self.each, "SOAK-", width=8)

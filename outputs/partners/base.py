@@ -57,6 +57,9 @@ class Setting:
     # True when the value decides where requests carrying credentials or member data go (a webhook's URL,
     # Braze's REST endpoint): changing it is changing credentials (outputs.permissions), like a secret.
     destination: bool = False
+    # A connection setting that does not say where members go (how often to refresh them, say): changing it
+    # does not send the audience's members again.
+    backfill_on_change: bool = True
 
     @property
     def secret(self) -> bool:
@@ -242,10 +245,16 @@ class Partner:
     # True when partner_count is the partner's estimate (of matched people, updated with a delay) rather than
     # a count of what it holds: it is shown, but not compared with what was forwarded.
     count_is_estimate: ClassVar[bool] = False
+    # Days after which the partner drops a member it was not sent again (Xandr: 180); None when it keeps them.
+    membership_expires_days: ClassVar[int | None] = None
 
     def accepted_types(self, connection_settings: dict) -> set[str]:
         """Identity types this connection forwards; a partner may let a connection narrow them."""
         return set(self.identity_types)
+
+    def refresh_days(self, connection_settings: dict) -> int | None:
+        """Members whose last delivered add is older than this are added again (connections.refresh)."""
+        return None
 
     def base_url(self, account: Account) -> str:
         return (account.base_url or self.default_base_url).rstrip("/")
@@ -264,6 +273,18 @@ class Partner:
 
     def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
+        raise NotImplementedError
+
+    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
+        """When the partner keeps a member's audiences in one capped list (a Braze array attribute): the stored
+        connection settings that name that list (connections of one output with these settings share it) and
+        how many values it keeps.
+
+        Verification counts, in one query, the members in more shared audiences than that (`cap_check`)."""
+        return None
+
+    def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
+        """The warning for `over` members in more than `cap` audiences sharing one list, worded by the partner."""
         raise NotImplementedError
 
     def partner_count(self, account: Account, connection_settings: dict) -> int | None:

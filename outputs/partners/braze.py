@@ -1,14 +1,21 @@
-"""Braze: audience membership as an array custom attribute on each user ("relay_audiences": [...]).
+"""Braze: audience membership as custom attributes on each user.
 
-Braze's audiences ("segments") cannot be created over the API, so, like mParticle, we tag users instead:
-each audience a user is in is one value of an array attribute, and Braze segments on it.
+Braze's audiences ("segments") cannot be created over the API, so, like mParticle, we tag users instead, in
+one of two ways a connection chooses:
+- one boolean attribute per audience ("relay_audiences: VIP": true), the default for new connections: no cap;
+- one array attribute listing the audiences ("relay_audiences": ["VIP", …]), as connections made before the
+  choice existed do. Braze keeps 25 values in an array by default (up to 100 if Braze raises it) and drops the
+  oldest past that, so verification warns when members are in more connected audiences than the output's cap
+  (https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).
 
 REST API, https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
 - POST /users/track with `Authorization: Bearer <key>`; the key needs the users.track permission.
 - At most 75 attribute objects a request; 3,000 requests per 3 seconds per workspace.
 - `{"attr": {"add": [...], "remove": [...]}}` adds or removes array values without rewriting the array,
   so a repeat is harmless.
-- 201 with `errors: [{"type", "input_array", "index"}]` means the other objects were taken.
+- 201 with `errors: [{"type", "input_array", "index"}]` means the other objects were taken; 202 `queued` (during
+  maintenance) means Braze took the call and processes it later (https://www.braze.com/docs/api/errors/).
+- 401 is an unknown key; 403 a key without the endpoint's permission.
 - Each workspace lives on one instance with its own REST endpoint (https://rest.iad-01.braze.com, …).
 """
 
@@ -29,10 +36,10 @@ IDENTIFIER_TYPES = {
 }
 
 HINTS = {
-    # Braze answers an unknown key and a key without the endpoint's permission alike (401).
+    # 401: Braze does not know the key here; a key without the permission gets 403 ("permission").
     "credentials": (
-        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has the users.track "
-        "permission, and that the REST endpoint is your instance's ({host})."
+        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has not been deleted, and "
+        "that the REST endpoint is your instance's ({host}): a key works only on its own instance."
     ),
     "permission": (
         "The key lacks the users.track permission: Settings → APIs and Identifiers → edit the key → "
@@ -43,7 +50,19 @@ HINTS = {
         "https://www.braze.com/docs/api/basics/#endpoints, such as https://rest.iad-01.braze.com."
     ),
     "transient": "This is usually temporary; verification runs again on its schedule.",
+    "array_cap": (
+        "Braze keeps only the {cap} newest values of an array attribute and silently drops the oldest. Switch "
+        "this connection to one attribute per audience (setting 'Membership written as'), or raise the "
+        "attribute's maximum array length in Braze (Data Settings → Custom Attributes, up to 100) and set the "
+        "output's array cap to match."
+    ),
 }
+
+ATTRIBUTE, ARRAY = "attribute", "array"
+# Connections made before the choice existed have no "membership" key: they keep today's array attribute
+# (connections migration 0006 also writes it on them, so a form that saves them cannot switch them silently).
+LEGACY_MEMBERSHIP = ARRAY
+DEFAULT_ARRAY_CAP = 25
 
 
 # The REST endpoint of each Braze instance, as listed at https://www.braze.com/docs/api/basics/#endpoints
@@ -65,6 +84,10 @@ def _check_rest_endpoint(value: str) -> str:
         "Use your Braze instance's REST endpoint as listed at https://www.braze.com/docs/api/basics/#endpoints, "
         "such as https://rest.iad-01.braze.com."
     )
+
+
+def _check_array_cap(value: int) -> str:
+    return "" if 1 <= value <= 100 else "Braze keeps from 1 to 100 values in an array attribute."
 
 
 def _check_attribute_name(value: str) -> str:
@@ -104,12 +127,35 @@ class Braze(Partner):
             validate=_check_rest_endpoint,
             destination=True,
         ),
+        Setting(
+            "array_cap",
+            "Array cap",
+            "How many values Braze keeps in an array attribute: 25 unless Braze raised the attribute's maximum "
+            "(up to 100). Verification warns when members of an array connection are in more audiences.",
+            kind="int",
+            required=False,
+            default=DEFAULT_ARRAY_CAP,
+            validate=_check_array_cap,
+        ),
     )
     connection_settings = (
         Setting(
+            "membership",
+            "Membership written as",
+            "One attribute per audience: a boolean custom attribute named after the audience, such as "
+            "'relay_audiences: VIP', true while the user is a member; no limit. One array attribute: the "
+            "audience names in one array, of which Braze keeps only the newest 25 by default "
+            "(https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).",
+            kind="choice",
+            required=False,
+            default=ATTRIBUTE,
+            choices=((ATTRIBUTE, "One attribute per audience"), (ARRAY, "One array attribute")),
+        ),
+        Setting(
             "attribute_name",
             "Attribute name",
-            "The array custom attribute that lists the audiences a user is in; segment on it in Braze "
+            "The array attribute that lists the audiences a user is in, or the prefix of each audience's "
+            "attribute; segment on it in Braze "
             "(https://www.braze.com/docs/user_guide/data_and_analytics/custom_data/custom_attributes/).",
             required=False,
             default="relay_audiences",
@@ -159,8 +205,33 @@ class Braze(Partner):
             return [credentials, Check("destination", "warning", "Not checked: the API key must work first.")]
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
         matched_by = MATCHED_BY[connection_settings.get("identifier") or "external_id"]
-        detail = f"Users are tagged in the array attribute '{attribute}', matched by {matched_by}."
+        if _membership(connection_settings) == ARRAY:
+            detail = f"Users are tagged in the array attribute '{attribute}', matched by {matched_by}."
+        else:
+            detail = f"Users are tagged with one attribute per audience ('{attribute}: …'), matched by {matched_by}."
         return [credentials, Check("destination", "ok", detail)]
+
+    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
+        if _membership(connection_settings) != ARRAY:
+            return None
+        # Connections of one output share an array when they match users alike and name the same attribute.
+        # Stored settings always hold these three: new connections get the defaults written, and older ones
+        # got "membership" from connections migration 0006.
+        shared = {
+            "membership": ARRAY,
+            "identifier": connection_settings.get("identifier") or "external_id",
+            "attribute_name": connection_settings.get("attribute_name") or "relay_audiences",
+        }
+        return shared, int(output_settings.get("array_cap") or DEFAULT_ARRAY_CAP)
+
+    def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
+        attribute = connection_settings.get("attribute_name") or "relay_audiences"
+        members = f"{over:,} member{'' if over == 1 else 's'}"
+        detail = (
+            f"{members} of this audience {'is' if over == 1 else 'are'} in more than {cap} audiences connected to "
+            f"this output; Braze keeps only {cap} in the array attribute '{attribute}'."
+        )
+        return Check("array cap", "warning", detail, HINTS["array_cap"].format(cap=cap))
 
     def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
@@ -172,12 +243,15 @@ class Braze(Partner):
             Outcome("rejected", _wrong_type(identifier)),
         )
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
+        write = _array_change if _membership(connection_settings) == ARRAY else _attribute_change
         # Callers hand over at most batch_size messages; chunking again keeps a bigger list within
         # Braze's 75 attribute objects a request instead of failing it.
         try:
             for start in range(0, len(sendable), self.batch_size):
                 chunk = sendable[start : start + self.batch_size]
-                self._send_chunk(account, chunk, [_attribute_object(m, identifier, attribute) for m in chunk], result)
+                self._send_chunk(
+                    account, chunk, [_attribute_object(m, identifier, write(m, attribute)) for m in chunk], result
+                )
         except _Stop as stop:
             result.fault = stop.fault
             if stop.outcome:
@@ -248,13 +322,27 @@ class Braze(Partner):
         return None
 
 
-def _attribute_object(message: Message, identifier: str, attribute: str) -> dict:
-    change = {"add" if message.action == "add" else "remove": [message.audience]}
+def _membership(connection_settings: dict) -> str:
+    return connection_settings.get("membership") or LEGACY_MEMBERSHIP
+
+
+def _array_change(message: Message, attribute: str) -> dict:
+    # add/remove touch only this audience's value, so connections sharing the array never overwrite each other.
+    return {attribute: {"add" if message.action == "add" else "remove": [message.audience]}}
+
+
+def _attribute_change(message: Message, prefix: str) -> dict:
+    # null removes the attribute from the profile ("To remove custom attributes from user profiles, set the
+    # value to null"), so a user keeps no trace of audiences they left. Braze names hold 255 characters.
+    return {f"{prefix}: {message.audience}"[:255]: True if message.action == "add" else None}
+
+
+def _attribute_object(message: Message, identifier: str, change: dict) -> dict:
     if identifier == "device_alias":
         # Alias-only users are created only when _update_existing_only is false.
         alias = {"alias_name": message.value, "alias_label": message.identity_type}
-        return {"user_alias": alias, "_update_existing_only": False, attribute: change}
-    return {identifier: message.value, attribute: change}
+        return {"user_alias": alias, "_update_existing_only": False, **change}
+    return {identifier: message.value, **change}
 
 
 def _wrong_type(identifier: str) -> str:

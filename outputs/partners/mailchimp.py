@@ -5,6 +5,8 @@ Marketing API 3.0, https://mailchimp.com/developer/marketing/api/list-members/
   of them failed; those come back in `errors[]` with the member's email address.
 - A member's own URL is keyed by the MD5 of the lower-cased email address (the "subscriber hash");
   DELETE on it archives the member (`actions/delete-permanent` would erase it for good, which we never do).
+- DELETE refuses (405) a member who is pending, cleaned (bounced) or already archived.
+- A list can require merge fields (a first name, say); `skip_merge_validation=true` lets members in without them.
 - The API key ends in the data center that hosts the account (`…-us6` → https://us6.api.mailchimp.com).
 - 10 simultaneous connections per key; the 11th gets a 429.
 """
@@ -19,6 +21,9 @@ from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outc
 
 API_KEY = re.compile(r"^[0-9a-f]{32}-([a-z]{2}[0-9]{1,3})$")
 ALREADY_A_MEMBER = "ERROR_CONTACT_EXISTS"
+# Mailchimp words a temporary per-member refusal only in its message (its error_code is ERROR_GENERIC):
+# "… has signed up to a lot of lists very recently; we're not allowing more signups for now".
+TEMPORARY = ("signed up to a lot of lists very recently",)
 
 HINTS = {
     "key_format": (
@@ -223,7 +228,10 @@ class Mailchimp(Partner):
         email_type = account.settings.get("email_type") or "html"
         members = [{"email_address": m.value, "status": status, "email_type": email_type} for m in messages]
         body = {"members": members, "update_existing": update_existing}
-        response = self._call(account, "POST", f"/lists/{list_id}", result, json=body)
+        # We hold no merge field values (names, addresses): without this a list that requires one refuses every
+        # new member. https://mailchimp.com/developer/marketing/api/lists/batch-subscribe-or-unsubscribe/
+        params = {"skip_merge_validation": "true"}
+        response = self._call(account, "POST", f"/lists/{list_id}", result, json=body, params=params)
         self._raise_for_request(account, list_id, response)
         if response.status_code >= 400:
             reason = self._refused(account, response)
@@ -242,13 +250,19 @@ class Mailchimp(Partner):
                 existing.append(m)
             else:
                 reason = _scrub(str(error.get("error") or "Mailchimp did not accept this member."), account)
-                result.outcomes[m.key] = Outcome("rejected", reason)
+                final = not any(phrase in reason for phrase in TEMPORARY)
+                result.outcomes[m.key] = Outcome("rejected" if final else "retry", reason)
         return existing
 
     def _archive(self, account, list_id, removes, result):
         list_checked = False
         for m in removes:
-            response = self._call(account, "DELETE", f"/lists/{list_id}/members/{subscriber_hash(m.value)}", result)
+            member_path = f"/lists/{list_id}/members/{subscriber_hash(m.value)}"
+            response = self._call(account, "DELETE", member_path, result)
+            if response.status_code == 405:
+                # Mailchimp will not archive a member who is pending, cleaned or archived already.
+                result.outcomes[m.key] = self._remove_unarchivable(account, list_id, member_path, result)
+                continue
             if response.status_code == 404:
                 # Either the member is not there (done already: a repeat is harmless) or the list is gone.
                 if not list_checked:
@@ -261,6 +275,22 @@ class Mailchimp(Partner):
                 result.outcomes[m.key] = Outcome("rejected", self._refused(account, response))
             else:
                 result.outcomes[m.key] = ACCEPTED
+
+    def _remove_unarchivable(self, account, list_id, member_path, result) -> Outcome:
+        response = self._call(account, "GET", member_path, result)
+        if response.status_code == 404:
+            return ACCEPTED  # gone since the DELETE (the list was there: it just answered 405)
+        self._raise_for_request(account, list_id, response)
+        if http.json_or_empty(response).get("status") != "pending":
+            return ACCEPTED  # archived already (a repeat), or cleaned: Mailchimp sends a bounced address nothing
+        # Not confirmed yet: left pending, the confirmation email would still subscribe them. Unsubscribed, they
+        # can no longer confirm, and Mailchimp then archives them like anyone else.
+        for method, body in (("PATCH", {"status": "unsubscribed"}), ("DELETE", None)):
+            response = self._call(account, method, member_path, result, json=body)
+            self._raise_for_request(account, list_id, response)
+            if response.status_code >= 400:
+                return Outcome("rejected", self._refused(account, response))
+        return ACCEPTED
 
     # --- HTTP and error classes ------------------------------------------------
 

@@ -39,6 +39,11 @@ DEVICE_CODES = {"ios_idfa": "3", "android_aaid": "8"}
 # EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
 ADD_EXPIRATION = 0
 REMOVE_EXPIRATION = -1
+# "Users are automatically removed from segments after 180 days" (Initial BSS account setup): members who stay
+# in an audience are added again after REFRESH_DAYS, which leaves weeks to spread the refresh over many uploads.
+EXPIRES_DAYS = 180
+REFRESH_DAYS = 60
+MAX_REFRESH_DAYS = 150
 # Xandr's processing SLA: after this a job we were waiting for is forgotten and the lines uploaded again.
 PENDING_FOR = 24 * 3600
 
@@ -90,6 +95,12 @@ def _positive(value) -> str:
     return "" if value > 0 else "Must be a positive number."
 
 
+def _refresh_days(value) -> str:
+    if 1 <= value <= MAX_REFRESH_DAYS:
+        return ""
+    return f"Must be between 1 and {MAX_REFRESH_DAYS} days: Xandr drops segment members after {EXPIRES_DAYS} days."
+
+
 class Xandr(Partner):
     slug = "xandr"
     name = "AppNexus / Xandr"
@@ -117,7 +128,20 @@ class Xandr(Partner):
         Setting(
             "segment_id", "Segment ID", "The Xandr segment that holds this audience.", kind="int", validate=_positive
         ),
+        Setting(
+            "refresh_days",
+            "Refresh after (days)",
+            f"Xandr removes a member from the segment {EXPIRES_DAYS} days after the last upload that added them. "
+            "Members still in the audience are uploaded again once their last add is this many days old "
+            f"(1 to {MAX_REFRESH_DAYS}; empty: {REFRESH_DAYS}).",
+            kind="int",
+            required=False,
+            default=REFRESH_DAYS,
+            validate=_refresh_days,
+            backfill_on_change=False,
+        ),
     )
+    membership_expires_days = EXPIRES_DAYS
     batch_size = 100_000  # lines per file; Xandr's limit is 0.5 GB, about 10 million lines
     max_concurrency = 1
     delivery = Delivery(mode="interval", every_minutes=15, every_messages=50_000)
@@ -125,6 +149,9 @@ class Xandr(Partner):
     job_wait = 30.0
     first_poll_delay = 0.2
     max_poll_delay = 5.0
+
+    def refresh_days(self, connection_settings: dict) -> int | None:
+        return int(connection_settings.get("refresh_days") or REFRESH_DAYS)
 
     # --- checks ----------------------------------------------------------------
 

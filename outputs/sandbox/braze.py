@@ -12,6 +12,10 @@ import time
 from .common import BadJSON, Partner, json_response, reason, retry_after_header
 
 MAX_OBJECTS = 75  # "75 events, 75 purchases, and 75 attributes per API request"
+# Custom attribute arrays hold 25 values unless Braze raises an attribute's maximum (up to 100); past it the
+# oldest value is dropped, and adding a value already held moves it to the end (the newest).
+DEFAULT_ARRAY_CAP = 25
+MAX_ARRAY_CAP = 100
 DEFAULT_PER_MINUTE = 1_000_000  # high, so a benchmark never trips it unless a test lowers it
 ALL_PERMISSIONS = None  # a key made without a permissions list may call every endpoint
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -43,6 +47,10 @@ class Braze(Partner):
         self.purchases = 0
         self.per_minute = DEFAULT_PER_MINUTE
         self.windows = {}  # api key -> [window start, requests in window]
+        self.array_cap = DEFAULT_ARRAY_CAP
+        self.dropped = 0  # array values Braze dropped to stay within the cap
+        self.maintenance = False  # Braze pauses real-time processing: 202 "queued", applied when it ends
+        self.queued = []  # request bodies received during maintenance
 
     # --- control -------------------------------------------------------------------------------------------
     def add_key(self, api_key, permissions=ALL_PERMISSIONS):
@@ -64,6 +72,27 @@ class Braze(Partner):
             self.windows = {}
         return {"per_minute": per_minute}
 
+    def set_array_cap(self, cap):
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_ARRAY_CAP:
+            raise ValueError(f"'cap' must be a whole number from 1 to {MAX_ARRAY_CAP}.")
+        with self.lock:
+            self.array_cap = cap
+        return {"cap": cap}
+
+    def set_maintenance(self, on):
+        if not isinstance(on, bool):
+            raise ValueError("'on' must be true or false.")
+        with self.lock:
+            self.maintenance = on
+            queued, self.queued = (self.queued, []) if not on else ([], self.queued)
+            for body in queued:  # what Braze queued is processed once maintenance ends
+                for obj in body.get("attributes") or []:
+                    try:
+                        self._apply_attributes(obj)
+                    except InvalidObject:
+                        pass
+        return {"maintenance": on, "processed": len(queued)}
+
     def inspect(self):
         with self.lock:
             return {
@@ -71,6 +100,9 @@ class Braze(Partner):
                 "operations": dict(self.operations),
                 "events": self.events,
                 "purchases": self.purchases,
+                "array_cap": self.array_cap,
+                "dropped": self.dropped,
+                "queued": len(self.queued),
             }
 
     def revoke(self, credential):
@@ -137,7 +169,8 @@ class Braze(Partner):
         record = self.keys.get(request.ctx["braze_key"]) or {"permissions": set()}
         permissions = record["permissions"]
         if permissions is not None and "users.track" not in permissions:
-            return json_response(401, {"message": f"Invalid API key: {mask(request.ctx['braze_key'])}"}, headers)
+            # A known key without the endpoint's permission is forbidden, not unknown ("403 Forbidden").
+            return json_response(403, {"message": "Access Denied"}, headers)
         try:
             body = request.json()
         except BadJSON:
@@ -167,6 +200,11 @@ class Braze(Partner):
                     headers,
                 )
             arrays[name] = value
+        with self.lock:
+            if self.maintenance:
+                # "the server will return an HTTP Accepted 202 response code" and process the call later.
+                self.queued.append(arrays)
+                return json_response(202, {"message": "queued"}, headers)
         errors = []
         processed = {}
         with self.lock:
@@ -273,8 +311,9 @@ class Braze(Partner):
                 for item in value.get("add", ()):
                     if item in current:
                         self.duplicates += 1
-                    else:
-                        current.append(item)
+                        current.remove(item)  # re-adding a value makes it the newest
+                    current.append(item)
+                self._cap(current)
                 for item in value.get("remove", ()):
                     if item in current:
                         current.remove(item)
@@ -287,8 +326,18 @@ class Braze(Partner):
             else:
                 if user.get(attr) == value:
                     self.duplicates += 1
+                if isinstance(value, list):
+                    value = list(value)
+                    self._cap(value)
                 user[attr] = value
         self.operations[user_key] = self.operations.get(user_key, 0) + 1
+
+    def _cap(self, values):
+        """Keep the newest `array_cap` values, as Braze does, counting the dropped ones."""
+        over = len(values) - self.array_cap
+        if over > 0:
+            del values[:over]
+            self.dropped += over
 
 
 def _copy(user):

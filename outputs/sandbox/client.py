@@ -65,6 +65,9 @@ class SandboxClient:
     def revoke(self, partner, credential):
         return self._call("POST", "revoke", {"partner": partner, "credential": credential})
 
+    def advance_clock(self, days):
+        return self._call("POST", "clock", {"advance_days": days})
+
     def fault(
         self,
         partner,
@@ -105,11 +108,17 @@ class SandboxClient:
     def mailchimp_account(self, api_key):
         return self._call("POST", "mailchimp/accounts", {"api_key": api_key})
 
-    def mailchimp_list(self, api_key, list_id, name=None, double_optin=False):
+    def mailchimp_list(self, api_key, list_id, name=None, double_optin=False, required_merge_fields=None):
         return self._call(
             "POST",
             "mailchimp/lists",
-            {"api_key": api_key, "list_id": list_id, "name": name, "double_optin": double_optin},
+            {
+                "api_key": api_key,
+                "list_id": list_id,
+                "name": name,
+                "double_optin": double_optin,
+                "required_merge_fields": required_merge_fields,
+            },
         )
 
     def delete_mailchimp_list(self, list_id):
@@ -118,8 +127,12 @@ class SandboxClient:
     def mailchimp_list_state(self, list_id):
         return self._call("GET", f"mailchimp/lists/{list_id}")
 
-    def mailchimp_rejection(self, email, kind):
-        return self._call("POST", "mailchimp/rejections", {"email": email, "kind": kind})
+    def mailchimp_rejection(self, email, kind, count=1):
+        return self._call("POST", "mailchimp/rejections", {"email": email, "kind": kind, "count": count})
+
+    def mailchimp_contact_acts(self, list_id, email, action):
+        """The person clicks the confirmation link ("confirm") or the unsubscribe link ("unsubscribe")."""
+        return self._call("POST", "mailchimp/contact_acts", {"list_id": list_id, "email": email, "action": action})
 
     # --- Braze ---------------------------------------------------------------------------------------------
     def braze_key(self, api_key, permissions=None):
@@ -130,6 +143,12 @@ class SandboxClient:
 
     def braze_rate_limit(self, per_minute):
         return self._call("POST", "braze/rate_limit", {"per_minute": per_minute})
+
+    def braze_array_cap(self, cap):
+        return self._call("POST", "braze/array_cap", {"cap": cap})
+
+    def braze_maintenance(self, on):
+        return self._call("POST", "braze/maintenance", {"on": on})
 
     # --- AppNexus / Xandr ----------------------------------------------------------------------------------
     def xandr_account(self, username, password, member_id):

@@ -61,13 +61,18 @@ class Control:
             ("POST", r"faults", self.add_fault),
             ("DELETE", r"faults", self.clear_faults),
             ("POST", r"revoke", self.revoke),
+            ("POST", r"clock", self.body(lambda b: sandbox.advance_clock(b.get("advance_days", 0)))),
             ("POST", r"mailchimp/accounts", self.body(lambda b: p["mailchimp"].add_account(b.get("api_key")))),
             (
                 "POST",
                 r"mailchimp/lists",
                 self.body(
                     lambda b: p["mailchimp"].add_list(
-                        b.get("api_key"), b.get("list_id"), b.get("name"), b.get("double_optin", False)
+                        b.get("api_key"),
+                        b.get("list_id"),
+                        b.get("name"),
+                        b.get("double_optin", False),
+                        b.get("required_merge_fields"),
                     )
                 ),
             ),
@@ -84,11 +89,18 @@ class Control:
             (
                 "POST",
                 r"mailchimp/rejections",
-                self.body(lambda b: p["mailchimp"].reject(b.get("email"), b.get("kind"))),
+                self.body(lambda b: p["mailchimp"].reject(b.get("email"), b.get("kind"), b.get("count", 1))),
+            ),
+            (
+                "POST",
+                r"mailchimp/contact_acts",
+                self.body(lambda b: p["mailchimp"].contact_acts(b.get("list_id"), b.get("email"), b.get("action"))),
             ),
             ("POST", r"braze/keys", self.body(lambda b: p["braze"].add_key(b.get("api_key"), b.get("permissions")))),
             ("GET", r"braze/users", lambda r: json_response(200, p["braze"].inspect())),
             ("POST", r"braze/rate_limit", self.body(lambda b: p["braze"].set_rate_limit(b.get("per_minute")))),
+            ("POST", r"braze/array_cap", self.body(lambda b: p["braze"].set_array_cap(b.get("cap")))),
+            ("POST", r"braze/maintenance", self.body(lambda b: p["braze"].set_maintenance(b.get("on")))),
             (
                 "POST",
                 r"xandr/accounts",

@@ -42,6 +42,12 @@ GLOSSARY = {
     504: ("Gateway Timeout", "An unexpected internal error has occurred. Please try again later."),
 }
 INVALID_RESOURCE = "The resource submitted could not be validated. For field-specific details, see the 'errors' array."
+# Answers Mailchimp's API gives, as quoted by client libraries' users (sources in docs/sandbox.md).
+CANNOT_REMOVE = "This list member cannot be removed. Can not archive a contact that is bounced, pending or archived"
+UNREMOVABLE = ("pending", "cleaned", "archived")
+TOO_MANY_SIGNUPS = "{email} has signed up to a lot of lists very recently; we're not allowing more signups for now"
+MERGE_FIELDS_INVALID = "Your merge fields were invalid."
+PLEASE_ENTER = "Please enter a value"  # the message beside the merge tag that has none
 
 
 def problem(status, title=None, detail=None, errors=None, headers=None):
@@ -78,8 +84,9 @@ class Member:
 
 
 class MList:
-    def __init__(self, list_id, api_key, name, double_optin):
+    def __init__(self, list_id, api_key, name, double_optin, required_merge_fields=()):
         self.id = list_id
+        self.required_merge_fields = tuple(required_merge_fields)  # merge tags such as "FNAME"
         self.api_key = api_key
         self.name = name
         self.double_optin = double_optin
@@ -95,9 +102,10 @@ class MList:
 class MemberError(Exception):
     """A per-member rejection: ``title`` is the problem title for single calls, ``code`` the batch error_code."""
 
-    def __init__(self, title, message, code="ERROR_GENERIC", field=None):
+    def __init__(self, title, message, code="ERROR_GENERIC", field=None, field_message=None):
         super().__init__(message)
         self.title, self.message, self.code, self.field = title, message, code, field
+        self.field_message = field_message or message
 
 
 class Mailchimp(Partner):
@@ -108,6 +116,7 @@ class Mailchimp(Partner):
         self.accounts = {}  # api key -> {"revoked": bool}
         self.lists = {}
         self.rejections = {}  # lower-cased email -> "fake" | "compliance"
+        self.busy = {}  # lower-cased email -> signups still refused as "too many recent signups"
         if not hasattr(self, "inflight"):
             self.inflight = {}  # survives reset: requests in flight still release their slot
 
@@ -119,27 +128,62 @@ class Mailchimp(Partner):
             self.accounts[api_key] = {"revoked": False}
         return {"api_key": api_key, "dc": api_key.rsplit("-", 1)[1]}
 
-    def add_list(self, api_key, list_id, name, double_optin=False):
+    def add_list(self, api_key, list_id, name, double_optin=False, required_merge_fields=None):
         if not isinstance(list_id, str) or not list_id:
             raise ValueError("'list_id' is required (a string such as 'a1b2c3d4e5').")
+        required = required_merge_fields or []
+        if not isinstance(required, list) or not all(isinstance(t, str) and t for t in required):
+            raise ValueError("'required_merge_fields' must be a list of merge tags such as [\"FNAME\"].")
         if api_key not in self.accounts:
             self.add_account(api_key)
         with self.lock:
-            self.lists[list_id] = MList(list_id, api_key, name or list_id, bool(double_optin))
-        return {"list_id": list_id, "api_key": api_key, "name": name or list_id, "double_optin": bool(double_optin)}
+            self.lists[list_id] = MList(list_id, api_key, name or list_id, bool(double_optin), required)
+        return {
+            "list_id": list_id,
+            "api_key": api_key,
+            "name": name or list_id,
+            "double_optin": bool(double_optin),
+            "required_merge_fields": required,
+        }
 
     def delete_list(self, list_id):
         with self.lock:
             return self.lists.pop(list_id, None) is not None
 
-    def reject(self, email, kind):
-        if kind not in ("fake", "compliance"):
-            raise ValueError("'kind' must be 'fake' or 'compliance'.")
+    def reject(self, email, kind, count=1):
+        if kind not in ("fake", "compliance", "busy"):
+            raise ValueError("'kind' must be 'fake', 'compliance' or 'busy'.")
         if not isinstance(email, str) or "@" not in email:
             raise ValueError("'email' must be an email address.")
+        if kind == "busy":
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError("'count' must be a whole number of at least 1.")
+            with self.lock:
+                self.busy[email.lower()] = count
+            return {"email": email, "kind": kind, "count": count}
         with self.lock:
             self.rejections[email.lower()] = kind
         return {"email": email, "kind": kind}
+
+    def contact_acts(self, list_id, email, action):
+        """What the person does from an email: click the confirmation link, or the unsubscribe link."""
+        if action not in ("confirm", "unsubscribe"):
+            raise ValueError("'action' must be 'confirm' or 'unsubscribe'.")
+        with self.lock:
+            mlist = self.lists.get(list_id)
+            if mlist is None:
+                raise ValueError(f"No list '{list_id}' in the sandbox.")
+            member = mlist.members.get(email.lower()) if isinstance(email, str) else None
+            if member is None:
+                raise ValueError(f"'{email}' is not a contact of list '{list_id}'.")
+            if action == "confirm" and member.status != "pending":
+                raise ValueError(f"{member.email} cannot confirm: the contact is {member.status}, not pending.")
+            if action == "unsubscribe":
+                # Unsubscribing oneself puts the contact in a compliance state: the list owner cannot resubscribe it.
+                self.rejections[member.email.lower()] = "compliance"
+            self._set_status(mlist, member, "subscribed" if action == "confirm" else "unsubscribed")
+            member.operations += 1
+            return {"email": member.email, "status": member.status}
 
     def inspect(self, list_id):
         with self.lock:
@@ -157,6 +201,7 @@ class Mailchimp(Partner):
                 "list_id": list_id,
                 "name": mlist.name,
                 "double_optin": mlist.double_optin,
+                "required_merge_fields": list(mlist.required_merge_fields),
                 "member_count": mlist.counts["subscribed"],
                 "counts": counts,
                 "members": members,
@@ -311,7 +356,25 @@ class Mailchimp(Partner):
         return None if email is None else mlist.members.get(email)
 
     # --- the one place a member changes ---------------------------------------------------------------
-    def _upsert(self, mlist, email, status, status_if_new, email_type, update_existing=True, must_exist=False):
+    @staticmethod
+    def _set_status(mlist, member, status):
+        mlist.counts[member.status] -= 1
+        mlist.counts[status] += 1
+        member.status = status
+        member.last_changed = time.time()
+
+    def _upsert(
+        self,
+        mlist,
+        email,
+        status,
+        status_if_new,
+        email_type,
+        update_existing=True,
+        must_exist=False,
+        merge_fields=None,
+        skip_merge_validation=False,
+    ):
         """Apply one member write; returns ("created" | "updated", member) or raises MemberError."""
         if not isinstance(email, str) or not EMAIL_RE.match(email.strip()):
             raise MemberError("Invalid Resource", "Please provide a valid email address.", field="email_address")
@@ -345,7 +408,17 @@ class Mailchimp(Partner):
             )
         if email_type is not None and email_type not in EMAIL_TYPES:
             raise MemberError("Invalid Resource", "The email_type must be 'html' or 'text'.", field="email_type")
+        if is_new and not skip_merge_validation:
+            given = merge_fields if isinstance(merge_fields, dict) else {}
+            missing = [tag for tag in mlist.required_merge_fields if not str(given.get(tag) or "").strip()]
+            if missing:
+                raise MemberError(
+                    "Invalid Resource", MERGE_FIELDS_INVALID, field=missing[0], field_message=PLEASE_ENTER
+                )
         if new_status in ("subscribed", "pending"):
+            if self.busy.get(low) and (member is None or member.status not in ("subscribed", "pending")):
+                self.busy[low] -= 1  # a signup refused; one already on the list is not signing up
+                raise MemberError("Invalid Resource", TOO_MANY_SIGNUPS.format(email=email))
             if low in mlist.forgotten:
                 raise MemberError(
                     "Forgotten Email Not Subscribed",
@@ -404,6 +477,7 @@ class Mailchimp(Partner):
                 ],
             )
         update_existing = bool(body.get("update_existing", False))
+        skip = request.query_params().get("skip_merge_validation", "").lower() == "true"
         new, updated, errors = [], [], []
         with self.lock:
             for entry in members:
@@ -418,6 +492,8 @@ class Mailchimp(Partner):
                         entry.get("status_if_new"),
                         entry.get("email_type"),
                         update_existing=update_existing,
+                        merge_fields=entry.get("merge_fields"),
+                        skip_merge_validation=skip,
                     )
                 except MemberError as exc:
                     error = {
@@ -426,7 +502,7 @@ class Mailchimp(Partner):
                         "error_code": exc.code,
                     }
                     if exc.field:
-                        error["field"], error["field_message"] = exc.field, exc.message
+                        error["field"], error["field_message"] = exc.field, exc.field_message
                     errors.append(error)
                     continue
                 (new if kind == "created" else updated).append(self._member_body(mlist, member))
@@ -482,11 +558,13 @@ class Mailchimp(Partner):
                     body.get("status_if_new"),
                     body.get("email_type"),
                     must_exist=patch,
+                    merge_fields=body.get("merge_fields"),
+                    skip_merge_validation=request.query_params().get("skip_merge_validation", "").lower() == "true",
                 )
             except MemberError as exc:
                 if exc.title == "Resource Not Found":
                     return problem(404)
-                errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+                errors = [{"field": exc.field, "message": exc.field_message}] if exc.field else None
                 return problem(400, exc.title, exc.message, errors)
             return json_response(200, self._member_body(mlist, member))
 
@@ -505,9 +583,17 @@ class Mailchimp(Partner):
                     400, "Member Exists", f"{email} is already a list member. Use PUT to insert or update list members."
                 )
             try:
-                kind, member = self._upsert(mlist, email, body.get("status"), None, body.get("email_type"))
+                kind, member = self._upsert(
+                    mlist,
+                    email,
+                    body.get("status"),
+                    None,
+                    body.get("email_type"),
+                    merge_fields=body.get("merge_fields"),
+                    skip_merge_validation=request.query_params().get("skip_merge_validation", "").lower() == "true",
+                )
             except MemberError as exc:
-                errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+                errors = [{"field": exc.field, "message": exc.field_message}] if exc.field else None
                 return problem(400, exc.title, exc.message, errors)
             return json_response(200, self._member_body(mlist, member))
 
@@ -523,13 +609,9 @@ class Mailchimp(Partner):
             member = self._find(mlist, target)
             if member is None:
                 return problem(404)
-            if member.status == "archived":
-                self.duplicates += 1
-            else:
-                mlist.counts[member.status] -= 1
-                mlist.counts["archived"] += 1
-                member.status = "archived"
-                member.last_changed = time.time()
+            if member.status in UNREMOVABLE:
+                return problem(405, detail=CANNOT_REMOVE)
+            self._set_status(mlist, member, "archived")
             member.operations += 1
         return empty_response(204)
 

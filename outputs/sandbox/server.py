@@ -15,7 +15,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .braze import Braze
-from .common import DROP, Partial, Request, dumps, json_response, reason
+from .common import DROP, Partial, Request, dumps, iso_stamp, json_response, reason
 from .control import Control, seed_demo
 from .facebook import Facebook
 from .faults import ANSWERS, PARTNERS, FaultBook, answer
@@ -36,6 +36,9 @@ class PartnerSandbox:
             "webhook": Webhook(self),
         }
         self.control = Control(self)
+        # Days the sandbox's clock runs ahead of the real one (POST /_sandbox/clock): rules that act after days
+        # or months, such as Xandr's segment expiration, are tested by moving it rather than by waiting.
+        self.clock_offset = 0.0
         self._stats_lock = threading.Lock()
         self._reset_stats()
         self._server = None
@@ -87,6 +90,7 @@ class PartnerSandbox:
     # --- state ---------------------------------------------------------------------------------------------
     def reset(self):
         self.faults.clear()
+        self.clock_offset = 0.0
         for partner in self.partners.values():
             with partner.lock:
                 partner.reset()
@@ -94,6 +98,16 @@ class PartnerSandbox:
 
     def seed_demo(self):
         return seed_demo(self)
+
+    def now(self):
+        """The sandbox's time: the real time plus however far the clock was moved."""
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, days):
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= 36_500:
+            raise ValueError("'advance_days' must be a number of days from 0 to 36,500.")
+        self.clock_offset += days * 86400
+        return {"now": iso_stamp(self.now()), "offset_days": self.clock_offset / 86400}
 
     def _reset_stats(self):
         with self._stats_lock:

@@ -6,6 +6,9 @@ Service (request a job and an upload URL, post the file to it, poll the job). Fi
 the separators Xandr's own examples use: ``UID,SEG_ID:EXPIRATION;SEG_ID:EXPIRATION`` then, for mobile device IDs,
 ``^`` and the ID type number (3 = IDFA, 8 = AAID, ...). ``EXPIRATION`` -1 removes the user from the segment; a tab
 (SEPARATOR4) may introduce a list of segments to remove the user from. Gzip-compressed files are accepted.
+
+Membership expires: a user stays in a segment for ``EXPIRATION`` minutes from the upload (0 means Xandr's maximum,
+180 days, which is also the cap), then leaves it. Expiry follows the sandbox's clock (``POST /_sandbox/clock``).
 """
 
 import gzip
@@ -14,12 +17,15 @@ import secrets
 import time
 import zlib
 
-from .common import BadJSON, Partner, json_response, retry_after_header, utc_stamp
+from .common import BadJSON, Partner, iso_stamp, json_response, retry_after_header, utc_stamp
 
 TOKEN_LIFETIME = 2 * 60 * 60  # "the token remains valid for 2 hours"
 COMPLETE_AFTER = 1.0  # seconds after the upload, or the second poll, whichever comes first
 MAX_FILE_BYTES = 512 * 1024 * 1024  # "Your segment file should not be larger than 0.5GB."
 MAX_ERROR_LINES = 200
+# "The maximum expiration that can be set is 180 days. Users are automatically removed from segments after 180
+# days." (Initial BSS account setup); EXPIRATION 0 means that maximum (Legacy BSS file format).
+MAX_EXPIRATION_MINUTES = 180 * 24 * 60
 DEVICE_TYPES = {
     "3": "idfa",
     "4": "sha1udid",
@@ -142,7 +148,8 @@ class Xandr(Partner):
         super().reset()
         self.accounts = {}  # username -> {"password", "member_id", "revoked"}
         self.tokens = {}  # token -> {"username", "member_id", "expires"}
-        self.segments = {}  # segment id -> {"member_id", "members": {device id: uid type}}
+        # segment id -> {"member_id", "members": {device id: (uid type, expires at, on the sandbox's clock)}}
+        self.segments = {}
         self.jobs = {}  # job id -> Job
         self.job_numbers = 0
 
@@ -178,13 +185,23 @@ class Xandr(Partner):
             if segment is None:
                 return None
             jobs = [j.describe(base) for j in self.jobs.values() if segment_id in j.segments]
+            members = self._live(segment)
             return {
                 "segment_id": segment_id,
                 "member_id": segment["member_id"],
-                "count": len(segment["members"]),
-                "members": sorted(segment["members"]),
+                "count": len(members),
+                "members": sorted(members),
+                "expires": {uid: iso_stamp(expires) for uid, (_, expires) in sorted(members.items())},
                 "jobs": jobs,
             }
+
+    def _live(self, segment):
+        """The segment's members once those whose expiration passed are gone (the caller holds the lock)."""
+        now = self.sandbox.now()
+        members = segment["members"]
+        for uid in [uid for uid, (_, expires) in members.items() if expires <= now]:
+            del members[uid]
+        return members
 
     def revoke(self, credential):
         """A username (its password stops working and its tokens end) or a single token."""
@@ -500,7 +517,7 @@ class Xandr(Partner):
                     continue
                 job.segments.add(segment_id)
                 counters["num_valid"] += 1
-                members = segment["members"]
+                members = self._live(segment)
                 if expiration == -1:
                     if members.pop(uid, None) is None:
                         self.duplicates += 1
@@ -508,7 +525,9 @@ class Xandr(Partner):
                 else:
                     if uid in members:
                         self.duplicates += 1
-                    members[uid] = uid_type
+                    # Adding again restarts the expiration: this is how a member stays in a segment past 180 days.
+                    minutes = min(expiration or MAX_EXPIRATION_MINUTES, MAX_EXPIRATION_MINUTES)
+                    members[uid] = (uid_type, self.sandbox.now() + minutes * 60)
                     job.added[segment_id] = job.added.get(segment_id, 0) + 1
         counters["num_invalid_segment"] = len(invalid_segments)
         counters["num_unauth_segment"] = len(unauth_segments)

@@ -24,7 +24,8 @@ def braze_connection(sandbox, members):
     output.save()
     audience = StaticAudienceFactory()
     add_members(audience, emails=[f"c{i}@example.com" for i in range(members)])
-    return services.connect(audience, output, {"identifier": "email", "attribute_name": "relay_audiences"})
+    settings = {"identifier": "email", "membership": "array", "attribute_name": "relay_audiences"}
+    return services.connect(audience, output, settings)
 
 
 def test_a_braze_backlog_goes_six_requests_to_a_claim_and_75_to_a_request(sandbox):

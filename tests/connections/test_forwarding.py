@@ -157,6 +157,21 @@ def test_partial_rejections_are_recorded_per_message(sandbox, mailchimp):
     assert subscribed(sandbox) == {"u0@example.com", "u2@example.com"}
 
 
+def test_a_member_mailchimp_refuses_for_now_is_delivered_later(sandbox, mailchimp):
+    _, conn = connected(mailchimp, members=2)
+    sandbox.mailchimp_rejection("u1@example.com", "busy", count=1)  # "signed up to a lot of lists very recently"
+
+    first = engine.drain(conn.pk)
+    waiting = OutboxMessage.objects.get(connection=conn, value="u1@example.com")
+    OutboxMessage.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+    later = engine.drain(conn.pk)
+
+    assert (first.accepted, first.retried, first.rejected) == (1, 1, 0)
+    assert (waiting.state, waiting.attempts) == ("pending", 1)
+    assert later.accepted == 1
+    assert subscribed(sandbox) == {"u0@example.com", "u1@example.com"}
+
+
 def test_a_429_is_retried_after_the_partners_retry_after(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=2)
     sandbox.fault("mailchimp", "status", status=429, retry_after=30, count=1)

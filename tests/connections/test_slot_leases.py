@@ -51,7 +51,8 @@ def one_free_slot(output):
 def connection(output, members):
     audience = StaticAudienceFactory()
     add_members(audience, emails=[f"m{i}@example.com" for i in range(members)])
-    return services.connect(audience, output, {"identifier": "email", "attribute_name": "relay_audiences"})
+    settings = {"identifier": "email", "membership": "array", "attribute_name": "relay_audiences"}
+    return services.connect(audience, output, settings)
 
 
 def tagged(sandbox):

@@ -21,13 +21,15 @@ import pytest
 import requests
 from django.utils import timezone
 
+from audiences.models import Profile
 from connections import engine, services
 from connections.funnel import compute
 from connections.hints import HINTS
 from connections.models import Connection, OutboxMessage
-from connections.verification import verify
+from connections.verification import cap_check, verify
 from outputs.models import Output
 from outputs.partners import braze, facebook, mailchimp, webhook, xandr
+from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import (
     LIST_ID,
     MAILCHIMP_KEY,
@@ -333,8 +335,8 @@ def braze_connection(sandbox, key=BRAZE_KEY, base_url=None):
 def braze_key_hint(sandbox):
     host = sandbox.base_url.removeprefix("http://")
     return (
-        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has the users.track permission, "
-        f"and that the REST endpoint is your instance's ({host})."
+        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has not been deleted, and "
+        f"that the REST endpoint is your instance's ({host}): a key works only on its own instance."
     )
 
 
@@ -346,7 +348,11 @@ def test_it_passes_a_working_braze_key(sandbox):
     assert status == "ok"
     assert [(c.name, c.status, c.detail) for c in checks[:2]] == [
         ("credentials", "ok", "Braze accepted the API key for users.track."),
-        ("destination", "ok", "Users are tagged in the array attribute 'relay_audiences', matched by email address."),
+        (
+            "destination",
+            "ok",
+            "Users are tagged with one attribute per audience ('relay_audiences: …'), matched by email address.",
+        ),
     ]
     assert "partner count" not in by_name(checks)  # Braze has no count to compare
 
@@ -363,14 +369,98 @@ def test_it_fails_a_revoked_braze_key(sandbox):
 
 
 def test_it_fails_a_braze_key_without_the_users_track_permission(sandbox):
-    # Braze answers a key without the permission as it answers an unknown one: 401, so the hint names both.
+    # Braze answers a key it knows but that lacks the permission with 403: the hint names the permission.
     sandbox.braze_key(BRAZE_KEY, ["campaigns.trigger.send"])
 
     status, checks = verify(braze_connection(sandbox))
 
     assert status == "failing"
-    assert (checks[0].status, checks[0].detail) == ("failing", "Braze rejected the API key.")
-    assert_hint(checks[0], "braze:credentials", braze_key_hint(sandbox))
+    assert (checks[0].status, checks[0].detail) == ("failing", "Braze refused the API key for /users/track (HTTP 403).")
+    assert_hint(
+        checks[0],
+        "braze:permission",
+        "The key lacks the users.track permission: Settings → APIs and Identifiers → edit the key → tick "
+        "users.track under User Data.",
+    )
+
+
+def braze_audiences(sandbox, n, membership=None, array_cap=None):
+    """`n` audiences connected to one Braze output, one user in all of them and another in the first only."""
+    sandbox.braze_key(BRAZE_KEY, ["users.track"])
+    settings = {"rest_endpoint": "https://rest.iad-01.braze.com"}
+    if array_cap:
+        settings["array_cap"] = array_cap
+    out = output("braze", settings, {"api_key": BRAZE_KEY}, f"{sandbox.base_url}/braze")
+    audiences = [StaticAudienceFactory() for _ in range(n)]
+    add_members(audiences[0], emails=emails(2))
+    everywhere = Profile.objects.get(identities__value="u0@example.com")
+    for audience in audiences[1:]:
+        MembershipFactory(audience=audience, profile=everywhere)
+    settings = {"identifier": "email", **({"membership": membership} if membership else {})}
+    return [services.connect(a, out, settings) for a in audiences]
+
+
+def test_it_warns_when_members_of_a_braze_array_are_in_more_audiences_than_the_cap(sandbox):
+    conns = braze_audiences(sandbox, 30, "array")
+
+    status, checks = verify(conns[0])
+
+    assert status == "warning"
+    check = by_name(checks)["array cap"]
+    assert (check.status, check.detail) == (
+        "warning",
+        "1 member of this audience is in more than 25 audiences connected to this output; Braze keeps only 25 "
+        "in the array attribute 'relay_audiences'.",
+    )
+    assert_hint(
+        check,
+        "braze:array_cap",
+        "Braze keeps only the 25 newest values of an array attribute and silently drops the oldest. Switch this "
+        "connection to one attribute per audience (setting 'Membership written as'), or raise the attribute's "
+        "maximum array length in Braze (Data Settings → Custom Attributes, up to 100) and set the output's array "
+        "cap to match.",
+    )
+
+
+def test_it_counts_members_past_the_braze_array_cap_in_one_query(sandbox, django_assert_num_queries):
+    conns = braze_audiences(sandbox, 30, "array", array_cap=30)
+    conn = Connection.objects.select_related("audience", "output").get(pk=conns[0].pk)
+    # Connections writing another array do not share this one: they do not count towards its cap.
+    other = services.connect(
+        StaticAudienceFactory(),
+        conn.output,
+        {"identifier": "email", "membership": "array", "attribute_name": "other_audiences"},
+    )
+    MembershipFactory(audience=other.audience, profile=Profile.objects.get(identities__value="u0@example.com"))
+
+    with django_assert_num_queries(1):
+        check = cap_check(conn)
+
+    # 31 connected audiences, but only 30 write this array: within its cap.
+    assert (check.status, check.detail) == ("ok", "No member is in more than 30 audiences connected to this output.")
+
+
+def test_it_passes_a_braze_array_within_the_outputs_cap(sandbox):
+    conns = braze_audiences(sandbox, 30, "array", array_cap=30)
+
+    status, checks = verify(conns[0])
+
+    check = by_name(checks)["array cap"]
+    assert (check.status, check.detail) == ("ok", "No member is in more than 30 audiences connected to this output.")
+
+
+def test_it_delivers_all_30_memberships_of_a_user_with_one_braze_attribute_per_audience(sandbox):
+    conns = braze_audiences(sandbox, 30)  # the default for a new connection
+    for conn in conns:
+        engine.drain(conn.pk)
+
+    status, checks = verify(conns[0])
+
+    assert "array cap" not in by_name(checks)  # no cap to warn about
+    held = sandbox.braze_users()["users"]["email:u0@example.com"]
+    assert {k: v for k, v in held.items() if k.startswith("relay_audiences")} == {
+        f"relay_audiences: {conn.audience.name}": True for conn in conns
+    }
 
 
 def test_it_fails_a_braze_key_refused_for_the_endpoint(sandbox):
@@ -455,6 +545,30 @@ def test_it_fails_a_wrong_xandr_password(xandr_sandbox):
         "xandr:login",
         "Check the username and password of this output; the user needs API access to Xandr (your Xandr "
         "representative can enable it).",
+    )
+
+
+def test_it_fails_xandr_members_last_added_longer_ago_than_xandr_keeps_them(xandr_sandbox):
+    conn = xandr_connection(xandr_sandbox.xandr_url())
+    engine.drain(conn.pk)
+    OutboxMessage.objects.update(finished_at=timezone.now() - dt.timedelta(days=181))
+
+    status, checks = verify(conn)
+
+    expiry = by_name(checks)["expiry"]
+    assert status == "failing"
+    assert (expiry.status, expiry.detail) == (
+        "failing",
+        "2 members of the audience were last added to AppNexus / Xandr more than 180 days ago, "
+        "so AppNexus / Xandr has dropped them.",
+    )
+    assert_hint(
+        expiry,
+        "expired",
+        "AppNexus / Xandr removes a member 180 days after the last upload that added them. Members still in the "
+        "audience are uploaded again once their last add is 60 days old (the connection's refresh setting), by the "
+        'hourly "Refresh expiring members" schedule: check that a qcluster is running (manage.py qcluster) and that '
+        "the connection is active.",
     )
 
 

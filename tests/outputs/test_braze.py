@@ -47,9 +47,15 @@ def users(sandbox):
 def credentials_hint(sandbox):
     host = sandbox.base_url.removeprefix("http://")
     return (
-        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has the users.track "
-        f"permission, and that the REST endpoint is your instance's ({host})."
+        "Check in Braze (Settings → APIs and Identifiers) that the key exists and has not been deleted, and "
+        f"that the REST endpoint is your instance's ({host}): a key works only on its own instance."
     )
+
+
+PERMISSION_HINT = (
+    "The key lacks the users.track permission: Settings → APIs and Identifiers → edit the key → "
+    "tick users.track under User Data."
+)
 
 
 # --- declarations -----------------------------------------------------------------------------------------
@@ -71,8 +77,8 @@ def test_it_is_registered_with_brazes_limits(partner):
         "android_aaid",
         "android_uuid",
     }
-    assert [s.name for s in partner.output_settings] == ["api_key", "rest_endpoint"]
-    assert [s.name for s in partner.connection_settings] == ["attribute_name", "identifier"]
+    assert [s.name for s in partner.output_settings] == ["api_key", "rest_endpoint", "array_cap"]
+    assert [s.name for s in partner.connection_settings] == ["membership", "attribute_name", "identifier"]
 
 
 def test_it_narrows_identity_types_to_the_chosen_identifier(partner):
@@ -111,6 +117,16 @@ def test_it_defaults_the_connection_settings(partner):
     by_name = {s.name: s for s in partner.connection_settings}
     assert clean_value(by_name["attribute_name"], "") == "relay_audiences"
     assert clean_value(by_name["identifier"], None) == "external_id"
+    assert clean_value(by_name["membership"], None) == "attribute"  # new connections: no array cap to hit
+
+
+def test_it_takes_an_array_cap_braze_allows(partner):
+    cap = {s.name: s for s in partner.output_settings}["array_cap"]
+    assert (clean_value(cap, None), clean_value(cap, "100")) == (25, 100)
+    for wrong in (0, 101):
+        with pytest.raises(ValueError) as excinfo:
+            clean_value(cap, wrong)
+        assert str(excinfo.value) == "Braze keeps from 1 to 100 values in an array attribute."
 
 
 def test_it_sends_to_the_rest_endpoint_unless_the_base_url_is_overridden(partner):
@@ -240,7 +256,12 @@ def test_it_faults_on_a_key_without_the_users_track_permission(partner, braze):
 
     result = partner.send(account(braze, key="5e6f7a8b-limited-key"), {}, [add(1, "u1")])
 
-    assert (result.fault.kind, result.fault.message) == ("credentials", "Braze rejected the API key.")
+    # Braze answers 403 for a key it knows that lacks the permission: the hint says which permission.
+    assert (result.fault.kind, result.fault.message, result.fault.hint) == (
+        "credentials",
+        "Braze refused the API key for /users/track (HTTP 403).",
+        PERMISSION_HINT,
+    )
     assert users(braze) == {}
 
 
@@ -262,8 +283,7 @@ def test_it_faults_when_braze_refuses_the_key_for_the_endpoint(partner, braze):
     assert (result.fault.kind, result.fault.message, result.fault.hint) == (
         "credentials",
         "Braze refused the API key for /users/track (HTTP 403).",
-        "The key lacks the users.track permission: Settings → APIs and Identifiers → edit the key → "
-        "tick users.track under User Data.",
+        PERMISSION_HINT,
     )
 
 
@@ -365,6 +385,61 @@ def test_it_never_shows_the_api_key(partner, braze):
     assert results[0].attempts[0].response_excerpt == '{"message":"Invalid API key: …"}'
 
 
+# --- how membership is written ------------------------------------------------------------------------------
+
+PER_AUDIENCE = {"membership": "attribute", "identifier": "external_id", "attribute_name": "relay_audiences"}
+ARRAY = {**PER_AUDIENCE, "membership": "array"}
+
+
+def test_it_keeps_all_30_memberships_with_one_attribute_per_audience(partner, braze):
+    result = partner.send(account(braze), PER_AUDIENCE, [add(n, "u1", audience=f"Audience {n}") for n in range(30)])
+
+    assert set(result.outcomes.values()) == {Outcome("accepted")}
+    assert users(braze)["external_id:u1"] == {f"relay_audiences: Audience {n}": True for n in range(30)}
+    assert braze.braze_users()["dropped"] == 0
+
+
+def test_it_clears_the_audiences_attribute_when_a_user_leaves(partner, braze):
+    partner.send(account(braze), PER_AUDIENCE, [add(1, "u1"), add(2, "u1", audience="Big Spenders")])
+
+    partner.send(account(braze), PER_AUDIENCE, [remove(1, "u1")])
+
+    assert users(braze) == {"external_id:u1": {"relay_audiences: Big Spenders": True}}
+
+
+def test_it_loses_the_oldest_audiences_past_brazes_array_cap(partner, braze):
+    # Why array connections get a verification warning: Braze keeps only the newest 25 and says nothing.
+    result = partner.send(account(braze), ARRAY, [add(n, "u1", audience=f"Audience {n}") for n in range(30)])
+
+    assert set(result.outcomes.values()) == {Outcome("accepted")}
+    assert users(braze)["external_id:u1"]["relay_audiences"] == [f"Audience {n}" for n in range(5, 30)]
+
+
+def test_it_keeps_writing_the_array_for_connections_made_before_the_choice(partner, braze):
+    partner.send(account(braze), {"identifier": "external_id"}, [add(1, "u1")])
+
+    assert users(braze) == {"external_id:u1": {"relay_audiences": [AUDIENCE]}}
+
+
+def test_it_describes_the_membership_mode_in_verification(partner, braze):
+    checks = partner.verify(account(braze), PER_AUDIENCE)
+
+    assert checks[1].detail == (
+        "Users are tagged with one attribute per audience ('relay_audiences: …'), matched by external ID."
+    )
+
+
+def test_it_counts_a_call_braze_queued_during_maintenance_as_delivered(partner, braze):
+    braze.braze_maintenance(True)
+
+    result = partner.send(account(braze), PER_AUDIENCE, [add(1, "u1")])
+
+    assert (result.fault, result.outcomes) == (None, {1: Outcome("accepted")})
+    assert [a.status for a in result.attempts] == [202]
+    braze.braze_maintenance(False)  # Braze processes what it queued
+    assert users(braze) == {"external_id:u1": {f"relay_audiences: {AUDIENCE}": True}}
+
+
 # --- verification -----------------------------------------------------------------------------------------
 
 
@@ -386,8 +461,8 @@ def test_it_fails_verification_for_a_key_without_permission(partner, braze):
     assert (check.name, check.status, check.detail, check.hint) == (
         "credentials",
         "failing",
-        "Braze rejected the API key.",
-        credentials_hint(braze),
+        "Braze refused the API key for /users/track (HTTP 403).",
+        PERMISSION_HINT,
     )
     assert (destination.status, destination.detail) == ("warning", "Not checked: the API key must work first.")
 

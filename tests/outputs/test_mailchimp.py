@@ -10,6 +10,7 @@ from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.mailchimp import Mailchimp, subscriber_hash
 from outputs.partners.registry import get
+from outputs.sandbox.client import SandboxError
 from outputs.schema import clean_value
 
 KEY = "5f0c7e1d9a2b4c6e8f1a3b5c7d9e0f12-us6"
@@ -244,6 +245,108 @@ def test_it_counts_archiving_an_absent_member_as_done(partner, mailchimp):
     # One look at the list tells "no such member" from "no such list"; it is not repeated per member.
     assert [(a.method, a.status) for a in result.attempts] == [("DELETE", 404), ("GET", 200), ("DELETE", 404)]
     assert members(mailchimp) == {}
+
+
+def test_it_unsubscribes_then_archives_a_member_who_leaves_while_pending(partner, mailchimp):
+    deleting = account(mailchimp, delete_on_subscription_end=True, double_optin=True)
+    partner.send(deleting, CONNECTION, [add(1, "ada@example.com")])
+
+    result = partner.send(deleting, CONNECTION, [remove(1, "ada@example.com")])
+
+    assert result.outcomes[1] == Outcome("accepted")
+    # Mailchimp will not archive a pending member; unsubscribed first, the confirmation link no longer works.
+    assert [(a.method, a.status) for a in result.attempts] == [
+        ("DELETE", 405),
+        ("GET", 200),
+        ("PATCH", 200),
+        ("DELETE", 204),
+    ]
+    assert statuses(mailchimp) == {"ada@example.com": "archived"}
+    with pytest.raises(SandboxError) as excinfo:
+        mailchimp.mailchimp_contact_acts(LIST, "ada@example.com", "confirm")
+    assert str(excinfo.value).endswith("ada@example.com cannot confirm: the contact is archived, not pending.")
+
+
+def test_it_unsubscribes_a_member_who_leaves_while_pending_so_they_cannot_confirm(partner, mailchimp):
+    doi = account(mailchimp, double_optin=True)
+    partner.send(doi, CONNECTION, [add(1, "ada@example.com")])
+
+    result = partner.send(doi, CONNECTION, [remove(1, "ada@example.com")])
+
+    assert result.outcomes[1] == Outcome("accepted")
+    with pytest.raises(SandboxError) as excinfo:
+        mailchimp.mailchimp_contact_acts(LIST, "ada@example.com", "confirm")
+    assert str(excinfo.value).endswith("ada@example.com cannot confirm: the contact is unsubscribed, not pending.")
+    assert statuses(mailchimp) == {"ada@example.com": "unsubscribed"}
+
+
+def test_it_counts_removing_an_archived_member_again_as_done(partner, mailchimp):
+    deleting = account(mailchimp, delete_on_subscription_end=True)
+    partner.send(deleting, CONNECTION, [add(1, "ada@example.com")])
+    partner.send(deleting, CONNECTION, [remove(1, "ada@example.com")])
+
+    again = partner.send(deleting, CONNECTION, [remove(1, "ada@example.com")])
+
+    assert again.outcomes[1] == Outcome("accepted")
+    assert [(a.method, a.status) for a in again.attempts] == [("DELETE", 405), ("GET", 200)]
+    assert statuses(mailchimp) == {"ada@example.com": "archived"}
+
+
+def test_it_counts_removing_a_cleaned_member_as_done(partner, mailchimp):
+    requests.post(
+        f"{mailchimp.base_url}/mailchimp/us6/3.0/lists/{LIST}",
+        auth=("x", KEY),
+        json={"members": [{"email_address": "bounced@example.com", "status": "cleaned"}], "update_existing": True},
+        timeout=5,
+    )
+
+    result = partner.send(
+        account(mailchimp, delete_on_subscription_end=True), CONNECTION, [remove(1, "bounced@example.com")]
+    )
+
+    assert result.outcomes[1] == Outcome("accepted")
+    assert statuses(mailchimp) == {"bounced@example.com": "cleaned"}
+
+
+def test_it_subscribes_members_to_a_list_that_requires_merge_fields(partner, mailchimp):
+    mailchimp.mailchimp_list(KEY, "withnames", "Needs names", required_merge_fields=["FNAME", "LNAME"])
+
+    result = partner.send(account(mailchimp), {"list_id": "withnames"}, [add(1, "ada@example.com")])
+
+    assert result.outcomes[1] == Outcome("accepted")
+    state = mailchimp.mailchimp_list_state("withnames")
+    assert state["members"]["ada@example.com"]["status"] == "subscribed"
+
+
+def test_it_retries_a_member_who_signed_up_to_many_lists_recently(partner, mailchimp):
+    mailchimp.mailchimp_rejection("busy@example.com", "busy", count=1)
+
+    first = partner.send(account(mailchimp), CONNECTION, [add(1, "busy@example.com"), add(2, "ada@example.com")])
+    later = partner.send(account(mailchimp), CONNECTION, [add(1, "busy@example.com")])
+
+    assert first.outcomes == {
+        1: Outcome(
+            "retry",
+            "busy@example.com has signed up to a lot of lists very recently; we're not allowing more signups for now",
+        ),
+        2: Outcome("accepted"),
+    }
+    assert later.outcomes == {1: Outcome("accepted")}
+    assert statuses(mailchimp) == {"busy@example.com": "subscribed", "ada@example.com": "subscribed"}
+
+
+def test_it_rejects_for_good_a_member_who_unsubscribed_themselves(partner, mailchimp):
+    partner.send(account(mailchimp), CONNECTION, [add(1, "ada@example.com")])
+    mailchimp.mailchimp_contact_acts(LIST, "ada@example.com", "unsubscribe")
+
+    result = partner.send(account(mailchimp), CONNECTION, [add(1, "ada@example.com")])
+
+    assert result.outcomes[1] == Outcome(
+        "rejected",
+        "ada@example.com is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be "
+        "subscribed.",
+    )
+    assert statuses(mailchimp) == {"ada@example.com": "unsubscribed"}
 
 
 def test_it_sends_a_full_batch_of_500_in_one_call(partner, mailchimp):

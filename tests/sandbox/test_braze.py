@@ -93,8 +93,8 @@ def test_it_refuses_unknown_revoked_and_unpermitted_keys(demo, client):
 
     client.braze_key("export-only-key", permissions=["users.export.ids"])
     unpermitted = _track(demo, {"attributes": [{"external_id": "u1", "a": 1}]}, key="export-only-key")
-    assert unpermitted.status_code == 401
-    assert unpermitted.json()["message"].startswith("Invalid API key: ")
+    assert unpermitted.status_code == 403
+    assert unpermitted.json() == {"message": "Access Denied"}
 
     client.revoke("braze", KEY)
     assert _track(demo, {"attributes": [{"external_id": "u1", "a": 1}]}).status_code == 401
@@ -109,3 +109,37 @@ def test_it_sends_rate_limit_headers_and_answers_429_past_the_limit(demo, client
     assert int(first.headers["X-RateLimit-Reset"]) > 0
     assert third.status_code == 429
     assert int(third.headers["Retry-After"]) >= 1
+
+
+def test_it_keeps_the_25_newest_array_values(demo, client):
+    for n in range(30):
+        _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": [f"A{n}"]}}]})
+    state = client.braze_users()
+    assert state["users"]["external_id:u1"]["audiences"] == [f"A{n}" for n in range(5, 30)]
+    assert (state["array_cap"], state["dropped"]) == (25, 5)
+
+
+def test_it_moves_a_value_added_again_to_the_end(demo, client):
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": [f"A{n}" for n in range(25)]}}]})
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": ["A0"]}}]})
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": ["A25"]}}]})
+    audiences = client.braze_users()["users"]["external_id:u1"]["audiences"]
+    assert audiences == [*(f"A{n}" for n in range(2, 25)), "A0", "A25"]  # A1 is now the oldest: dropped
+
+
+def test_it_takes_the_array_cap_braze_was_asked_to_raise(demo, client):
+    assert client.braze_array_cap(100) == {"cap": 100}
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": [f"A{n}" for n in range(30)]}}]})
+    assert len(client.braze_users()["users"]["external_id:u1"]["audiences"]) == 30
+    refused = requests.post(f"{client.base_url}/_sandbox/braze/array_cap", json={"cap": 101}, timeout=5)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "'cap' must be a whole number from 1 to 100."}
+
+
+def test_it_queues_calls_during_maintenance_and_applies_them_after(demo, client):
+    client.braze_maintenance(True)
+    queued = _track(demo, {"attributes": [{"external_id": "u1", "audiences": {"add": ["VIP"]}}]})
+    assert (queued.status_code, queued.json()) == (202, {"message": "queued"})
+    assert "external_id:u1" not in client.braze_users()["users"]
+    assert client.braze_maintenance(False) == {"maintenance": False, "processed": 1}
+    assert client.braze_users()["users"]["external_id:u1"]["audiences"] == ["VIP"]

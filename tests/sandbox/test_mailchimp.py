@@ -1,7 +1,10 @@
 import hashlib
 import threading
 
+import pytest
 import requests
+
+from outputs.sandbox.client import SandboxError
 
 from .conftest import MC_KEY, MC_LIST
 
@@ -248,3 +251,127 @@ def test_it_answers_malformed_json_with_mailchimps_parse_error(demo):
     assert response.status_code == 400
     assert response.json()["title"] == "JSON Parse Error"
     assert response.json()["detail"] == "We encountered an unspecified JSON parsing error."
+
+
+def test_it_refuses_to_archive_a_pending_cleaned_or_archived_member(demo, client):
+    base = demo["mailchimp"]["base_url"]
+    _batch(
+        demo,
+        [
+            {"email_address": "pending@example.com", "status": "pending"},
+            {"email_address": "cleaned@example.com", "status": "cleaned"},
+            {"email_address": "archived@example.com", "status": "subscribed"},
+        ],
+    )
+    archived = f"{base}/lists/{MC_LIST}/members/{_hash('archived@example.com')}"
+    assert requests.delete(archived, auth=("x", MC_KEY), timeout=5).status_code == 204
+
+    for email in ("pending@example.com", "cleaned@example.com", "archived@example.com"):
+        response = requests.delete(f"{base}/lists/{MC_LIST}/members/{_hash(email)}", auth=("x", MC_KEY), timeout=5)
+        assert response.status_code == 405
+        assert _problem(response) == {
+            "type": "https://mailchimp.com/developer/marketing/docs/errors/",
+            "title": "Method Not Allowed",
+            "status": 405,
+            "detail": "This list member cannot be removed. Can not archive a contact that is bounced, pending or "
+            "archived",
+        }
+    counts = client.mailchimp_list_state(MC_LIST)["counts"]
+    assert (counts["pending"], counts["cleaned"], counts["archived"]) == (1, 1, 1)
+
+
+def test_it_lets_only_a_pending_member_confirm(demo, client):
+    _batch(demo, [{"email_address": "ada@example.com", "status": "pending"}])
+    _batch(demo, [{"email_address": "bob@example.com", "status": "pending"}])
+    requests.patch(
+        f"{demo['mailchimp']['base_url']}/lists/{MC_LIST}/members/{_hash('bob@example.com')}",
+        auth=("x", MC_KEY),
+        json={"status": "unsubscribed"},
+        timeout=5,
+    )
+
+    assert client.mailchimp_contact_acts(MC_LIST, "ada@example.com", "confirm") == {
+        "email": "ada@example.com",
+        "status": "subscribed",
+    }
+    with pytest.raises(SandboxError) as excinfo:
+        client.mailchimp_contact_acts(MC_LIST, "bob@example.com", "confirm")
+
+    assert str(excinfo.value).endswith(
+        "answered 400: bob@example.com cannot confirm: the contact is unsubscribed, not pending."
+    )
+    state = client.mailchimp_list_state(MC_LIST)
+    assert {e: m["status"] for e, m in state["members"].items()} == {
+        "ada@example.com": "subscribed",
+        "bob@example.com": "unsubscribed",
+    }
+
+
+def test_it_puts_a_contact_who_unsubscribes_themselves_in_a_compliance_state(demo, client):
+    _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}])
+
+    client.mailchimp_contact_acts(MC_LIST, "ada@example.com", "unsubscribe")
+    again = _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}]).json()
+
+    assert again["errors"][0]["error"] == (
+        "ada@example.com is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be "
+        "subscribed."
+    )
+    assert client.mailchimp_list_state(MC_LIST)["members"]["ada@example.com"]["status"] == "unsubscribed"
+
+
+def test_it_refuses_new_members_without_a_required_merge_field_unless_told_to_skip(client):
+    client.mailchimp_list(MC_KEY, "withnames", "Needs names", required_merge_fields=["FNAME"])
+    base = client.mailchimp_url()
+    body = {"members": [{"email_address": "ada@example.com", "status": "subscribed"}], "update_existing": True}
+
+    refused = requests.post(f"{base}/lists/withnames", auth=("x", MC_KEY), json=body, timeout=5).json()
+    skipped = requests.post(
+        f"{base}/lists/withnames?skip_merge_validation=true", auth=("x", MC_KEY), json=body, timeout=5
+    ).json()
+    single = requests.put(
+        f"{base}/lists/withnames/members/{_hash('bob@example.com')}",
+        auth=("x", MC_KEY),
+        json={"email_address": "bob@example.com", "status_if_new": "subscribed"},
+        timeout=5,
+    )
+
+    assert refused["errors"] == [
+        {
+            "email_address": "ada@example.com",
+            "error": "Your merge fields were invalid.",
+            "error_code": "ERROR_GENERIC",
+            "field": "FNAME",
+            "field_message": "Please enter a value",
+        }
+    ]
+    assert skipped["total_created"] == 1
+    assert single.status_code == 400
+    assert (single.json()["detail"], single.json()["errors"]) == (
+        "Your merge fields were invalid.",
+        [{"field": "FNAME", "message": "Please enter a value"}],
+    )
+    named = {"email_address": "bob@example.com", "status": "subscribed", "merge_fields": {"FNAME": "Bob"}}
+    named_body = {"members": [named], "update_existing": True}
+    assert (
+        requests.post(f"{base}/lists/withnames", auth=("x", MC_KEY), json=named_body, timeout=5).json()["total_created"]
+        == 1
+    )
+
+
+def test_it_refuses_signups_for_a_while_from_a_contact_on_many_lists(demo, client):
+    client.mailchimp_rejection("busy@example.com", "busy", count=1)
+    member = {"email_address": "busy@example.com", "status": "subscribed"}
+
+    first = _batch(demo, [member]).json()
+    later = _batch(demo, [member]).json()
+
+    assert first["errors"] == [
+        {
+            "email_address": "busy@example.com",
+            "error": "busy@example.com has signed up to a lot of lists very recently; we're not allowing more "
+            "signups for now",
+            "error_code": "ERROR_GENERIC",
+        }
+    ]
+    assert later["total_created"] == 1

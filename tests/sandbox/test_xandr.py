@@ -121,3 +121,47 @@ def test_it_reads_a_segment_and_reports_a_missing_one(demo):
     other_member = requests.post(f"{base}/batch-segment?member_id=999", headers={"Authorization": token}, timeout=5)
     assert other_member.status_code == 403
     assert other_member.json()["response"]["error_id"] == "UNAUTH"
+
+
+def _members(client):
+    return client.xandr_segment_state(5678)["members"]
+
+
+def test_members_expire_after_their_expiration_unless_added_again(demo, client):
+    token = _token(demo)
+    _poll(demo, token, _upload(demo, token, f"{IDFA},5678:0^3\n{AAID},5678:1440^8\n"))
+    assert _members(client) == sorted([IDFA, AAID])
+
+    client.advance_clock(2)  # the AAID's 1,440 minutes have passed
+    assert _members(client) == [IDFA]
+
+    client.advance_clock(170)  # 172 days: the IDFA is added again, which restarts its 180 days
+    _poll(demo, token, _upload(demo, token, f"{IDFA},5678:0^3\n"))
+    client.advance_clock(100)  # 272 days after the first upload, 100 after the second
+    assert _members(client) == [IDFA]
+
+    client.advance_clock(81)
+    assert _members(client) == []
+
+
+def test_an_expiration_of_zero_or_beyond_the_maximum_lasts_180_days(demo, client):
+    token = _token(demo)
+    _poll(demo, token, _upload(demo, token, f"{IDFA},5678:0^3\n{AAID},5678:{365 * 24 * 60}^8\n"))
+
+    client.advance_clock(179.9)
+    assert _members(client) == sorted([IDFA, AAID])
+    client.advance_clock(0.2)
+    assert _members(client) == []
+
+
+def test_the_clock_moves_forward_only_and_a_reset_puts_it_back(client):
+    moved = requests.post(f"{client.base_url}/_sandbox/clock", json={"advance_days": 10}, timeout=5)
+    assert moved.status_code == 201
+    assert moved.json()["offset_days"] == 10
+
+    backwards = requests.post(f"{client.base_url}/_sandbox/clock", json={"advance_days": -1}, timeout=5)
+    assert backwards.status_code == 400
+    assert backwards.json() == {"error": "'advance_days' must be a number of days from 0 to 36,500."}
+
+    client.reset()
+    assert requests.post(f"{client.base_url}/_sandbox/clock", json={}, timeout=5).json()["offset_days"] == 0
