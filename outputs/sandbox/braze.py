@@ -16,6 +16,9 @@ MAX_OBJECTS = 75  # "75 events, 75 purchases, and 75 attributes per API request"
 # oldest value is dropped, and adding a value already held moves it to the end (the newest).
 DEFAULT_ARRAY_CAP = 25
 MAX_ARRAY_CAP = 100
+# "String attributes can be up to 255 characters long" (Data types). What Braze does with a longer one is not
+# documented: the emulator keeps the first 255 characters and counts it in `truncated`.
+STRING_CAP = 255
 DEFAULT_PER_MINUTE = 1_000_000  # high, so a benchmark never trips it unless a test lowers it
 ALL_PERMISSIONS = None  # a key made without a permissions list may call every endpoint
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -49,6 +52,7 @@ class Braze(Partner):
         self.windows = {}  # api key -> [window start, requests in window]
         self.array_cap = DEFAULT_ARRAY_CAP
         self.dropped = 0  # array values Braze dropped to stay within the cap
+        self.truncated = 0  # string values longer than Braze keeps
         self.maintenance = False  # Braze pauses real-time processing: 202 "queued", applied when it ends
         self.queued = []  # request bodies received during maintenance
 
@@ -102,6 +106,7 @@ class Braze(Partner):
                 "purchases": self.purchases,
                 "array_cap": self.array_cap,
                 "dropped": self.dropped,
+                "truncated": self.truncated,
                 "queued": len(self.queued),
             }
 
@@ -329,6 +334,10 @@ class Braze(Partner):
                 if isinstance(value, list):
                     value = list(value)
                     self._cap(value)
+                elif isinstance(value, str) and len(value) > STRING_CAP:
+                    value = value[:STRING_CAP]
+                    self.truncated += 1
+                # A string (any value but an array operation) is replaced whole, whatever the attribute held.
                 user[attr] = value
         self.operations[user_key] = self.operations.get(user_key, 0) + 1
 

@@ -143,3 +143,20 @@ def test_it_queues_calls_during_maintenance_and_applies_them_after(demo, client)
     assert "external_id:u1" not in client.braze_users()["users"]
     assert client.braze_maintenance(False) == {"maintenance": False, "processed": 1}
     assert client.braze_users()["users"]["external_id:u1"]["audiences"] == ["VIP"]
+
+
+def test_it_replaces_a_string_whole_and_removes_it_with_null(demo, client):
+    for value in ("12,31,40", "12,40"):
+        assert _track(demo, {"attributes": [{"external_id": "u1", "audiences": value}]}).status_code == 201
+    assert client.braze_users()["users"]["external_id:u1"]["audiences"] == "12,40"
+
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": None}]})
+
+    assert "audiences" not in client.braze_users()["users"]["external_id:u1"]
+
+
+def test_it_keeps_255_characters_of_a_longer_string(demo, client):
+    _track(demo, {"attributes": [{"external_id": "u1", "audiences": "9" * 300}]})
+
+    state = client.braze_users()
+    assert (state["users"]["external_id:u1"]["audiences"], state["truncated"]) == ("9" * 255, 1)
