@@ -24,6 +24,7 @@ from django.db import connection as db
 from django.db import transaction
 from django.utils import timezone
 
+from connections import shared_lists
 from connections import slots as output_slots
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.crypto import SecretsUnreadable
@@ -152,8 +153,11 @@ def claim(conn_id: int, limit: int, now=None) -> list[tuple]:
     return rows
 
 
-def record(conn: Connection, rows, result: SendResult, started: float, started_at) -> dict:
+def record(conn: Connection, rows, result: SendResult, started: float, started_at, again=()) -> dict:
     """Write every message's outcome and a delivery record in one transaction, then the connection's counters.
+
+    `again`: delivered rows queued anew in the same transaction (unless the identity has a message waiting
+    already, which carries the newer state), so a worker killed after the record cannot lose the repeat.
 
     On PostgreSQL the usual batch's outcomes and delivery record are one statement of data-modifying CTEs
     (one round trip, one commit). The counters follow in a statement of their own: every lane of every
@@ -180,6 +184,8 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
                     [adapt(now), adapt(now)],
                 )
             )
+        if again:
+            writes.append(_queue_again(again, now))
         if forget:
             writes.append((f"DELETE FROM {T_OUTBOX} WHERE id IN ({_ids(forget)})", []))
     if rejected:
@@ -260,6 +266,18 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
     return counts
 
 
+def _queue_again(rows, now) -> tuple[str, list]:
+    """A pending copy of each row; an identity with a message pending already keeps that one."""
+    adapt = db.ops.adapt_datetimefield_value
+    return (
+        f"INSERT INTO {T_OUTBOX} (connection_id, profile_id, identity_type, value, action, state, attempts, "
+        f"next_attempt_at, created_at, updated_at, last_error, forget_after_delivery) "
+        f"SELECT connection_id, profile_id, identity_type, value, action, 'pending', 0, %s, %s, %s, '', "
+        f"forget_after_delivery FROM {T_OUTBOX} WHERE id IN ({_ids(rows)}) ON CONFLICT DO NOTHING",
+        [adapt(now), adapt(now), adapt(now)],
+    )
+
+
 def _retry(cursor, retry, now) -> int:
     """Back off transient failures; close as failed those past the retry window."""
     adapt = db.ops.adapt_datetimefield_value
@@ -333,9 +351,38 @@ def claim_size(partner) -> int:
     return per_request * max(1, settings.CLAIM_MESSAGES // per_request)
 
 
-def send_batch(conn: Connection, account, rows) -> SendResult:
+def send_batch(conn: Connection, account, rows) -> tuple[SendResult, list]:
+    """The partner's answer for the batch, and the rows to queue again once it is recorded.
+
+    Where the partner replaces a shared list whole (a Braze string attribute), each message carries the
+    member's current list, read in one query for the batch. Two connections writing one member's list at once
+    could each read it before the other's change: whichever write lands last wins, and may be the older list.
+    So the lists are read again once the partner has answered, and a member whose list changed meanwhile is
+    queued again: its next write reads the list after every change that could have raced it.
+    """
     partner = conn.partner
-    messages = [Message(r[0], r[3], r[1], r[2], conn.audience.name) for r in rows]
+    shared = partner.shared_list(conn.output.settings, conn.settings)
+    whole = shared if shared is not None and shared.whole else None
+    identities = {(r[1], r[2]) for r in rows}
+    lists = shared_lists.current_audiences(conn, whole, identities) if whole else {}
+    messages = [
+        Message(r[0], r[3], r[1], r[2], conn.audience.name, lists.get((r[1], r[2]), ()) if whole else None)
+        for r in rows
+    ]
+    result = _send(partner, account, conn, messages)
+    again = []
+    if whole and result.fault is None:
+        after = shared_lists.current_audiences(conn, whole, identities)
+        again = [
+            r
+            for r in rows
+            if (result.outcomes.get(r[0]) or Outcome("retry")).status == "accepted"
+            and after.get((r[1], r[2]), ()) != lists.get((r[1], r[2]), ())
+        ]
+    return result, again
+
+
+def _send(partner, account, conn: Connection, messages) -> SendResult:
     try:
         return partner.send(account, conn.settings, messages)
     except TransportError as exc:
@@ -443,8 +490,8 @@ def _send_all(
                     time.sleep(max(0.0, next_at - time.monotonic()))
                     next_at = time.monotonic() + pace * -(-len(rows) // max(1, partner.batch_size))
                 t0, at = time.monotonic(), timezone.now()
-                result = send_batch(conn, account, rows)
-                counts = record(conn, rows, result, t0, at)
+                result, again = send_batch(conn, account, rows)
+                counts = record(conn, rows, result, t0, at, again)
                 report.add(counts)
                 if progress:
                     progress(counts)

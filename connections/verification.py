@@ -12,9 +12,8 @@ from dataclasses import asdict
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from audiences.models import Membership
 from connections import funnel as funnel_mod
-from connections import refresh
+from connections import refresh, shared_lists
 from connections.hints import hint
 from connections.models import Connection, OutboxMessage
 from outputs import services as outputs_services
@@ -66,31 +65,15 @@ def coverage_check(conn: Connection, f: funnel_mod.Funnel) -> Check:
 
 
 def cap_check(conn: Connection) -> Check | None:
-    """Members of this audience in more audiences than the partner keeps in the list they share (Braze arrays).
+    """Members of this audience past what the partner keeps of the list they share (a Braze array or string).
 
     One query: the connections sharing the list are those of the same output whose settings match what the
-    partner names; their audiences' memberships are counted per member of this audience."""
+    partner names; their audiences' memberships are measured per member of this audience."""
     partner = conn.partner
-    shared = partner.membership_cap(conn.output.settings, conn.settings)
+    shared = partner.shared_list(conn.output.settings, conn.settings)
     if shared is None:
         return None
-    matching, cap = shared
-    sharing = (
-        Connection.objects.filter(output_id=conn.output_id, **{f"settings__{k}": v for k, v in matching.items()})
-        .exclude(status=Connection.Status.DISCONNECTING)
-        .values("audience_id")
-    )
-    members = Membership.objects.filter(audience_id=conn.audience_id).values("profile_id")
-    over = (
-        Membership.objects.filter(audience_id__in=sharing, profile_id__in=members)
-        .values("profile_id")
-        .annotate(audiences=Count("audience_id"))
-        .filter(audiences__gt=cap)
-        .count()
-    )
-    if not over:
-        return Check("array cap", "ok", f"No member is in more than {cap} audiences connected to this output.")
-    return partner.cap_check(over, cap, conn.settings)
+    return partner.cap_check(shared_lists.over_cap(conn, shared), shared, conn.settings)
 
 
 def delivery_checks(conn: Connection, now) -> list[Check]:

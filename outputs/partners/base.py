@@ -103,6 +103,9 @@ class Message:
     identity_type: str
     value: str  # normalized as we store it; the partner shapes it with its normalizer
     audience: str  # audience name, for partners that tag or label by it
+    # The member's current audiences (IDs) among the connections sharing a list the partner writes whole (a
+    # Braze string attribute: `SharedList.whole`), read when the batch is sent; None for every other partner.
+    audiences: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,19 @@ class SendResult:
     def mark_all(self, messages, outcome: Outcome) -> None:
         for m in messages:
             self.outcomes.setdefault(m.key, outcome)
+
+
+@dataclass(frozen=True)
+class SharedList:
+    """One list per member at the partner that several connections of one output write (a Braze array or
+    string attribute): the connections whose stored settings include `matching`."""
+
+    matching: dict
+    cap: int  # how much of it the partner keeps, in `unit`s
+    unit: Literal["audiences", "characters"] = "audiences"  # characters: the audience IDs, comma-separated
+    # The partner replaces the list whole at each write, so each message must carry the member's complete
+    # current list (`Message.audiences`), which the engine reads from membership when it sends the batch.
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,16 +291,17 @@ class Partner:
         """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
         raise NotImplementedError
 
-    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
-        """When the partner keeps a member's audiences in one capped list (a Braze array attribute): the stored
-        connection settings that name that list (connections of one output with these settings share it) and
-        how many values it keeps.
+    def shared_list(self, output_settings: dict, connection_settings: dict) -> SharedList | None:
+        """When the partner keeps a member's audiences in one list that connections of an output share (a Braze
+        array or string attribute): which connections share it, how much of it the partner keeps, and whether
+        each write replaces it whole. None when each connection writes only its own audience.
 
-        Verification counts, in one query, the members in more shared audiences than that (`cap_check`)."""
+        Verification counts, in one query, the members past the cap (`cap_check`); for a list written whole,
+        the engine reads each batch's members' current lists in one query and hands them over in the messages."""
         return None
 
-    def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
-        """The warning for `over` members in more than `cap` audiences sharing one list, worded by the partner."""
+    def cap_check(self, over: int, shared: SharedList, connection_settings: dict) -> Check:
+        """The check for `over` members (0: none) past the cap of the list they share, worded by the partner."""
         raise NotImplementedError
 
     def partner_count(self, account: Account, connection_settings: dict) -> int | None:

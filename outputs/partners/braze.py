@@ -1,12 +1,17 @@
 """Braze: audience membership as custom attributes on each user.
 
 Braze's audiences ("segments") cannot be created over the API, so, like mParticle, we tag users instead, in
-one of two ways a connection chooses:
+one of three ways a connection chooses:
 - one boolean attribute per audience ("relay_audiences: VIP": true), the default for new connections: no cap;
 - one array attribute listing the audiences ("relay_audiences": ["VIP", …]), as connections made before the
   choice existed do. Braze keeps 25 values in an array by default (up to 100 if Braze raises it) and drops the
   oldest past that, so verification warns when members are in more connected audiences than the output's cap
-  (https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).
+  (https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/);
+- one string attribute of comma-separated audience IDs ("relay_audiences": "12,31,40"). A string has no add or
+  remove: each write replaces it whole, so every message carries the user's complete current list, read by the
+  engine at send time (`SharedList.whole`), and a user in none is cleared with null. A string holds at most 255
+  characters (same page: "String attributes can be up to 255 characters long"): a longer list is not sent, and
+  verification counts the members past it.
 
 REST API, https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
 - POST /users/track with `Authorization: Bearer <key>`; the key needs the users.track permission.
@@ -25,7 +30,19 @@ import time
 from urllib.parse import urlparse
 
 from outputs.partners import http, redact
-from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outcome, Partner, SendResult, Setting, raw
+from outputs.partners.base import (
+    ACCEPTED,
+    Account,
+    Check,
+    Fault,
+    Message,
+    Outcome,
+    Partner,
+    SendResult,
+    Setting,
+    SharedList,
+    raw,
+)
 
 DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
 MATCHED_BY = {"external_id": "external ID", "email": "email address", "device_alias": "device ID alias"}
@@ -50,6 +67,11 @@ HINTS = {
         "https://www.braze.com/docs/api/basics/#endpoints, such as https://rest.iad-01.braze.com."
     ),
     "transient": "This is usually temporary; verification runs again on its schedule.",
+    "string_cap": (
+        "Braze keeps at most 255 characters in a string attribute, so these members' lists are not sent. Switch "
+        "this connection to one attribute per audience (setting 'Membership written as'), or give some of the "
+        "output's string connections another attribute name so that each list stays shorter."
+    ),
     "array_cap": (
         "Braze keeps only the {cap} newest values of an array attribute and silently drops the oldest. Switch "
         "this connection to one attribute per audience (setting 'Membership written as'), or raise the "
@@ -58,11 +80,12 @@ HINTS = {
     ),
 }
 
-ATTRIBUTE, ARRAY = "attribute", "array"
+ATTRIBUTE, ARRAY, STRING = "attribute", "array", "string"
 # Connections made before the choice existed have no "membership" key: they keep today's array attribute
 # (connections migration 0006 also writes it on them, so a form that saves them cannot switch them silently).
 LEGACY_MEMBERSHIP = ARRAY
 DEFAULT_ARRAY_CAP = 25
+STRING_CAP = 255  # characters a string attribute holds
 
 
 # The REST endpoint of each Braze instance, as listed at https://www.braze.com/docs/api/basics/#endpoints
@@ -144,18 +167,24 @@ class Braze(Partner):
             "Membership written as",
             "One attribute per audience: a boolean custom attribute named after the audience, such as "
             "'relay_audiences: VIP', true while the user is a member; no limit. One array attribute: the "
-            "audience names in one array, of which Braze keeps only the newest 25 by default "
+            "audience names in one array, of which Braze keeps only the newest 25 by default. One string "
+            "attribute: the IDs of the audiences the user is in, comma-separated (such as '12,31,40'), rewritten "
+            "whole at each change; at most 255 characters "
             "(https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).",
             kind="choice",
             required=False,
             default=ATTRIBUTE,
-            choices=((ATTRIBUTE, "One attribute per audience"), (ARRAY, "One array attribute")),
+            choices=(
+                (ATTRIBUTE, "One attribute per audience"),
+                (ARRAY, "One array attribute"),
+                (STRING, "One string attribute of audience IDs"),
+            ),
         ),
         Setting(
             "attribute_name",
             "Attribute name",
-            "The array attribute that lists the audiences a user is in, or the prefix of each audience's "
-            "attribute; segment on it in Braze "
+            "The array or string attribute that lists the audiences a user is in, or the prefix of each "
+            "audience's attribute; segment on it in Braze "
             "(https://www.braze.com/docs/user_guide/data_and_analytics/custom_data/custom_attributes/).",
             required=False,
             default="relay_audiences",
@@ -207,28 +236,48 @@ class Braze(Partner):
         matched_by = MATCHED_BY[connection_settings.get("identifier") or "external_id"]
         if _membership(connection_settings) == ARRAY:
             detail = f"Users are tagged in the array attribute '{attribute}', matched by {matched_by}."
+        elif _membership(connection_settings) == STRING:
+            detail = (
+                f"Users are tagged in the string attribute '{attribute}' (audience IDs, comma-separated), "
+                f"matched by {matched_by}."
+            )
         else:
             detail = f"Users are tagged with one attribute per audience ('{attribute}: …'), matched by {matched_by}."
         return [credentials, Check("destination", "ok", detail)]
 
-    def membership_cap(self, output_settings: dict, connection_settings: dict) -> tuple[dict, int] | None:
-        if _membership(connection_settings) != ARRAY:
+    def shared_list(self, output_settings: dict, connection_settings: dict) -> SharedList | None:
+        mode = _membership(connection_settings)
+        if mode == ATTRIBUTE:
             return None
-        # Connections of one output share an array when they match users alike and name the same attribute.
-        # Stored settings always hold these three: new connections get the defaults written, and older ones
-        # got "membership" from connections migration 0006.
-        shared = {
-            "membership": ARRAY,
+        # Connections of one output share an array (or a string) when they match users alike and name the same
+        # attribute. Stored settings always hold these three: new connections get the defaults written, and
+        # older ones got "membership" from connections migration 0006.
+        matching = {
+            "membership": mode,
             "identifier": connection_settings.get("identifier") or "external_id",
             "attribute_name": connection_settings.get("attribute_name") or "relay_audiences",
         }
-        return shared, int(output_settings.get("array_cap") or DEFAULT_ARRAY_CAP)
+        if mode == STRING:
+            return SharedList(matching, STRING_CAP, unit="characters", whole=True)
+        return SharedList(matching, int(output_settings.get("array_cap") or DEFAULT_ARRAY_CAP))
 
-    def cap_check(self, over: int, cap: int, connection_settings: dict) -> Check:
+    def cap_check(self, over: int, shared: SharedList, connection_settings: dict) -> Check:
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
         members = f"{over:,} member{'' if over == 1 else 's'}"
+        are = "is" if over == 1 else "are"
+        cap = shared.cap
+        if shared.unit == "characters":
+            if not over:
+                return Check("string length", "ok", f"Every member's audience IDs fit in {cap} characters.")
+            detail = (
+                f"{members} of this audience {are} in so many audiences connected to this output that their IDs "
+                f"take more than the {cap} characters Braze keeps in the string attribute '{attribute}'."
+            )
+            return Check("string length", "warning", detail, HINTS["string_cap"])
+        if not over:
+            return Check("array cap", "ok", f"No member is in more than {cap} audiences connected to this output.")
         detail = (
-            f"{members} of this audience {'is' if over == 1 else 'are'} in more than {cap} audiences connected to "
+            f"{members} of this audience {are} in more than {cap} audiences connected to "
             f"this output; Braze keeps only {cap} in the array attribute '{attribute}'."
         )
         return Check("array cap", "warning", detail, HINTS["array_cap"].format(cap=cap))
@@ -243,15 +292,21 @@ class Braze(Partner):
             Outcome("rejected", _wrong_type(identifier)),
         )
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
-        write = _array_change if _membership(connection_settings) == ARRAY else _attribute_change
+        write = WRITES[_membership(connection_settings)]
+        changes = {}
+        for m in sendable:
+            try:
+                changes[m.key] = write(m, attribute)
+            except _Unwritable as exc:
+                result.outcomes[m.key] = Outcome("rejected", str(exc))
+        sendable = [m for m in sendable if m.key in changes]
         # Callers hand over at most batch_size messages; chunking again keeps a bigger list within
         # Braze's 75 attribute objects a request instead of failing it.
         try:
             for start in range(0, len(sendable), self.batch_size):
                 chunk = sendable[start : start + self.batch_size]
-                self._send_chunk(
-                    account, chunk, [_attribute_object(m, identifier, write(m, attribute)) for m in chunk], result
-                )
+                objects = [_attribute_object(m, identifier, changes[m.key]) for m in chunk]
+                self._send_chunk(account, chunk, objects, result)
         except _Stop as stop:
             result.fault = stop.fault
             if stop.outcome:
@@ -335,6 +390,28 @@ def _attribute_change(message: Message, prefix: str) -> dict:
     # null removes the attribute from the profile ("To remove custom attributes from user profiles, set the
     # value to null"), so a user keeps no trace of audiences they left. Braze names hold 255 characters.
     return {f"{prefix}: {message.audience}"[:255]: True if message.action == "add" else None}
+
+
+def _string_change(message: Message, attribute: str) -> dict:
+    # Braze replaces a string whole, so the value is the user's complete list as it is now, whatever this
+    # message's action: a repeated or late message writes the current state. An empty list is null, which
+    # removes the attribute from the profile.
+    if message.audiences is None:
+        raise ValueError("A Braze string attribute is written from the member's current audiences; none were given.")
+    value = ",".join(str(audience_id) for audience_id in sorted(message.audiences))
+    if len(value) > STRING_CAP:
+        raise _Unwritable(
+            f"This user is in {len(message.audiences)} audiences connected to this output; their IDs take "
+            f"{len(value)} characters, more than the {STRING_CAP} Braze keeps in the string attribute '{attribute}'."
+        )
+    return {attribute: value or None}
+
+
+WRITES = {ATTRIBUTE: _attribute_change, ARRAY: _array_change, STRING: _string_change}
+
+
+class _Unwritable(Exception):
+    """The member's change cannot be written as the connection is set up: rejected, never sent."""
 
 
 def _attribute_object(message: Message, identifier: str, change: dict) -> dict:

@@ -21,7 +21,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from audiences.models import Profile
+from audiences.models import Audience, Profile
 from connections import engine, services
 from connections.funnel import compute
 from connections.hints import HINTS
@@ -400,6 +400,30 @@ def braze_audiences(sandbox, n, membership=None, array_cap=None):
     return [services.connect(a, out, settings) for a in audiences]
 
 
+# Audience IDs far past what the tests' sequences reach, so a test can choose them: sorted as numbers, these
+# three are not sorted as text.
+IDS = (7_000_000, 40_000_000, 120_000_000)
+
+
+def string_audiences(sandbox, ids=IDS, settings=None):
+    """Audiences with these IDs connected to one Braze output in string mode: u0 in all of them, u1 in the first."""
+    sandbox.braze_key(BRAZE_KEY, ["users.track"])
+    out = output(
+        "braze", {"rest_endpoint": "https://rest.iad-01.braze.com"}, {"api_key": BRAZE_KEY}, f"{sandbox.base_url}/braze"
+    )
+    audiences = [StaticAudienceFactory(pk=pk) for pk in ids]
+    add_members(audiences[0], emails=["u0@example.com", "u1@example.com"])
+    for audience in audiences[1:]:
+        MembershipFactory(audience=audience, profile=u0())
+        Audience.objects.filter(pk=audience.pk).update(size=1)
+    settings = {"identifier": "email", "membership": "string", **(settings or {})}
+    return [services.connect(a, out, settings) for a in audiences]
+
+
+def u0():
+    return Profile.objects.get(identities__value="u0@example.com")
+
+
 def test_it_warns_when_members_of_a_braze_array_are_in_more_audiences_than_the_cap(sandbox):
     conns = braze_audiences(sandbox, 30, "array")
 
@@ -447,6 +471,47 @@ def test_it_passes_a_braze_array_within_the_outputs_cap(sandbox):
 
     check = by_name(checks)["array cap"]
     assert (check.status, check.detail) == ("ok", "No member is in more than 30 audiences connected to this output.")
+
+
+def test_it_rejects_and_counts_braze_string_members_whose_ids_pass_255_characters(sandbox):
+    # 24 IDs of 10 digits and 23 commas: 263 characters; the member of the first audience alone fits.
+    conns = string_audiences(sandbox, ids=[2_000_000_000 + n for n in range(24)])
+
+    for conn in conns:
+        engine.drain(conn.pk)
+    status, checks = verify(conns[0])
+
+    rejected = OutboxMessage.objects.get(connection=conns[0], value="u0@example.com")
+    assert (rejected.state, rejected.last_error) == (
+        "rejected",
+        "This user is in 24 audiences connected to this output; their IDs take 263 characters, more than the 255 "
+        "Braze keeps in the string attribute 'relay_audiences'.",
+    )
+    assert "email:u0@example.com" not in sandbox.braze_users()["users"]  # nothing was sent for u0
+    assert sandbox.braze_users()["users"]["email:u1@example.com"]["relay_audiences"] == "2000000000"
+    check = by_name(checks)["string length"]
+    assert (status, check.status, check.detail) == (
+        "warning",
+        "warning",
+        "1 member of this audience is in so many audiences connected to this output that their IDs take more "
+        "than the 255 characters Braze keeps in the string attribute 'relay_audiences'.",
+    )
+    assert_hint(
+        check,
+        "braze:string_cap",
+        "Braze keeps at most 255 characters in a string attribute, so these members' lists are not sent. Switch "
+        "this connection to one attribute per audience (setting 'Membership written as'), or give some of the "
+        "output's string connections another attribute name so that each list stays shorter.",
+    )
+
+
+def test_it_passes_braze_string_lists_within_255_characters(sandbox):
+    conns = string_audiences(sandbox, ids=[2_000_000_000 + n for n in range(23)])  # 252 characters
+
+    _, checks = verify(conns[0])
+
+    check = by_name(checks)["string length"]
+    assert (check.status, check.detail) == ("ok", "Every member's audience IDs fit in 255 characters.")
 
 
 def test_it_delivers_all_30_memberships_of_a_user_with_one_braze_attribute_per_audience(sandbox):
