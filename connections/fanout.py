@@ -156,6 +156,36 @@ def backfill(conn: Connection, action: str = "add") -> int:
     return queued
 
 
+def rewrite_shared_lists(conn: Connection, shared) -> int:
+    """`conn` stopped writing a list its partner replaces whole (a Braze string attribute): its audience's ID
+    stays in its members' lists until they are written again. Queue them on a connection still writing that
+    list, as an add for its own members and a remove for the others: either way the write is the member's list
+    as it is now, without this audience. Returns how many were queued (0 when no connection writes it anymore).
+    """
+    sibling = (
+        Connection.objects.filter(
+            output_id=conn.output_id,
+            status__in=QUEUEING,
+            **{f"settings__{k}": v for k, v in shared.matching.items()},
+        )
+        .exclude(pk=conn.pk)
+        .select_related("output")
+        .first()
+    )
+    types = accepted_types(sibling) if sibling else []
+    if not types:
+        return 0
+    source = (
+        f"SELECT m.profile_id AS profile_id, i.type AS type, i.value AS value, CASE WHEN EXISTS (SELECT 1 "
+        f"FROM {T_MEMBER} s WHERE s.audience_id = %s AND s.profile_id = m.profile_id) THEN 'add' ELSE 'remove' END "
+        f"AS action FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
+        f"WHERE m.audience_id = %s AND i.type IN ({_placeholders(types)})"
+    )
+    queued = _insert(sibling, source, [sibling.audience_id, conn.audience_id, *types])
+    _drain_after_commit([sibling.pk])
+    return queued
+
+
 def _drain_after_commit(connection_ids) -> None:
     if connection_ids:
         from connections.tasks import request_drain

@@ -70,13 +70,26 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
     cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
     moved = _placement(conn.output, cleaned) != _placement(conn.output, conn.settings)
     changed = moved or (mode, minutes, messages) != (conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
+    left = _whole_list_left(conn, cleaned)
     with transaction.atomic():
         conn.settings, conn.delivery_mode = cleaned, mode
         conn.interval_minutes, conn.interval_messages = minutes, messages
         conn.save(update_fields=["settings", "delivery_mode", "interval_minutes", "interval_messages", "updated_at"])
         if changed:
             _verify_after_commit(conn)
+        if left is not None:
+            fanout.rewrite_shared_lists(conn, left)
         return fanout.backfill(conn) if moved else 0
+
+
+def _whole_list_left(conn: Connection, new_settings: dict):
+    """The list written whole (a Braze string attribute) that the new settings stop writing, if any."""
+    partner, output_settings = conn.partner, conn.output.settings
+    old = partner.shared_list(output_settings, conn.settings)
+    if old is None or not old.whole:
+        return None
+    new = partner.shared_list(output_settings, new_settings)
+    return old if new is None or new.matching != old.matching else None
 
 
 def _placement(output, settings: dict) -> dict:

@@ -163,3 +163,15 @@ def test_the_api_refuses_a_bad_membership_mode_naming_the_field(api, sandbox):
 
     assert refused.status_code == 400
     assert refused.json() == {"settings": {"membership": ["Must be one of attribute, array, string."]}}
+
+
+def test_switching_a_string_connection_away_rewrites_its_members_lists_without_it(sandbox):
+    conns = string_audiences(sandbox)
+    drain_all(conns)
+
+    services.update_connection(conns[1], {"membership": "attribute"})
+    drain_all(conns)
+
+    assert held(sandbox)["relay_audiences"] == "7000000,120000000"  # rewritten through the first connection
+    assert held(sandbox)[f"relay_audiences: {conns[1].audience.name}"] is True
+    assert held(sandbox, "u1@example.com")["relay_audiences"] == "7000000"
