@@ -175,3 +175,13 @@ def test_switching_a_string_connection_away_rewrites_its_members_lists_without_i
     assert held(sandbox)["relay_audiences"] == "7000000,120000000"  # rewritten through the first connection
     assert held(sandbox)[f"relay_audiences: {conns[1].audience.name}"] is True
     assert held(sandbox, "u1@example.com")["relay_audiences"] == "7000000"
+
+
+def test_disconnecting_a_string_connection_with_removal_rewrites_its_members_lists_without_it(sandbox):
+    conns = string_audiences(sandbox)
+    drain_all(conns)
+
+    services.disconnect(conns[1], remove_from_partner=True)
+    engine.drain(conns[1].pk)
+
+    assert held(sandbox)["relay_audiences"] == "7000000,120000000"
