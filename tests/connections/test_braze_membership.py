@@ -5,6 +5,7 @@ import time
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection as db
 
 from audiences.static import change_static_members
 from connections import engine, services, shared_lists
@@ -129,7 +130,14 @@ def test_a_list_that_changed_while_it_was_sent_is_sent_again(sandbox):
     change_static_members(conns[1].audience, [u0().pk], add=False)
     OutboxMessage.objects.filter(connection=conns[1]).delete()  # nothing queued on the second connection
     sandbox.fault("braze", "slow", delay=1.0, count=1)
-    drain = threading.Thread(target=engine.drain, args=(conns[0].pk,))
+
+    def send():
+        try:
+            engine.drain(conns[0].pk)
+        finally:
+            db.close()  # this thread's own connection, so the test database can be dropped
+
+    drain = threading.Thread(target=send)
     drain.start()
     time.sleep(0.5)  # the first connection's request is held at Braze, with the list it read: "7000000"
 
