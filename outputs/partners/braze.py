@@ -182,6 +182,10 @@ class Braze(Partner):
     def base_url(self, account: Account) -> str:
         return (account.base_url or account.settings.get("rest_endpoint") or "").rstrip("/")
 
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        # The REST endpoint field takes only an instance's endpoint: any one will do, the override wins.
+        return {"base_url": f"{sandbox_url}/{self.slug}", "rest_endpoint": f"https://{REST_HOSTS[0]}"}
+
     # --- the three methods ---------------------------------------------------
 
     def check_credentials(self, account: Account) -> Check:

@@ -298,6 +298,10 @@ class Mailchimp(Partner):
         dc = data_center(account.settings.get("api_key", "")) or ""
         return super().base_url(account).replace("{dc}", dc)
 
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        # As for https://{dc}.api.mailchimp.com: base_url() puts the key's data center in, _call() adds /3.0.
+        return {"base_url": f"{sandbox_url}/{self.slug}/{{dc}}"}
+
     def _call(self, account, method, path, result: SendResult | None = None, **kwargs):
         url = f"{self.base_url(account)}/3.0{path}"
         attempts = result.attempts if result is not None else None
