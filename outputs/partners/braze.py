@@ -199,8 +199,12 @@ class Braze(Partner):
         # 400 for the empty request still means the key got through authentication and permission checks.
         if response.status_code == 400:
             return Check("credentials", "ok", "Braze accepted the API key for users.track.")
-        detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
-        return Check("credentials", "warning", detail, HINTS["transient"])
+        if response.status_code == 429 or response.status_code >= 500:
+            detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
+            return Check("credentials", "warning", detail, HINTS["transient"])
+        host = urlparse(self.base_url(account)).netloc or "not set"
+        detail = f"Braze answered HTTP {response.status_code} at {host}/users/track, which Braze does not."
+        return Check("credentials", "failing", detail, HINTS["endpoint"])
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
         # Braze has no list to look up: the attribute is created by the first write.
