@@ -76,6 +76,19 @@ def test_it_refuses_bad_connect_arguments_and_writes_nothing(parisians, args, er
     assert not Connection.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # work is queued on commit, inside the command, as from a shell
+def test_connect_and_disconnect_print_only_their_own_output(parisians, caplog):
+    from django_q.models import OrmQ
+
+    MailchimpOutputFactory()
+    with caplog.at_level("INFO"):
+        run("connect", "Potential Parisians", "Mailchimp (marketing)", "--setting", f"list_id={LIST_ID}")
+        run("disconnect", str(Connection.objects.get().pk), "--remove-from-partner")
+
+    assert OrmQ.objects.exists()  # they queued work for the workers…
+    assert [r.getMessage() for r in caplog.records if r.name == "django-q"] == []  # …without saying "Enqueued …"
+
+
 def test_it_accepts_true_and_false_for_yes_no_settings():
     from connections.management.commands.connect import Command
 
@@ -91,7 +104,7 @@ def test_it_requires_a_choice_of_connections_to_forward_and_exits_non_zero():
     result = subprocess.run(
         [sys.executable, "manage.py", "forward"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # called wrongly (config/commands.py)
     assert "Say what to forward: --connection ID (repeatable) or --all." in result.stderr
     with pytest.raises(CommandError, match="Give either --connection or --all, not both."):
         call_command("forward", "--connection", "1", "--all")

@@ -3,7 +3,7 @@ from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Count, Q
 from django.utils import timezone
 from rich.table import Table
@@ -11,6 +11,7 @@ from rich.table import Table
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
 from audiences.stats import audience_breakdown
+from config.commands import RelayCommand
 from connections import demo, funnel, services
 from connections.management.commands import verify_connections
 from connections.management.commands._common import console
@@ -20,7 +21,7 @@ from outputs.sandbox.client import SandboxClient
 from outputs.sandbox.server import PartnerSandbox
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "The seed document's story end to end: 100 users in 'Potential Parisians', forwarded to Mailchimp and "
         "AppNexus in the partner sandbox through a real django-q2 cluster, then checked at the partner."

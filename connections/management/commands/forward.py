@@ -1,11 +1,12 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Q
 from django.utils import timezone
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from config.commands import RelayCommand, called_wrongly
 from connections import engine, operations, services
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
@@ -19,7 +20,7 @@ def due_count(conn) -> int:
     return OutboxMessage.objects.filter(due, connection=conn).count()
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Send what is due now, in this process (no qcluster needed): drains each connection through its "
         "partner with a progress bar, then prints a summary per connection. Exits non-zero if one faulted."
@@ -46,11 +47,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, connection, all, max_seconds, **options):
         if not connection and not all:
-            raise CommandError("Say what to forward: --connection ID (repeatable) or --all.")
+            raise called_wrongly("Say what to forward: --connection ID (repeatable) or --all.")
         if connection and all:
-            raise CommandError("Give either --connection or --all, not both.")
+            raise called_wrongly("Give either --connection or --all, not both.")
         if max_seconds is not None and max_seconds <= 0:
-            raise CommandError("--max-seconds must be more than 0.")
+            raise called_wrongly("--max-seconds must be more than 0.")
         if all:
             conns = list(Connection.objects.select_related("audience", "output").order_by("pk"))
         else:

@@ -1,6 +1,7 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import RelayCommand
 from outputs.partners import registry
 from outputs.sandbox import PartnerSandbox
 
@@ -23,7 +24,7 @@ def destination_lines(url: str) -> list[str]:
     return lines
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Run the partner sandbox in the foreground: an emulation of the Mailchimp, Braze, AppNexus/Xandr, "
         "Facebook Custom Audiences and webhook APIs for outputs to point their base URL at. Ctrl-C stops it. "
