@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from config.commands import RelayCommand, called_wrongly
 from connections import engine, operations, services
@@ -81,7 +82,8 @@ class Command(RelayCommand):
             )
 
     def _drain(self, conn, out, max_seconds) -> dict:
-        totals = dict.fromkeys(COUNTS, 0) | {"seconds": 0.0, "fault": "", "note": ""}
+        totals = dict.fromkeys(COUNTS, 0) | {"seconds": 0.0, "fault": "", "note": "", "why": ""}
+        totals["started"] = timezone.now()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         with Progress(
             TextColumn("{task.description}"),
@@ -120,6 +122,9 @@ class Command(RelayCommand):
         conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
         if conn is None:
             return
+        # The engine keeps the partner's reason for the batch's last refusal or retry on the connection.
+        if conn.last_error_at and conn.last_error_at >= totals["started"]:
+            totals["why"] = conn.last_error
         if totals["batches"] and conn.delivery_mode == Connection.Mode.INTERVAL:
             Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
         if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):
@@ -128,11 +133,29 @@ class Command(RelayCommand):
     @staticmethod
     def _table(rows) -> Table:
         table = Table("ID", "Connection", title="Forwarded")
-        for name in ("Batches", "Sent", "Accepted", "Rejected", "Retried", "Failed", "Seconds"):
+        for name in ("Batches", "Sent", "Accepted", "Rejected", "Retried", "Failed", "Not sent", "Seconds"):
             table.add_column(name, justify="right")
-        table.add_column("Fault", style="red")
+        table.add_column("What happened")
         for conn, t in rows:
+            counts = [t["batches"], t["accepted"] + t["rejected"], t["accepted"], t["rejected"], t["retried"]]
+            counts += [t["failed"], t["messages"] - sum(t[k] for k in ("accepted", "rejected", "retried", "failed"))]
             table.add_row(
-                str(conn.pk), operations.label(conn), *(f"{t[k]:,}" for k in COUNTS), f"{t['seconds']:.2f}", t["fault"]
+                str(conn.pk), operations.label(conn), *(f"{n:,}" for n in counts), f"{t['seconds']:.2f}", _what(t)
             )
         return table
+
+
+def _what(t) -> Text:
+    """What happened to the connection's messages and why, in the words of the partner's answer."""
+    if t["fault"]:
+        return Text(f"Stopped, nothing more sent: {t['fault']}", style="red")
+    parts = []
+    if t["retried"] or t["failed"]:
+        retried = f"{t['retried']:,} to send again later" if t["retried"] else ""
+        failed = f"{t['failed']:,} given up (past the retry window)" if t["failed"] else ""
+        parts.append("; ".join(p for p in (retried, failed) if p) + f": {t['why']}")
+    elif t["rejected"]:
+        parts.append(f"{t['rejected']:,} refused by the partner, for good: {t['why']}")
+    if not parts:
+        parts.append("All sent." if t["messages"] else "Nothing was due.")
+    return Text(" ".join(parts), style="yellow" if t["retried"] or t["failed"] else "")
