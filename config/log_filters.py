@@ -43,10 +43,20 @@ _ENCODED = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# django-q2 names its processes "Process-" and a uuid4's hex ("Process-3f0c…"): a name in every worker line,
+# not a key, so it is kept as it is while the rest of the line is masked.
+_PROCESS_NAME = re.compile(r"\bProcess-[0-9a-f]{32}\b")
+
+
 def _mask_plain(text: str) -> str:
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    pieces = _PROCESS_NAME.split(text)
+    names = _PROCESS_NAME.findall(text)
+    masked = []
+    for i, piece in enumerate(pieces):
+        for pattern, replacement in _PATTERNS:
+            piece = pattern.sub(replacement, piece)
+        masked.append(piece + (names[i] if i < len(names) else ""))
+    return "".join(masked)
 
 
 def _mask_encoded(match: re.Match) -> str:

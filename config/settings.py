@@ -233,6 +233,10 @@ ALLOW_PRIVATE_DESTINATIONS = env.bool("ALLOW_PRIVATE_DESTINATIONS", default=DEBU
 # to the partners' own hosts unless it is turned on explicitly.
 ALLOW_BASE_URL_OVERRIDE = env.bool("ALLOW_BASE_URL_OVERRIDE", default=DEBUG)
 
+# The port of the partner sandbox on 127.0.0.1, for `make demo` and `make serve` alike: the demo's outputs point
+# at it, so they keep working when `make serve` starts its sandbox there.
+SANDBOX_PORT = env.int("SANDBOX_PORT", default=8125)
+
 # Fernet keys for secrets at rest, newest first: the first encrypts, all decrypt,
 # so a new key is rolled in by putting it first and running `rotate_secrets`.
 # Generate one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"

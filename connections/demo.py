@@ -18,6 +18,7 @@ from audiences.refresh import refresh_audience
 from connections import services
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
+from outputs.partners import registry
 from outputs.services import clean_base_url
 
 AUDIENCE = "Potential Parisians"
@@ -37,7 +38,7 @@ POTENTIAL_PARISIANS = {
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us6"
 MAILCHIMP_LIST = "a1b2c3d4e5"
 XANDR = {"username": "demo", "password": "demo-pass", "member_id": 1234, "segment_id": 5678}
-# The ten members who stop qualifying in the second act: five have an email, all ten a device ID.
+# The ten members who stop qualifying in the second act: five have an email, all ten an Android advertising ID.
 LEAVERS = [1, 2, 11, 12, 21, 22, 31, 32, 41, 42]
 
 
@@ -80,27 +81,35 @@ def reset_demo_data() -> None:
         Profile.objects.filter(external_id__startswith="demo-").delete()
 
 
+def _pointed_at(kind: str, sandbox_url: str) -> tuple[str, dict]:
+    """The base URL and settings that point an output of `kind` at the sandbox, as its partner says."""
+    fields = dict(registry.get(kind).sandbox_destination(sandbox_url))
+    return fields.pop("base_url", ""), fields
+
+
 def check_sandbox_allowed(sandbox_url: str) -> None:
     """Raise ValidationError (base_url) where this deployment would not send to the sandbox
     (ALLOW_BASE_URL_OVERRIDE, ALLOW_PRIVATE_DESTINATIONS): the demo stops before it changes anything."""
-    clean_base_url(f"{sandbox_url}/mailchimp/{{dc}}", "mailchimp")
-    clean_base_url(f"{sandbox_url}/xandr", "xandr")
+    for kind in ("mailchimp", "xandr"):
+        clean_base_url(_pointed_at(kind, sandbox_url)[0], kind)
 
 
 def create_outputs(sandbox_url: str):
+    base_url, extra = _pointed_at("mailchimp", sandbox_url)
     mailchimp = Output(
         kind="mailchimp",
         name="Mailchimp (demo)",
-        base_url=f"{sandbox_url}/mailchimp/{{dc}}",
-        settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
+        base_url=base_url,
+        settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False, **extra},
     )
     mailchimp.set_secrets({"api_key": MAILCHIMP_KEY})
     mailchimp.save()
+    base_url, extra = _pointed_at("xandr", sandbox_url)
     xandr = Output(
         kind="xandr",
         name="AppNexus (demo)",
-        base_url=f"{sandbox_url}/xandr",
-        settings={"username": XANDR["username"], "member_id": XANDR["member_id"]},
+        base_url=base_url,
+        settings={"username": XANDR["username"], "member_id": XANDR["member_id"], **extra},
     )
     xandr.set_secrets({"password": XANDR["password"]})
     xandr.save()
@@ -154,6 +163,15 @@ def request_uploads(connections) -> None:
         if conn.delivery_mode == Connection.Mode.INTERVAL:
             with transaction.atomic():
                 services.sync_now(conn)
+
+
+def partner_holds(client, conn) -> int:
+    """What the sandbox holds in the demo's list or segment, from its control API: the seed's "check your list"."""
+    read = {
+        "mailchimp": lambda: client.mailchimp_list_state(MAILCHIMP_LIST)["member_count"],
+        "xandr": lambda: client.xandr_segment_state(XANDR["segment_id"])["count"],
+    }
+    return read[conn.output.kind]()
 
 
 def refreshed(audience):

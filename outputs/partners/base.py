@@ -275,6 +275,13 @@ class Partner:
     def base_url(self, account: Account) -> str:
         return (account.base_url or self.default_base_url).rstrip("/")
 
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        """The fields that point an output of this partner at the partner sandbox served at `sandbox_url`:
+        "base_url" (the base URL override) and any output setting that must go with it, each exactly as the
+        output's form takes it. `partner_sandbox` prints them and the demo saves them; a test saves them for
+        every partner and verifies against the sandbox, so they cannot drift from `base_url`."""
+        return {"base_url": f"{sandbox_url}/{self.slug}"}
+
     def check_credentials(self, account: Account) -> Check:
         """Whether the output's credentials work; raises TransportError when the partner does not answer."""
         raise NotImplementedError

@@ -211,6 +211,10 @@ class Braze(Partner):
     def base_url(self, account: Account) -> str:
         return (account.base_url or account.settings.get("rest_endpoint") or "").rstrip("/")
 
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        # The REST endpoint field takes only an instance's endpoint: any one will do, the override wins.
+        return {"base_url": f"{sandbox_url}/{self.slug}", "rest_endpoint": f"https://{REST_HOSTS[0]}"}
+
     # --- the three methods ---------------------------------------------------
 
     def check_credentials(self, account: Account) -> Check:
@@ -224,8 +228,12 @@ class Braze(Partner):
         # 400 for the empty request still means the key got through authentication and permission checks.
         if response.status_code == 400:
             return Check("credentials", "ok", "Braze accepted the API key for users.track.")
-        detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
-        return Check("credentials", "warning", detail, HINTS["transient"])
+        if response.status_code == 429 or response.status_code >= 500:
+            detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
+            return Check("credentials", "warning", detail, HINTS["transient"])
+        host = urlparse(self.base_url(account)).netloc or "not set"
+        detail = f"Braze answered HTTP {response.status_code} at {host}/users/track, which Braze does not."
+        return Check("credentials", "failing", detail, HINTS["endpoint"])
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
         # Braze has no list to look up: the attribute is created by the first write.

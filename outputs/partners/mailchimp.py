@@ -39,6 +39,10 @@ HINTS = {
         "Audience name and defaults shows it as the Audience ID."
     ),
     "transient": "This is usually temporary; verification runs again on its schedule.",
+    "base_url": (
+        "Check the base URL override of this output: empty for Mailchimp itself; otherwise it stands for "
+        "https://{dc}.api.mailchimp.com, without /3.0 (`manage.py partner_sandbox` prints the sandbox's)."
+    ),
 }
 KEY_FORM = "The Mailchimp API key is not in the expected form."
 
@@ -137,12 +141,13 @@ class Mailchimp(Partner):
         if response.status_code in (401, 403):
             fault = self._credentials_fault(account, response)
             return Check("credentials", "failing", fault.message, fault.hint)
-        return Check(
-            "credentials",
-            "warning",
-            f"Could not check the API key: Mailchimp answered HTTP {response.status_code}.",
-            HINTS["transient"],
-        )
+        if response.status_code == 429 or response.status_code >= 500:
+            detail = f"Could not check the API key: Mailchimp answered HTTP {response.status_code}."
+            return Check("credentials", "warning", detail, HINTS["transient"])
+        # /ping exists at every Mailchimp address: anything else (a 404) means the base URL leads elsewhere.
+        url = f"{self.base_url(account)}/3.0/ping"
+        detail = f"Mailchimp answered HTTP {response.status_code} at {url}: there is no Mailchimp API at this base URL."
+        return Check("credentials", "failing", detail, HINTS["base_url"])
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
         credentials = self.check_credentials(account)
@@ -297,6 +302,10 @@ class Mailchimp(Partner):
     def base_url(self, account: Account) -> str:
         dc = data_center(account.settings.get("api_key", "")) or ""
         return super().base_url(account).replace("{dc}", dc)
+
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        # As for https://{dc}.api.mailchimp.com: base_url() puts the key's data center in, _call() adds /3.0.
+        return {"base_url": f"{sandbox_url}/{self.slug}/{{dc}}"}
 
     def _call(self, account, method, path, result: SendResult | None = None, **kwargs):
         url = f"{self.base_url(account)}/3.0{path}"

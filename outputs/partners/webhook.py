@@ -136,6 +136,11 @@ class Webhook(Partner):
         # The output's URL is the destination itself; a base-URL override has no meaning here.
         return account.settings.get("url", "")
 
+    def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
+        # The sandbox receives at /webhook/<endpoint>; `partner_sandbox --seed-demo` creates the endpoint "demo"
+        # (others: POST /_sandbox/webhook/endpoints). The URL is the destination: no base URL override.
+        return {"url": f"{sandbox_url}/{self.slug}/demo"}
+
     # --- checks ----------------------------------------------------------------
 
     def check_credentials(self, account: Account) -> Check:

@@ -52,6 +52,8 @@ HINTS = {
     "(your Xandr representative can enable it).",
     "disabled": "Use another Xandr user with API access, or ask your Xandr representative to reactivate this one.",
     "password_expired": "Reset the password in Xandr and paste the new one into this output.",
+    "base_url": "Check the base URL override of this output: empty for Xandr itself (https://api.appnexus.com); "
+    "`manage.py partner_sandbox` prints the sandbox's.",
     "no_access": "Check the member ID of this output, and ask your Xandr representative to give this user "
     "access to member {member} and to enable the Batch Segment Service for it.",
     "segment": "Check the segment ID of this connection: it must be a segment of member {member} "
@@ -311,6 +313,10 @@ class Xandr(Partner):
         body = _envelope(response)
         if response.status_code in (401, 403) or str(body.get("error_id", "")).startswith("NOAUTH"):
             raise _Stop(fault=_auth_fault(body))
+        if response.status_code == 404:
+            # /auth exists wherever the Xandr API is: a 404 says the base URL leads elsewhere, not a member.
+            message = f"Xandr answered HTTP 404 at {s.base}/auth: there is no Xandr API at this base URL."
+            raise _Stop(fault=Fault("destination", message, HINTS["base_url"]))
         self._raise_for(s, response, body)
         if not body.get("token"):
             raise _Stop(Outcome("retry", "Xandr did not return a token when signing in; the batch will be sent again."))

@@ -103,7 +103,7 @@ def test_bad_input_exits_non_zero_from_the_shell():
         timeout=60,
     )
 
-    assert run.returncode == 1
+    assert run.returncode == 2  # called wrongly (config/commands.py)
     assert run.stdout == ""
     assert "--expires-days must be 1 or more" in run.stderr
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,19 @@ def test_it_refuses_bad_connect_arguments_and_writes_nothing(parisians, args, er
     assert not Connection.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # work is queued on commit, inside the command, as from a shell
+def test_connect_and_disconnect_print_only_their_own_output(parisians, caplog):
+    from django_q.models import OrmQ
+
+    MailchimpOutputFactory()
+    with caplog.at_level("INFO"):
+        run("connect", "Potential Parisians", "Mailchimp (marketing)", "--setting", f"list_id={LIST_ID}")
+        run("disconnect", str(Connection.objects.get().pk), "--remove-from-partner")
+
+    assert OrmQ.objects.exists()  # they queued work for the workers…
+    assert [r.getMessage() for r in caplog.records if r.name == "django-q"] == []  # …without saying "Enqueued …"
+
+
 def test_it_accepts_true_and_false_for_yes_no_settings():
     from connections.management.commands.connect import Command
 
@@ -91,7 +105,7 @@ def test_it_requires_a_choice_of_connections_to_forward_and_exits_non_zero():
     result = subprocess.run(
         [sys.executable, "manage.py", "forward"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # called wrongly (config/commands.py)
     assert "Say what to forward: --connection ID (repeatable) or --all." in result.stderr
     with pytest.raises(CommandError, match="Give either --connection or --all, not both."):
         call_command("forward", "--connection", "1", "--all")
@@ -133,6 +147,51 @@ def test_it_reports_a_fault_and_exits_non_zero(sandbox, parisians):
     conn.refresh_from_db()
     assert conn.status == "faulted"
     assert OutboxMessage.objects.filter(state="pending").count() == 3  # nothing lost: they wait for the resume
+
+
+def cells(out, conn) -> list[str]:
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if f" {conn.pk} " in line and "Parisians" in line)
+    # A long "What happened" wraps onto the next lines of its cell: join them.
+    row = [c.strip() for c in lines[at].split("│")[1:-1]]
+    for more in lines[at + 1 :]:
+        if not more.startswith("│") or more.split("│")[1].strip():
+            break
+        row[-1] += " " + more.split("│")[-2].strip()
+    return row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_says_why_messages_wait_for_a_retry(sandbox, parisians):
+    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+    sandbox.fault("mailchimp", "status", status=503, count=1)
+
+    row = cells(run("forward", "--connection", str(conn.pk)), conn)
+
+    assert row[2:9] == ["1", "0", "0", "0", "3", "0", "0"]
+    assert row[-1] == "3 to send again later: Mailchimp had a server error (HTTP 503)."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stopped_at_the_login_counts_nothing_as_sent(sandbox, parisians):
+    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+    sandbox.revoke("mailchimp", MAILCHIMP_KEY)
+    out = StringIO()
+
+    with pytest.raises(CommandError):
+        call_command("forward", "--connection", str(conn.pk), stdout=out)
+
+    row = cells(out.getvalue(), conn)
+    assert row[2:9] == [
+        "1",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "3",
+    ]  # batches … not sent
+    assert row[-1].startswith("Stopped, nothing more sent: Mailchimp rejected the API key")
 
 
 def test_it_pauses_and_resumes_by_id(parisians):

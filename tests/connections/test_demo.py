@@ -17,12 +17,20 @@ def test_the_demo_forwards_50_emails_to_mailchimp_and_80_device_ids_to_appnexus(
         url = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
     monkeypatch.setenv("DATABASE_URL", url)  # the demo's qcluster must use the test database
 
-    call_command("demo")
+    call_command("demo", "--sandbox-port", "0")
 
     out = capsys.readouterr().out
+    # One line per sentence, the partners in the order the sentences name them, one word for what AppNexus takes.
+    assert (
+        "\n3. Connected: Mailchimp list a1b2c3d4e5 (50 queued, realtime) and AppNexus segment 5678 (80 queued, "
+        "uploaded at an interval: the demo asks for it now).\n" in out
+    )
+    assert out.index("│ Mailchimp (demo)") < out.index("│ AppNexus (demo)")
+    assert "device IDs" not in out
     assert "matches 100 users: 50 have an email address, 80 an Android advertising ID." in out
     first, second = out.split("5. Ten members stop qualifying")
     assert re.search(r"AppNexus \(demo\)\s+│ 100\s+│ 80\s+│ 80 adds\s+│ 80 ", first)
+    assert "│ AppNexus / Xandr accepts only mobile advertising IDs; 80 of the 100 members have" in first
     assert re.search(r"Mailchimp \(demo\)\s+│ 100\s+│ 50\s+│ 50 adds\s+│ 50 ", first)
     assert re.search(r"AppNexus \(demo\)\s+│ 90\s+│ 70\s+│ 80 adds, 10 removes\s+│ 70 ", second)
     assert re.search(r"Mailchimp \(demo\)\s+│ 90\s+│ 45\s+│ 50 adds, 5 removes\s+│ 45 ", second)

@@ -119,3 +119,14 @@ def test_a_decoded_line_break_cannot_write_a_log_line_of_its_own(logs):
 
     assert logs.getvalue().count("\n") == 1
     assert '"GET /admin/trace/?q=[email]%0AFAKE ERROR HTTP/1.1"' in logs.getvalue()
+
+
+def test_a_django_q_worker_keeps_its_name_and_a_key_beside_it_is_still_masked(logs):
+    name = "Process-3f0c2a9b8d7e4f6a1b2c3d4e5f6a7b8c"  # django-q2 names its processes with a uuid4's hex
+    logging.getLogger("django-q").info("%s ready for work at 16166", name)
+    logging.getLogger("django-q").error("%s failed a task with key %s", name, KEY)
+
+    lines = logs.getvalue()
+    assert f"{name} ready for work at 16166" in lines
+    assert f"{name} failed a task with key [secret]" in lines
+    assert KEY not in lines and "Process-[secret]" not in lines

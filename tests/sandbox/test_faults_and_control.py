@@ -124,5 +124,5 @@ def test_the_command_refuses_a_port_that_is_taken():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(CommandError, match=f"Cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(CommandError, match=f"Cannot start the partner sandbox on 127.0.0.1:{port}: .*SANDBOX_PORT"):
             call_command("partner_sandbox", port=port)

@@ -2,18 +2,18 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.table import Table
 
 from audiences.api.fields import has_control_characters
 from audiences.erasure import ErasureResult, describe, erase_external_ids
+from config.commands import RelayCommand, called_wrongly
 
 # Who the audit entries name when --user is not given: a user that cannot sign in, created on first use.
 SYSTEM_USER = "system"
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Erase profiles by external ID: each leaves every audience, every partner it reached is sent its "
         "removal, then it is deleted with its identities and events. IDs no profile has are listed, not refused "
@@ -38,10 +38,10 @@ class Command(BaseCommand):
         ids = _read_ids(file) if file is not None else [e.strip() for e in external_id]
         bad = next((e for e in ids if not e or len(e) > 255 or has_control_characters(e)), None)
         if bad is not None:
-            raise CommandError(f"Not an external ID: {bad!r} (1 to 255 characters, no control characters).")
+            raise called_wrongly(f"Not an external ID: {bad!r} (1 to 255 characters, no control characters).")
         ids = list(dict.fromkeys(ids))
         if not ids:
-            raise CommandError(f"No external IDs in {file}: give one per line.")
+            raise called_wrongly(f"No external IDs in {file}: give one per line.")
         actor = _actor(user)
         result = ErasureResult()
         # One erasure run per BULK_MAX_RECORDS IDs, the API's limit: a file of any length, in bounded statements.
@@ -75,9 +75,9 @@ def _read_ids(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CommandError(f"No file {path}.") from None
+        raise called_wrongly(f"No file {path}.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"Cannot read {path}: {exc}.") from None
+        raise called_wrongly(f"Cannot read {path}: {exc}.") from None
     lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
@@ -87,7 +87,7 @@ def _actor(username):
     if username is not None:
         actor = users.filter(username=username).first()
         if actor is None:
-            raise CommandError(f"No user {username!r}: --user names an existing user, for the audit entries.")
+            raise called_wrongly(f"No user {username!r}: --user names an existing user, for the audit entries.")
         return actor
     actor, created = users.get_or_create(username=SYSTEM_USER, defaults={"is_active": False})
     if created:

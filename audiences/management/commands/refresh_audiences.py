@@ -1,13 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
+from config.commands import RelayCommand, called_wrongly
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = "Re-evaluate rule-based audiences now and print what changed (adds, removes, size, time)."
 
     def add_arguments(self, parser):
@@ -24,10 +24,10 @@ class Command(BaseCommand):
             found = {a.name: a for a in Audience.objects.filter(name__in=audience)}
             unknown = [n for n in audience if n not in found]
             if unknown:
-                raise CommandError(f"No audience named {', '.join(repr(n) for n in unknown)}.")
+                raise called_wrongly(f"No audience named {', '.join(repr(n) for n in unknown)}.")
             static = [n for n in audience if found[n].kind != Audience.Kind.RULES]
             if static:
-                raise CommandError(f"{', '.join(repr(n) for n in static)}: static lists change only when edited.")
+                raise called_wrongly(f"{', '.join(repr(n) for n in static)}: static lists change only when edited.")
             audiences = audiences.filter(name__in=audience)
         audiences = list(audiences)
         if not audiences:

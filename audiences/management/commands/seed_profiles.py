@@ -1,6 +1,5 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -13,9 +12,10 @@ from rich.progress import (
 )
 
 from audiences.seeding import DEFAULT_MIX, SEEDABLE_TYPES, SeedingError, parse_mix, seed_profiles
+from config.commands import RelayCommand, called_wrongly
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Create realistic test profiles with identities and travel-video events "
         "(Play Video, View Destination, Search Flights, Book Trip). Fast: COPY on PostgreSQL."
@@ -51,13 +51,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, count, mix, seed, prefix, days, **options):
         if count < 1:
-            raise CommandError(f"--count must be at least 1, not {count}.")
+            raise called_wrongly(f"--count must be at least 1, not {count}.")
         if days < 1:
-            raise CommandError(f"--days must be at least 1, not {days}.")
+            raise called_wrongly(f"--days must be at least 1, not {days}.")
         try:
             parsed_mix = parse_mix(mix) if mix is not None else None
         except SeedingError as exc:
-            raise CommandError(f"Invalid --mix: {exc}.") from None
+            raise called_wrongly(f"Invalid --mix: {exc}.") from None
 
         console = Console(file=getattr(self.stderr, "_out", self.stderr), stderr=True)
         columns = (
@@ -81,7 +81,7 @@ class Command(BaseCommand):
                     progress=lambda done, total: bar.update(task, completed=done),
                 )
             except SeedingError as exc:
-                raise CommandError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+                raise called_wrongly(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
         elapsed = time.perf_counter() - started
         rate = created["profiles"] / elapsed if elapsed else 0
         self.stdout.write(

@@ -1,8 +1,8 @@
 """What the connection commands share: finding a connection by ID, and printing sentences with rich."""
 
-from django.core.management.base import CommandError
 from rich.console import Console
 
+from config.commands import called_wrongly
 from connections.api.filters import with_pending
 from connections.models import Connection
 
@@ -10,7 +10,7 @@ from connections.models import Connection
 def get_connection(pk: int) -> Connection:
     conn = with_pending(Connection.objects.select_related("audience", "output")).filter(pk=pk).first()
     if conn is None:
-        raise CommandError(
+        raise called_wrongly(
             f"No connection with ID {pk}. The admin's connection list and GET /api/v1/connections/ show the IDs."
         )
     return conn

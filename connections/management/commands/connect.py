@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
 
 from audiences.models import Audience
+from config.commands import RelayCommand, called_wrongly
 from connections import operations, services
 from connections.api.filters import duplicate_of
 from connections.management.commands._common import console
@@ -9,7 +9,7 @@ from connections.models import Connection
 from outputs.models import Output
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Connect an audience to an output: validate the connection settings against the partner's schema, then "
         "queue the audience's current members (the backfill). Prints the connection ID."
@@ -41,21 +41,21 @@ class Command(BaseCommand):
     def handle(self, *args, audience, output, setting, mode, every_minutes, every_messages, **options):
         audience_obj = Audience.objects.filter(name=audience).first()
         if audience_obj is None:
-            raise CommandError(f"No audience named '{audience}'.")
+            raise called_wrongly(f"No audience named '{audience}'.")
         output_obj = Output.objects.filter(name=output).first()
         if output_obj is None:
-            raise CommandError(f"No output named '{output}'.")
+            raise called_wrongly(f"No output named '{output}'.")
         values = self._settings(output_obj, setting)
         try:
             cleaned, *_ = services.clean_connection(output_obj, values, mode, every_minutes, every_messages)
             twin = duplicate_of(audience_obj, output_obj, cleaned)
             if twin is not None:
-                raise CommandError(
+                raise called_wrongly(
                     f"{operations.label(twin)} already exists with these settings (connection {twin.pk})."
                 )
             conn = services.connect(audience_obj, output_obj, values, mode, every_minutes, every_messages)
         except ValidationError as exc:
-            raise CommandError(self._problems(exc)) from None
+            raise called_wrongly(self._problems(exc)) from None
         out = console(self)
         out.print(operations.connected(conn))
         out.print(f"Connection ID: [bold]{conn.pk}[/bold]")
@@ -69,10 +69,12 @@ class Command(BaseCommand):
             key, sep, value = pair.partition("=")
             key = key.strip()
             if not sep or not key:
-                raise CommandError(f"--setting {pair!r}: expected KEY=VALUE, such as list_id=a1b2c3d4e5.")
+                raise called_wrongly(f"--setting {pair!r}: expected KEY=VALUE, such as list_id=a1b2c3d4e5.")
             if key not in kinds:
                 known = ", ".join(kinds) or "none"
-                raise CommandError(f"--setting {key}: {output.partner.name} has no such connection setting ({known}).")
+                raise called_wrongly(
+                    f"--setting {key}: {output.partner.name} has no such connection setting ({known})."
+                )
             values[key] = [v.strip() for v in value.split(",") if v.strip()] if kinds[key] == "multichoice" else value
         return values
 

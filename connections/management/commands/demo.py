@@ -1,23 +1,27 @@
 import logging
+from functools import partial
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Count, Q
 from django.utils import timezone
-from rich.console import Console
 from rich.table import Table
 
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
 from audiences.stats import audience_breakdown
-from connections import demo, services
+from config.commands import RelayCommand
+from connections import demo, funnel, services
 from connections.management.commands import verify_connections
+from connections.management.commands._common import console
 from connections.models import Connection, OutboxMessage
+from outputs.management.commands.partner_sandbox import cannot_listen
 from outputs.sandbox.client import SandboxClient
 from outputs.sandbox.server import PartnerSandbox
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "The seed document's story end to end: 100 users in 'Potential Parisians', forwarded to Mailchimp and "
         "AppNexus in the partner sandbox through a real django-q2 cluster, then checked at the partner."
@@ -27,19 +31,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sandbox-port",
             type=int,
-            default=8125,
-            help="Port for the partner sandbox; the one `make serve` uses, so the demo's outputs keep working "
-            "there (a free port is taken when it is busy).",
+            default=settings.SANDBOX_PORT,
+            help=f"Port for the partner sandbox (default SANDBOX_PORT, {settings.SANDBOX_PORT}): the one `make serve` "
+            "uses, so the demo's outputs keep working there. 0 picks a free port, for a demo on its own.",
         )
 
     def handle(self, *args, sandbox_port, **options):
-        out = Console(file=self.stdout, highlight=False, width=130)
+        out = console(self)
+        say = partial(out.print, soft_wrap=True)  # a sentence is one line: the terminal wraps it, not the command
         logging.getLogger("django-q").setLevel(logging.WARNING)  # "Enqueued …" lines would interleave the story
-        with PartnerSandbox() as sandbox:
-            try:
-                url = sandbox.start("127.0.0.1", sandbox_port)
-            except OSError:
-                url = sandbox.start("127.0.0.1", 0)
+        sandbox = PartnerSandbox()
+        try:
+            url = sandbox.start("127.0.0.1", sandbox_port)
+        except OSError as exc:
+            raise CommandError(cannot_listen("127.0.0.1", sandbox_port, exc)) from None
+        try:
             try:
                 demo.check_sandbox_allowed(url)
             except ValidationError as exc:
@@ -48,29 +54,29 @@ class Command(BaseCommand):
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
             client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
             client.xandr_segment(demo.XANDR["member_id"], demo.XANDR["segment_id"])
-            out.print(f"Partner sandbox (Mailchimp, AppNexus) listening on {url}")
+            say(f"Partner sandbox (Mailchimp, AppNexus) listening on {url}")
 
             demo.reset_demo_data()
             demo.seed_people(timezone.now())
             audience = Audience.objects.create(name=demo.AUDIENCE, criteria=demo.POTENTIAL_PARISIANS)
             size = refresh_audience(audience).size
             counts = audience_breakdown(audience.pk)
-            out.print(
+            say(
                 f"\n[bold]1. The audience[/] '{audience.name}' matches {size} users: "
                 f"{counts['email']} have an email address, {counts['android_aaid']} an Android advertising ID."
             )
 
             mailchimp, xandr = demo.create_outputs(url)
-            out.print(
+            say(
                 "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
-                "End off) and AppNexus (member 1234)."
+                f"End off) and AppNexus (member {demo.XANDR['member_id']})."
             )
             with demo.QCluster():
                 conns = [
                     services.connect(audience, mailchimp, {"list_id": demo.MAILCHIMP_LIST}),
                     services.connect(audience, xandr, {"segment_id": demo.XANDR["segment_id"]}),
                 ]
-                out.print(
+                say(
                     f"[bold]3. Connected[/]: Mailchimp list {demo.MAILCHIMP_LIST} ({conns[0].queued_on_connect} "
                     f"queued, realtime) and AppNexus segment {demo.XANDR['segment_id']} "
                     f"({conns[1].queued_on_connect} queued, uploaded at an interval: the demo asks for it now)."
@@ -78,7 +84,7 @@ class Command(BaseCommand):
                 demo.request_uploads(conns)
                 if not demo.wait_until_forwarded(conns):
                     raise CommandError("Forwarding did not finish within 90 seconds; is the qcluster running?")
-                out.print("[bold]4. Verify[/]: what each partner holds after django-q2 forwarded the audience.")
+                say("[bold]4. Verify[/]: what each partner holds after django-q2 forwarded the audience.")
                 out.print(self.report(audience, conns, client))
 
                 demo.leave(demo.LEAVERS)
@@ -86,38 +92,44 @@ class Command(BaseCommand):
                 if not demo.wait_until_forwarded(conns):
                     raise CommandError("Forwarding of the removals did not finish within 90 seconds.")
                 audience.refresh_from_db()
-                out.print(
+                say(
                     f"\n[bold]5. Ten members stop qualifying[/] (their status became Free): the audience has "
                     f"{audience.size} members and the partners follow."
                 )
                 out.print(self.report(audience, conns, client))
 
-            out.print(
+            say(
                 "\n[bold]6. Verify and troubleshoot[/]: every check of both connections and each one's size funnel, "
                 "as `verify_connections` prints them."
             )
             conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("audience", "output")
             verify_connections.render(out, verify_connections.verify_each(conns.order_by("pk")))
+            if sandbox_port == settings.SANDBOX_PORT:
+                say(
+                    f"\nThe demo's outputs point at {url}: `make serve` starts its sandbox there (SANDBOX_PORT) "
+                    "with the same demo accounts, so they keep working in the admin."
+                )
+        finally:
+            sandbox.stop()
 
     def report(self, audience, conns, client) -> Table:
+        """Mailchimp then AppNexus, as the sentences name them; each partner's words for what it accepts."""
         audience.refresh_from_db()
         table = Table("Connection", "Audience", "Partner accepts", "Forwarded", "Partner holds", "Why they differ")
-        counts = audience_breakdown(audience.pk)
         sent = {
             row["connection_id"]: row
             for row in OutboxMessage.objects.filter(connection__in=conns, state="delivered")
             .values("connection_id")
             .annotate(adds=Count("pk", filter=Q(action="add")), removes=Count("pk", filter=Q(action="remove")))
         }
-        for conn in Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("output"):
-            if conn.output.kind == "mailchimp":
-                holds = client.mailchimp_list_state(demo.MAILCHIMP_LIST)["member_count"]
-                have, kind = counts["email"], "email addresses"
-            else:
-                holds = client.xandr_segment_state(demo.XANDR["segment_id"])["count"]
-                have, kind = counts["android_aaid"] + counts["ios_idfa"], "device IDs"
-            why = f"{conn.output.partner.name} accepts only {kind}; {have} of the {audience.size} members have one."
+        ordered = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("output").order_by("pk")
+        for conn in ordered:
+            partner = conn.output.partner
+            have = funnel.compute(conn, partner_count=None).steps[1].count
+            kind = funnel.types_phrase(partner.accepted_types(conn.settings))
+            why = f"{partner.name} accepts only {kind}; {have} of the {audience.size} members have one."
             row = sent.get(conn.pk, {"adds": 0, "removes": 0})
             forwarded = f"{row['adds']} adds" + (f", {row['removes']} removes" if row["removes"] else "")
+            holds = demo.partner_holds(client, conn)
             table.add_row(str(conn.output), str(audience.size), str(have), forwarded, str(holds), why)
         return table

@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
+from config.commands import RelayCommand
 from connections import operations
 from connections.management.commands._common import console, get_connection
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Disconnect an audience from an output. Say what happens to the audience's members at the partner: "
         "--remove-from-partner removes them first (the connection is deleted once the removals are sent), "

@@ -1,11 +1,13 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db.models import Q
 from django.utils import timezone
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from config.commands import RelayCommand, called_wrongly
 from connections import engine, operations, services
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
@@ -19,7 +21,7 @@ def due_count(conn) -> int:
     return OutboxMessage.objects.filter(due, connection=conn).count()
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Send what is due now, in this process (no qcluster needed): drains each connection through its "
         "partner with a progress bar, then prints a summary per connection. Exits non-zero if one faulted."
@@ -46,11 +48,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, connection, all, max_seconds, **options):
         if not connection and not all:
-            raise CommandError("Say what to forward: --connection ID (repeatable) or --all.")
+            raise called_wrongly("Say what to forward: --connection ID (repeatable) or --all.")
         if connection and all:
-            raise CommandError("Give either --connection or --all, not both.")
+            raise called_wrongly("Give either --connection or --all, not both.")
         if max_seconds is not None and max_seconds <= 0:
-            raise CommandError("--max-seconds must be more than 0.")
+            raise called_wrongly("--max-seconds must be more than 0.")
         if all:
             conns = list(Connection.objects.select_related("audience", "output").order_by("pk"))
         else:
@@ -80,7 +82,8 @@ class Command(BaseCommand):
             )
 
     def _drain(self, conn, out, max_seconds) -> dict:
-        totals = dict.fromkeys(COUNTS, 0) | {"seconds": 0.0, "fault": "", "note": ""}
+        totals = dict.fromkeys(COUNTS, 0) | {"seconds": 0.0, "fault": "", "note": "", "why": ""}
+        totals["started"] = timezone.now()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         with Progress(
             TextColumn("{task.description}"),
@@ -119,6 +122,9 @@ class Command(BaseCommand):
         conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
         if conn is None:
             return
+        # The engine keeps the partner's reason for the batch's last refusal or retry on the connection.
+        if conn.last_error_at and conn.last_error_at >= totals["started"]:
+            totals["why"] = conn.last_error
         if totals["batches"] and conn.delivery_mode == Connection.Mode.INTERVAL:
             Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
         if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):
@@ -127,11 +133,29 @@ class Command(BaseCommand):
     @staticmethod
     def _table(rows) -> Table:
         table = Table("ID", "Connection", title="Forwarded")
-        for name in ("Batches", "Sent", "Accepted", "Rejected", "Retried", "Failed", "Seconds"):
+        for name in ("Batches", "Sent", "Accepted", "Rejected", "Retried", "Failed", "Not sent", "Seconds"):
             table.add_column(name, justify="right")
-        table.add_column("Fault", style="red")
+        table.add_column("What happened")
         for conn, t in rows:
+            counts = [t["batches"], t["accepted"] + t["rejected"], t["accepted"], t["rejected"], t["retried"]]
+            counts += [t["failed"], t["messages"] - sum(t[k] for k in ("accepted", "rejected", "retried", "failed"))]
             table.add_row(
-                str(conn.pk), operations.label(conn), *(f"{t[k]:,}" for k in COUNTS), f"{t['seconds']:.2f}", t["fault"]
+                str(conn.pk), operations.label(conn), *(f"{n:,}" for n in counts), f"{t['seconds']:.2f}", _what(t)
             )
         return table
+
+
+def _what(t) -> Text:
+    """What happened to the connection's messages and why, in the words of the partner's answer."""
+    if t["fault"]:
+        return Text(f"Stopped, nothing more sent: {t['fault']}", style="red")
+    parts = []
+    if t["retried"] or t["failed"]:
+        retried = f"{t['retried']:,} to send again later" if t["retried"] else ""
+        failed = f"{t['failed']:,} given up (past the retry window)" if t["failed"] else ""
+        parts.append("; ".join(p for p in (retried, failed) if p) + f": {t['why']}")
+    elif t["rejected"]:
+        parts.append(f"{t['rejected']:,} refused by the partner, for good: {t['why']}")
+    if not parts:
+        parts.append("All sent." if t["messages"] else "Nothing was due.")
+    return Text(" ".join(parts), style="yellow" if t["retried"] or t["failed"] else "")

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import RelayCommand
 from connections import operations
 from connections.management.commands._common import console, get_connection
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = "Pause a connection: nothing is sent until it is resumed; membership changes keep queueing."
 
     def add_arguments(self, parser):

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import RelayCommand
 from connections import operations
 from connections.management.commands._common import console, get_connection
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = "Resume a paused or faulted connection: its waiting messages go out now."
 
     def add_arguments(self, parser):

@@ -2,13 +2,14 @@ import json
 import logging
 from contextlib import contextmanager
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from rich.console import Console, Group
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from audiences.models import Audience
+from config.commands import RelayCommand, called_wrongly
 from connections import operations, verification
 from connections.funnel import Funnel
 from connections.management.commands._common import console, get_connection
@@ -84,7 +85,7 @@ def as_json(conn: Connection, funnel: Funnel) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Verify connections now: credentials, destination and account preconditions at the partner, identity "
         "coverage, delivery health and the partner's own count. Prints a table with a hint for each check that "
@@ -138,17 +139,14 @@ class Command(BaseCommand):
         # Bad arguments exit 2, as argparse's own do; a failing connection exits 1.
         qs = Connection.objects.select_related("audience", "output").order_by("pk")
         if ids:
-            try:
-                ids = [get_connection(pk).pk for pk in dict.fromkeys(ids)]
-            except CommandError as exc:
-                raise CommandError(str(exc), returncode=2) from None
+            ids = [get_connection(pk).pk for pk in dict.fromkeys(ids)]
             qs = qs.filter(pk__in=ids)
         if audience is not None:
             if not Audience.objects.filter(name=audience).exists():
-                raise CommandError(f"No audience named '{audience}'.", returncode=2)
+                raise called_wrongly(f"No audience named '{audience}'.")
             qs = qs.filter(audience__name=audience)
         if output is not None:
             if not Output.objects.filter(name=output).exists():
-                raise CommandError(f"No output named '{output}'.", returncode=2)
+                raise called_wrongly(f"No output named '{output}'.")
             qs = qs.filter(output__name=output)
         return list(qs)

@@ -1,9 +1,30 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import CommandError
 
+from config.commands import RelayCommand
+from outputs.partners import registry
 from outputs.sandbox import PartnerSandbox
 
 
-class Command(BaseCommand):
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    return (
+        f"Cannot start the partner sandbox on {host}:{port}: {exc.strerror or exc}. Stop what uses the port (a "
+        "`make serve` or `make demo` still running?), or set SANDBOX_PORT in .env to a free port: `make demo` and "
+        "`make serve` both use it."
+    )
+
+
+def destination_lines(url: str) -> list[str]:
+    """One line per partner: what its output's fields take to reach the sandbox at `url`, from the partner."""
+    lines = []
+    for partner in registry.all_partners():
+        labels = {s.name: s.label for s in partner.output_settings} | {"base_url": "base URL override"}
+        fields = partner.sandbox_destination(url)
+        lines.append(f"{partner.name}: " + ", ".join(f"{labels[k]} {v}" for k, v in fields.items()))
+    return lines
+
+
+class Command(RelayCommand):
     help = (
         "Run the partner sandbox in the foreground: an emulation of the Mailchimp, Braze, AppNexus/Xandr, "
         "Facebook Custom Audiences and webhook APIs for outputs to point their base URL at. Ctrl-C stops it. "
@@ -12,7 +33,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default 127.0.0.1).")
-        parser.add_argument("--port", type=int, default=8125, help="Port to listen on (default 8125; 0 picks one).")
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=settings.SANDBOX_PORT,
+            help=f"Port to listen on (default SANDBOX_PORT, {settings.SANDBOX_PORT}; 0 picks a free one).",
+        )
         parser.add_argument("--verbose", action="store_true", help="Log every request to stderr.")
         parser.add_argument(
             "--seed-demo", action="store_true", help="Create the demo accounts (Mailchimp list, Xandr segment, ...)."
@@ -23,32 +49,28 @@ class Command(BaseCommand):
         try:
             url = sandbox.start(host=options["host"], port=options["port"])
         except OSError as exc:
-            raise CommandError(
-                f"Cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}."
-            ) from None
+            raise CommandError(cannot_listen(options["host"], options["port"], exc)) from None
         write = self.stdout.write
         write(f"Partner sandbox listening on {url}")
-        write(f"  control API    {url}/_sandbox/  (reset, faults, stats, accounts; see docs/sandbox.md)")
-        write(f"  Mailchimp      {url}/mailchimp/{{dc}}/3.0   stands for https://{{dc}}.api.mailchimp.com/3.0")
-        write(f"  Braze          {url}/braze               stands for https://rest.<instance>.braze.com")
-        write(f"  AppNexus/Xandr {url}/xandr               stands for https://api.appnexus.com")
-        write(f"  Facebook       {url}/facebook            stands for https://graph.facebook.com")
-        write(f"  Webhook        {url}/webhook/{{endpoint}}")
+        write(f"  control API: {url}/_sandbox/  (reset, faults, stats, accounts; see docs/sandbox.md)")
+        write("Point an output at it with these fields of the output's form (admin or API):")
+        for line in destination_lines(url):
+            write(f"  {line}")
         if options["seed_demo"]:
             demo = sandbox.seed_demo()
             mc, xa, br, fb, wh = (demo[p] for p in ("mailchimp", "xandr", "braze", "facebook", "webhook"))
             write("Demo accounts:")
-            write(f"  Mailchimp      API key {mc['api_key']}, list {mc['list_id']}; base URL {mc['base_url']}")
+            write(f"  Mailchimp: API key {mc['api_key']}, list {mc['list_id']}")
             write(
-                f"  AppNexus/Xandr user {xa['username']} / password {xa['password']}, member {xa['member_id']}, "
-                f"segment {xa['segment_id']}; base URL {xa['base_url']}"
+                f"  AppNexus / Xandr: user {xa['username']}, password {xa['password']}, member {xa['member_id']}, "
+                f"segment {xa['segment_id']}"
             )
-            write(f"  Braze          API key {br['api_key']}; REST endpoint {br['base_url']}")
+            write(f"  Braze: REST API key {br['api_key']}")
             write(
-                f"  Facebook       access token {fb['access_token']}, ad account {fb['ad_account_id']}, audience "
-                f"{fb['audience_id']}; base URL {fb['base_url']}"
+                f"  Facebook Custom Audiences: access token {fb['access_token']}, ad account {fb['ad_account_id']}, "
+                f"audience {fb['audience_id']}"
             )
-            write(f"  Webhook        endpoint {wh['name']}, secret {wh['secret']}; URL {wh['url']}")
+            write(f"  Webhook: endpoint {wh['name']}, signing secret {wh['secret']}")
         write("Press Ctrl-C to stop.")
         self.stdout.flush()
         try:

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
+from config.commands import RelayCommand
 from outputs import crypto
 from outputs.models import Output
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Re-encrypt every output's secrets under the first key of SECRETS_ENCRYPTION_KEYS. "
         "Rotation: put the new key first (keep the old one after it), run this, then remove the old key."

@@ -1,14 +1,14 @@
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from config.commands import RelayCommand, called_wrongly
 from staff.models import ApiToken
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = (
         "Create an API token for USERNAME (creating the user, without a password, if it does not exist) and print "
         "it. The token is shown this once: only its hash is stored."
@@ -26,12 +26,12 @@ class Command(BaseCommand):
     def handle(self, *args, username, name, scope, expires_days, rotate, **options):
         username = username.strip()
         if not username:
-            raise CommandError("USERNAME must not be empty.")
+            raise called_wrongly("USERNAME must not be empty.")
         if expires_days is not None and expires_days < 1:
-            raise CommandError("--expires-days must be 1 or more; leave it out for a token that never expires.")
+            raise called_wrongly("--expires-days must be 1 or more; leave it out for a token that never expires.")
         name = name.strip() or f"{username} (command line)"
         if len(name) > ApiToken._meta.get_field("name").max_length:
-            raise CommandError("--name must be 100 characters or fewer.")
+            raise called_wrongly("--name must be 100 characters or fewer.")
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
         with transaction.atomic():
             user, created = get_user_model().objects.get_or_create(username=username)

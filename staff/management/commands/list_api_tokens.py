@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from config.commands import RelayCommand, called_wrongly
 from staff.models import ApiToken
 
 COLUMNS = ["prefix", "user", "name", "scope", "created", "expires", "last used", "revoked"]
@@ -11,7 +11,7 @@ def _when(moment, empty="-") -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}" if moment else empty
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = "List API tokens (never their secrets): prefix, user, name, scope, created, expires, last used, revoked."
 
     def add_arguments(self, parser):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         tokens = ApiToken.objects.select_related("user").order_by("user__username", "created_at")
         if user:
             if not get_user_model().objects.filter(username=user).exists():
-                raise CommandError(f"No user named {user!r}.")
+                raise called_wrongly(f"No user named {user!r}.")
             tokens = tokens.filter(user__username=user)
         if active:
             now = timezone.now()

@@ -1,10 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from config.commands import RelayCommand, called_wrongly
 from staff.models import ApiToken, parse_token
 
 
-class Command(BaseCommand):
+class Command(RelayCommand):
     help = "Revoke an API token by its prefix (as list_api_tokens shows it); it stops working at once."
 
     def add_arguments(self, parser):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
             prefix = parsed[0]  # someone pasted the whole token: its prefix names it
         token = ApiToken.objects.select_related("user").filter(prefix=prefix).first() if prefix else None
         if token is None:
-            raise CommandError(f"No API token with prefix {prefix!r}; list_api_tokens shows them.")
+            raise called_wrongly(f"No API token with prefix {prefix!r}; list_api_tokens shows them.")
         described = f"{token.prefix} ({token.name}, {token.user.username})"
         if not token.revoke():
             day = timezone.localtime(token.revoked_at).date().isoformat()
