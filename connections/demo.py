@@ -100,7 +100,7 @@ def create_outputs(sandbox_url: str):
         kind="xandr",
         name="AppNexus (demo)",
         base_url=f"{sandbox_url}/xandr",
-        settings={"username": XANDR["username"], "member_id": XANDR["member_id"]},
+        settings={"username": XANDR["username"], "member_id": XANDR["member_id"], "file_format": "avro"},
     )
     xandr.set_secrets({"password": XANDR["password"]})
     xandr.save()

@@ -46,7 +46,9 @@ class Command(BaseCommand):
                 raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
-            client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
+            # Like a Xandr member whose Batch Segment Service was set up for BSS Avro, the demo output's format.
+            xandr_account = (demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
+            client.xandr_account(*xandr_account, file_format="avro")
             client.xandr_segment(demo.XANDR["member_id"], demo.XANDR["segment_id"])
             out.print(f"Partner sandbox (Mailchimp, AppNexus) listening on {url}")
 
@@ -63,7 +65,7 @@ class Command(BaseCommand):
             mailchimp, xandr = demo.create_outputs(url)
             out.print(
                 "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
-                "End off) and AppNexus (member 1234)."
+                "End off) and AppNexus (member 1234, BSS Avro files)."
             )
             with demo.QCluster():
                 conns = [
