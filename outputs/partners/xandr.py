@@ -128,8 +128,8 @@ class Xandr(Partner):
         Setting(
             "file_format",
             "File format",
-            "The format Xandr set up the Batch Segment Service of this member to read. BSS Avro is the one Xandr "
-            "prefers (https://learn.microsoft.com/en-us/xandr/digital-platform-api/initial-bss-account-setup). "
+            "The format Xandr set up the Batch Segment Service of this member to read (empty: BSS Avro, the one "
+            "Xandr prefers: https://learn.microsoft.com/en-us/xandr/digital-platform-api/initial-bss-account-setup). "
             "Legacy BSS needs SEG_ID:EXPIRATION segment fields with the separators , ; : and ^ "
             "(https://learn.microsoft.com/en-us/xandr/digital-platform-api/legacy-bss-file-format).",
             kind="choice",
@@ -156,7 +156,7 @@ class Xandr(Partner):
         ),
     )
     membership_expires_days = EXPIRES_DAYS
-    batch_size = 100_000  # lines per file; Xandr's limit is 0.5 GB, about 10 million lines
+    batch_size = 100_000  # device IDs per file; Xandr's limit is 0.5 GB, about 10 million legacy lines
     max_concurrency = 1
     delivery = Delivery(mode="interval", every_minutes=15, every_messages=50_000)
     # How long one send waits for Xandr to process its upload job before answering "retry".
