@@ -109,7 +109,12 @@ def create_outputs(sandbox_url: str):
         kind="xandr",
         name="AppNexus (demo)",
         base_url=base_url,
-        settings={"username": XANDR["username"], "member_id": XANDR["member_id"], **extra},
+        settings={
+            "username": XANDR["username"],
+            "member_id": XANDR["member_id"],
+            "file_format": "avro",
+            **extra,
+        },
     )
     xandr.set_secrets({"password": XANDR["password"]})
     xandr.save()

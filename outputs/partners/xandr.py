@@ -5,21 +5,22 @@ upload job, POST the file to the job's upload URL, then poll the job until its
 phase is "completed". Xandr asks for at most one upload a minute and allows up
 to 24 hours to process a file, so messages are queued and uploaded at an
 interval; a job still running after a short wait is remembered, and the next
-attempt checks that job instead of uploading the same lines again.
+attempt checks that job instead of uploading the same entries again. The file is
+in the output's format, BSS Avro or legacy BSS (outputs.partners.xandr_files).
 
 https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service
-https://learn.microsoft.com/en-us/xandr/digital-platform-api/legacy-bss-file-format
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from outputs.partners import http, redact
+from outputs.partners import http, redact, xandr_files
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -34,8 +35,6 @@ from outputs.partners.base import (
     raw,
 )
 
-# SEPARATOR5 codes for mobile device IDs, appended as "^<code>" (legacy BSS file format).
-DEVICE_CODES = {"ios_idfa": "3", "android_aaid": "8"}
 # EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
 ADD_EXPIRATION = 0
 REMOVE_EXPIRATION = -1
@@ -44,7 +43,7 @@ REMOVE_EXPIRATION = -1
 EXPIRES_DAYS = 180
 REFRESH_DAYS = 60
 MAX_REFRESH_DAYS = 150
-# Xandr's processing SLA: after this a job we were waiting for is forgotten and the lines uploaded again.
+# Xandr's processing SLA: after this a job we were waiting for is forgotten and its entries uploaded again.
 PENDING_FOR = 24 * 3600
 
 HINTS = {
@@ -64,15 +63,18 @@ HINTS = {
     "transient": "This is usually temporary; verification runs again on its schedule.",
 }
 
-LINE_REASONS = {
+ENTRY_REASONS = {
     "num_invalid_user": "Xandr has not seen this device ID, so it cannot be added to the segment.",
-    "num_invalid_format": "Xandr could not read this line of the upload file.",
-    "num_invalid_timestamp": "Xandr rejected the timestamp on this line.",
-    "num_past_expiration": "Xandr rejected this line because its expiration has passed.",
+    "num_invalid_format": "Xandr could not read the entry of this device ID in the upload file.",
+    "num_invalid_timestamp": "Xandr rejected the timestamp of this device ID's entry.",
+    "num_past_expiration": "Xandr rejected the entry of this device ID because its expiration has passed.",
 }
+# What separates the fields of an error log line, a legacy line ("uid,seg:exp^8") or a record written out as JSON.
+_LOG_SEPARATORS = re.compile(r"""[\s,;:^"'{}\[\]()]+""")
 
 _tokens: dict[str, str] = {}  # account key -> API token, kept for the life of the process
-_pending: dict[tuple, dict[str, tuple[str, float]]] = {}  # (account, member, segment) -> {line: (job, since)}
+# (account, member, segment) -> {entry: (job, since)}
+_pending: dict[tuple, dict[xandr_files.Entry, tuple[str, float]]] = {}
 _lock = threading.Lock()
 
 
@@ -89,6 +91,7 @@ class _Session:
     base: str
     account: Account
     member: int
+    file_format: str
     attempts: list = field(default_factory=list)
     token: str = ""
 
@@ -120,10 +123,21 @@ class Xandr(Partner):
         Setting(
             "member_id",
             "Member ID",
-            "Your Xandr member (seat) ID. Its Batch Segment Service must be configured for "
-            "SEG_ID:EXPIRATION segment fields with the separators , ; : and ^.",
+            "Your Xandr member (seat) ID.",
             kind="int",
             validate=_positive,
+        ),
+        Setting(
+            "file_format",
+            "File format",
+            "The format Xandr set up the Batch Segment Service of this member to read (empty: BSS Avro, the one "
+            "Xandr prefers: https://learn.microsoft.com/en-us/xandr/digital-platform-api/initial-bss-account-setup). "
+            "Legacy BSS needs SEG_ID:EXPIRATION segment fields with the separators , ; : and ^ "
+            "(https://learn.microsoft.com/en-us/xandr/digital-platform-api/legacy-bss-file-format).",
+            kind="choice",
+            required=False,
+            default=xandr_files.AVRO,
+            choices=((xandr_files.AVRO, "BSS Avro"), (xandr_files.LEGACY, "Legacy BSS (text lines)")),
         ),
     )
     connection_settings = (
@@ -144,7 +158,7 @@ class Xandr(Partner):
         ),
     )
     membership_expires_days = EXPIRES_DAYS
-    batch_size = 100_000  # lines per file; Xandr's limit is 0.5 GB, about 10 million lines
+    batch_size = 100_000  # device IDs per file; Xandr's limit is 0.5 GB, about 10 million legacy lines
     max_concurrency = 1
     delivery = Delivery(mode="interval", every_minutes=15, every_messages=50_000)
     # How long one send waits for Xandr to process its upload job before answering "retry".
@@ -202,17 +216,16 @@ class Xandr(Partner):
         return result
 
     def _send(self, s: _Session, segment: int, messages: list[Message], result: SendResult) -> None:
-        lines: dict[str, list[Message]] = {}
+        entries: dict[xandr_files.Entry, list[Message]] = {}
         for m in messages:
-            code = DEVICE_CODES.get(m.identity_type)
-            if code is None:
+            if m.identity_type not in self.identity_types:
                 reason = f"Xandr accepts only iOS (IDFA) and Android (AAID) advertising IDs, not {m.identity_type}."
                 result.outcomes[m.key] = Outcome("rejected", reason)
                 continue
             expiration = ADD_EXPIRATION if m.action == "add" else REMOVE_EXPIRATION
-            line = f"{self.identity_types[m.identity_type](m.value)},{segment}:{expiration}^{code}"
-            lines.setdefault(line, []).append(m)
-        if not lines:
+            uid = self.identity_types[m.identity_type](m.value)
+            entries.setdefault(xandr_files.Entry(uid, m.identity_type, expiration), []).append(m)
+        if not entries:
             return
         self._login(s)
         found = self._segment(s, segment)
@@ -221,9 +234,9 @@ class Xandr(Partner):
             raise _Stop(fault=Fault("destination", message, HINTS["inactive"].format(segment=segment)))
 
         pending = _pending_for(s, segment)
-        fresh = {line: msgs for line, msgs in lines.items() if line not in pending}
-        for job_id in sorted({pending[line][0] for line in lines if line in pending}):
-            mine = {line: msgs for line, msgs in lines.items() if pending.get(line, ("",))[0] == job_id}
+        fresh = {e: msgs for e, msgs in entries.items() if e not in pending}
+        for job_id in sorted({pending[e][0] for e in entries if e in pending}):
+            mine = {e: msgs for e, msgs in entries.items() if pending.get(e, ("",))[0] == job_id}
             try:
                 job = self._job(s, job_id)
             except _Stop as stop:
@@ -233,7 +246,7 @@ class Xandr(Partner):
             if job.get("phase") == "completed":
                 self._record(s, segment, job, mine, result)
             elif job.get("phase") == "error":
-                fresh.update(mine)  # Xandr gave up on that file: upload these lines again
+                fresh.update(mine)  # Xandr gave up on that file: upload these entries again
             else:
                 result.mark_all([m for msgs in mine.values() for m in msgs], _still_processing(job_id))
             if job.get("phase") in ("completed", "error"):
@@ -241,27 +254,32 @@ class Xandr(Partner):
         if fresh:
             self._upload(s, segment, fresh, result, pending)
 
-    def _upload(self, s: _Session, segment: int, lines: dict, result: SendResult, pending: dict) -> None:
+    def _upload(self, s: _Session, segment: int, entries: dict, result: SendResult, pending: dict) -> None:
         job = self._api(s, "POST", "/batch-segment", params={"member_id": s.member}).get("batch_segment_upload_job")
         job = _one(job)
         job_id, upload_url = job.get("job_id"), job.get("upload_url")
         if not job_id or not upload_url:
             raise _Stop(Outcome("retry", "Xandr did not return an upload job; the batch will be uploaded again."))
-        body = ("\n".join(lines) + "\n").encode("latin-1", "replace")  # BSS files are Latin-1
+        body = xandr_files.render(s.file_format, segment, entries)
         headers = {"Content-Type": "application/octet-stream"}
         self._api(s, "POST", urljoin(s.base + "/", upload_url), data=body, headers=headers)
         job = self._wait(s, job_id)
         if job.get("phase") == "completed":
-            self._record(s, segment, job, lines, result)
+            self._record(s, segment, job, entries, result)
         elif job.get("phase") == "error":
-            error = job.get("error_code") or "unknown error"
-            reason = f"Xandr could not process upload job {job_id} ({error}); the batch will be uploaded again."
-            result.mark_all([m for msgs in lines.values() for m in msgs], Outcome("retry", reason))
+            # A file Xandr cannot read at all is most often one in the other format than the member's.
+            error, label = job.get("error_code") or "unknown error", xandr_files.LABELS[s.file_format]
+            reason = (
+                f"Xandr could not process upload job {job_id} ({error}), so the batch will be uploaded again; if "
+                f"this repeats, check that the file format of this output ({label}) is the one Xandr set up for "
+                f"member {s.member}."
+            )
+            result.mark_all([m for msgs in entries.values() for m in msgs], Outcome("retry", reason))
         else:
             since = time.time()
             with _lock:
-                pending.update({line: (job_id, since) for line in lines})
-            result.mark_all([m for msgs in lines.values() for m in msgs], _still_processing(job_id))
+                pending.update({e: (job_id, since) for e in entries})
+            result.mark_all([m for msgs in entries.values() for m in msgs], _still_processing(job_id))
 
     def _wait(self, s: _Session, job_id: str) -> dict:
         deadline, delay = time.monotonic() + self.job_wait, self.first_poll_delay
@@ -277,31 +295,29 @@ class Xandr(Partner):
         response = self._api(s, "GET", "/batch-segment", params={"member_id": s.member, "job_id": job_id})
         return _one(response.get("batch_segment_upload_job"))
 
-    def _record(self, s: _Session, segment: int, job: dict, lines: dict, result: SendResult) -> None:
-        """Per-line outcomes from a completed job: lines named in its error log are rejected, the rest accepted."""
+    def _record(self, s: _Session, segment: int, job: dict, entries: dict, result: SendResult) -> None:
+        """Outcomes from a completed job: device IDs named in its error log are rejected, the rest accepted."""
         if job.get("num_unauth_segment"):
             message = f"Xandr does not allow member {s.member} to add users to segment {segment}."
             raise _Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
         if job.get("num_invalid_segment") or job.get("num_inactive_segment"):
             message = f"Xandr reports segment {segment} as invalid or inactive for member {s.member}."
             raise _Stop(fault=Fault("destination", message, HINTS["segment"].format(member=s.member)))
-        errors = {}
-        for entry in (job.get("error_log_lines") or "").splitlines():
-            counter, _, line = entry.strip().partition("-")
-            if line:
-                errors[line.split(",", 1)[0]] = counter
-        for line, msgs in lines.items():
-            counter = errors.get(line.split(",", 1)[0])
+        errors = _named_ids(job.get("error_log_lines") or "")
+        for entry, msgs in entries.items():
+            counter = errors.get(entry.uid)
             outcome = ACCEPTED
             if counter:
-                outcome = Outcome("rejected", LINE_REASONS.get(counter, f"Xandr rejected this line ({counter})."))
+                reason = ENTRY_REASONS.get(counter, f"Xandr rejected this device ID ({counter}).")
+                outcome = Outcome("rejected", reason)
             for m in msgs:
                 result.outcomes[m.key] = outcome
 
     # --- the Xandr API ---------------------------------------------------------
 
     def _session(self, account: Account) -> _Session:
-        return _Session(self.base_url(account), account, int(account.settings.get("member_id") or 0))
+        member = int(account.settings.get("member_id") or 0)
+        return _Session(self.base_url(account), account, member, xandr_files.file_format(account.settings))
 
     def _login(self, s: _Session, fresh: bool = False) -> None:
         key = _account_key(s)
@@ -414,19 +430,29 @@ def _pending_scope(s: _Session, segment: int) -> tuple:
     return (_account_key(s), s.member, segment)
 
 
-def _forget(pending: dict, lines: dict) -> None:
+def _forget(pending: dict, entries: dict) -> None:
     with _lock:
-        for line in lines:
-            pending.pop(line, None)
+        for entry in entries:
+            pending.pop(entry, None)
 
 
 def _pending_for(s: _Session, segment: int) -> dict:
     cutoff = time.time() - PENDING_FOR
     with _lock:
         pending = _pending.setdefault(_pending_scope(s, segment), {})
-        for line in [line for line, (_, since) in pending.items() if since < cutoff]:
-            del pending[line]
+        for entry in [entry for entry, (_, since) in pending.items() if since < cutoff]:
+            del pending[entry]
     return pending
+
+
+def _named_ids(error_log: str) -> dict[str, str]:
+    """{identifier: counter} from a job's error log: each line is "<counter>-<the line or record it rejects>"."""
+    named = {}
+    for line in error_log.splitlines():
+        counter, _, rejected = line.strip().partition("-")
+        for token in _LOG_SEPARATORS.split(rejected):
+            named.setdefault(token, counter)
+    return named
 
 
 def _envelope(response) -> dict:

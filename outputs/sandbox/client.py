@@ -151,10 +151,10 @@ class SandboxClient:
         return self._call("POST", "braze/maintenance", {"on": on})
 
     # --- AppNexus / Xandr ----------------------------------------------------------------------------------
-    def xandr_account(self, username, password, member_id):
-        return self._call(
-            "POST", "xandr/accounts", {"username": username, "password": password, "member_id": member_id}
-        )
+    def xandr_account(self, username, password, member_id, file_format=None):
+        """`file_format` ("avro" or "legacy"): the only format the member's uploads may use; None: either."""
+        body = {"username": username, "password": password, "member_id": member_id}
+        return self._call("POST", "xandr/accounts", {**body, "file_format": file_format} if file_format else body)
 
     def xandr_segment(self, member_id, segment_id):
         return self._call("POST", "xandr/segments", {"member_id": member_id, "segment_id": segment_id})

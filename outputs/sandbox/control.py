@@ -104,7 +104,11 @@ class Control:
             (
                 "POST",
                 r"xandr/accounts",
-                self.body(lambda b: p["xandr"].add_account(b.get("username"), b.get("password"), b.get("member_id"))),
+                self.body(
+                    lambda b: p["xandr"].add_account(
+                        b.get("username"), b.get("password"), b.get("member_id"), b.get("file_format")
+                    )
+                ),
             ),
             (
                 "POST",

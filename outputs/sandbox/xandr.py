@@ -2,10 +2,14 @@
 ``{base}/xandr/batch-segment`` stands for ``https://api.appnexus.com/batch-segment``.
 
 Covered: the Authentication Service (``POST /auth``), ``GET /user``, ``GET /segment`` and the Batch Segment
-Service (request a job and an upload URL, post the file to it, poll the job). Files use the legacy BSS format with
-the separators Xandr's own examples use: ``UID,SEG_ID:EXPIRATION;SEG_ID:EXPIRATION`` then, for mobile device IDs,
-``^`` and the ID type number (3 = IDFA, 8 = AAID, ...). ``EXPIRATION`` -1 removes the user from the segment; a tab
-(SEPARATOR4) may introduce a list of segments to remove the user from. Gzip-compressed files are accepted.
+Service (request a job and an upload URL, post the file to it, poll the job). Files are BSS Avro object containers
+(``xandr_avro``) or use the legacy BSS format with the separators Xandr's own examples use:
+``UID,SEG_ID:EXPIRATION;SEG_ID:EXPIRATION`` then, for mobile device IDs, ``^`` and the ID type number (3 = IDFA,
+8 = AAID, ...). ``EXPIRATION`` -1 removes the user from the segment; a tab (SEPARATOR4) may introduce a list of
+segments to remove the user from. Gzip-compressed files are accepted. Xandr reads each member's files in the
+format set up for it; a member registered with a ``file_format`` gets that, one registered without one gets
+whichever the file is (an Avro container is told by its first bytes). A file the member's format cannot read fails
+its job (``phase`` "error").
 
 Membership expires: a user stays in a segment for ``EXPIRATION`` minutes from the upload (0 means Xandr's maximum,
 180 days, which is also the cap), then leaves it. Expiry follows the sandbox's clock (``POST /_sandbox/clock``).
@@ -17,12 +21,18 @@ import secrets
 import time
 import zlib
 
+from . import xandr_avro
 from .common import BadJSON, Partner, iso_stamp, json_response, retry_after_header, utc_stamp
 
 TOKEN_LIFETIME = 2 * 60 * 60  # "the token remains valid for 2 hours"
 COMPLETE_AFTER = 1.0  # seconds after the upload, or the second poll, whichever comes first
 MAX_FILE_BYTES = 512 * 1024 * 1024  # "Your segment file should not be larger than 0.5GB."
 MAX_ERROR_LINES = 200
+FILE_FORMATS = ("avro", "legacy")
+# A job whose file cannot be read at all ends in phase "error" with an error_code: "an error with the uploading,
+# validating, or processing of the file itself ... Common errors are caused by unreadable files" (Batch Segment
+# Service, batch_segment_upload_job.error_code). Xandr's page shows only "uploading-error"; this value follows it.
+UNREADABLE = "validating-error"
 # "The maximum expiration that can be set is 180 days. Users are automatically removed from segments after 180
 # days." (Initial BSS account setup); EXPIRATION 0 means that maximum (Legacy BSS file format).
 MAX_EXPIRATION_MINUTES = 180 * 24 * 60
@@ -89,6 +99,7 @@ class Job:
         "error_lines",
         "added",
         "removed",
+        "error_code",
     )
 
     def __init__(self, number, job_id, member_id):
@@ -102,6 +113,7 @@ class Job:
         self.error_lines = []
         self.added = {}
         self.removed = {}
+        self.error_code = None
 
     def describe(self, base, full=True):
         out = {
@@ -128,6 +140,10 @@ class Job:
                     "segment_log_lines": self._segment_log(),
                 }
             )
+        elif self.phase == "error":
+            out.update({"validated_time": None, "completed_time": None, "error_code": self.error_code})
+            out.update({"time_to_process": "0.00", "percent_complete": 0, **self.counters})
+            out.update({"error_log_lines": None, "segment_log_lines": None})
         elif self.phase in ("validating", "processing"):
             out.update({"validated_time": None, "completed_time": None, "error_code": None})
             out["percent_complete"] = 50 if self.phase == "processing" else 10
@@ -147,6 +163,7 @@ class Xandr(Partner):
     def reset(self):
         super().reset()
         self.accounts = {}  # username -> {"password", "member_id", "revoked"}
+        self.file_formats = {}  # member id -> the format its files must use; none set: either
         self.tokens = {}  # token -> {"username", "member_id", "expires"}
         # segment id -> {"member_id", "members": {device id: (uid type, expires at, on the sandbox's clock)}}
         self.segments = {}
@@ -154,13 +171,19 @@ class Xandr(Partner):
         self.job_numbers = 0
 
     # --- control -------------------------------------------------------------------------------------------
-    def add_account(self, username, password, member_id):
+    def add_account(self, username, password, member_id, file_format=None):
         if not isinstance(username, str) or not username or not isinstance(password, str) or not password:
             raise ValueError("'username' and 'password' are required strings.")
         member_id = _int(member_id, "member_id")
+        if file_format is not None and file_format not in FILE_FORMATS:
+            raise ValueError(f"'file_format' must be one of {', '.join(FILE_FORMATS)}, or left out for either.")
         with self.lock:
             self.accounts[username] = {"password": password, "member_id": member_id, "revoked": False}
-        return {"username": username, "member_id": member_id}
+            if file_format:
+                self.file_formats[member_id] = file_format
+            else:
+                self.file_formats.pop(member_id, None)
+        return {"username": username, "member_id": member_id, "file_format": file_format}
 
     def add_segment(self, member_id, segment_id, short_name=None):
         member_id, segment_id = _int(member_id, "member_id"), _int(segment_id, "segment_id")
@@ -459,7 +482,17 @@ class Xandr(Partner):
                         }
                     },
                 )
-        text = body.decode("latin-1")
+        with self.lock:
+            fmt = self.file_formats.get(job.member_id)
+        fmt = fmt or ("avro" if xandr_avro.is_avro(body) else "legacy")
+        items = None  # None: the file cannot be read in the member's format
+        if fmt == "avro":
+            try:
+                items = xandr_avro.read(body)
+            except xandr_avro.UnreadableFile:
+                pass
+        elif not xandr_avro.is_avro(body):
+            items = _legacy_items(body.decode("latin-1"))
         with self.lock:
             if job.phase != "starting":
                 return json_response(
@@ -472,26 +505,26 @@ class Xandr(Partner):
                         }
                     },
                 )
-            self._process(job, text)
             job.uploaded = time.time()
-            job.phase = "validating"
+            if items is None:
+                job.phase, job.error_code = "error", UNREADABLE
+            else:
+                self._process(job, items)
+                job.phase = "validating"
         return json_response(200, {"response": {"segment_upload": {"job_id": job.job_id}, "status": "OK"}})
 
     # --- the file ------------------------------------------------------------------------------------------
-    def _process(self, job, text):
+    def _process(self, job, items):
+        """Apply a file's lines (legacy) or records (Avro), each given as (its text, its parsed form or None)."""
         counters = job.counters
         seen_lines = set()
         invalid_segments, unauth_segments = set(), set()
-        for raw_line in text.splitlines():
-            line = raw_line.strip("\r\n")
-            if not line.strip():
-                continue
+        for line, parsed in items:
             if line in seen_lines:  # "Duplicate lines will also be considered an invalid format."
                 counters["num_invalid_format"] += 1
                 self._log(job, "num_invalid_format", line)
                 continue
             seen_lines.add(line)
-            parsed = _parse_line(line)
             if parsed is None:
                 counters["num_invalid_format"] += 1
                 self._log(job, "num_invalid_format", line)
@@ -536,6 +569,11 @@ class Xandr(Partner):
     def _log(job, kind, line):
         if len(job.error_lines) < MAX_ERROR_LINES:
             job.error_lines.append(f"{kind}-{line}")
+
+
+def _legacy_items(text):
+    lines = (raw_line.strip("\r\n") for raw_line in text.splitlines())
+    return [(line, _parse_line(line)) for line in lines if line.strip()]
 
 
 def _parse_line(line):

@@ -301,12 +301,12 @@ def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchim
     assert sandbox.mailchimp_list_state("second0001")["member_count"] == 6000
 
 
-def test_an_interval_connection_uploads_when_its_criteria_are_met(sandbox):
-    sandbox.xandr_account("demo", "demo-pass", 1234)
+@pytest.mark.parametrize("file_format", ["avro", "legacy"])
+def test_an_interval_connection_uploads_when_its_criteria_are_met(sandbox, file_format):
+    sandbox.xandr_account("demo", "demo-pass", 1234, file_format=file_format)
     sandbox.xandr_segment(1234, 5678)
-    output = Output(
-        kind="xandr", name="AppNexus", base_url=sandbox.url + "/xandr", settings={"username": "demo", "member_id": 1234}
-    )
+    settings = {"username": "demo", "member_id": 1234, "file_format": file_format}
+    output = Output(kind="xandr", name="AppNexus", base_url=sandbox.url + "/xandr", settings=settings)
     output.set_secrets({"password": "demo-pass"})
     output.save()
     people(*[(f"u{i}", "Premium", None, aaid(i)) for i in range(5)])

@@ -22,15 +22,16 @@ def aaid(n):
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-@pytest.fixture
-def conn(sandbox):
-    sandbox.xandr_account("demo", "demo-pass", MEMBER)
+@pytest.fixture(params=["avro", "legacy"])
+def conn(sandbox, request):
+    # The sandbox's member reads only the output's file format, as a Xandr member set up for it does.
+    sandbox.xandr_account("demo", "demo-pass", MEMBER, file_format=request.param)
     sandbox.xandr_segment(MEMBER, SEGMENT)
     output = Output(
         kind="xandr",
         name="AppNexus",
         base_url=sandbox.url + "/xandr",
-        settings={"username": "demo", "member_id": MEMBER},
+        settings={"username": "demo", "member_id": MEMBER, "file_format": request.param},
     )
     output.set_secrets({"password": "demo-pass"})
     output.save()

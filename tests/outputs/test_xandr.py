@@ -1,9 +1,15 @@
-"""AppNexus / Xandr against the partner sandbox: real HTTP, the sandbox's own view of the segment checked."""
+"""AppNexus / Xandr against the partner sandbox: real HTTP, the sandbox's own view of the segment checked.
 
+Every test that sends runs in both file formats, the sandbox's member set up to read only that one.
+"""
+
+import io
+
+import fastavro
 import pytest
 
-from outputs.partners import http, xandr
-from outputs.partners.base import Account, Message
+from outputs.partners import http, xandr, xandr_files
+from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.registry import get
 
 IDFA = "aebe52e7-03ee-455a-b3c4-e57283966239"
@@ -29,11 +35,12 @@ def partner():
     del p.job_wait  # back to the class default
 
 
-@pytest.fixture
-def account(sandbox):
-    sandbox.xandr_account("relay-api", PASSWORD, MEMBER)
+@pytest.fixture(params=["avro", "legacy"])
+def account(sandbox, request):
+    sandbox.xandr_account("relay-api", PASSWORD, MEMBER, file_format=request.param)
     sandbox.xandr_segment(MEMBER, SEGMENT)
-    return Account({"username": "relay-api", "password": PASSWORD, "member_id": MEMBER}, sandbox.xandr_url())
+    settings = {"username": "relay-api", "password": PASSWORD, "member_id": MEMBER, "file_format": request.param}
+    return Account(settings, sandbox.xandr_url())
 
 
 def add(key, value=IDFA, identity_type="ios_idfa"):
@@ -303,6 +310,54 @@ def test_it_declares_interval_delivery_of_raw_device_ids(sandbox):
     assert set(partner.identity_types) == {"ios_idfa", "android_aaid"}
     assert all(partner.identity_types[t](IDFA) == IDFA for t in partner.identity_types)
     assert partner.batch_size == 100_000 and partner.max_concurrency == 1
-    assert [s.name for s in partner.output_settings] == ["username", "password", "member_id"]
+    assert [s.name for s in partner.output_settings] == ["username", "password", "member_id", "file_format"]
     assert [s.name for s in partner.output_settings if s.secret] == ["password"]
     assert partner.partner_count(Account({}), CONNECTION) is None
+
+
+def test_it_reports_a_file_in_another_format_than_the_members(sandbox, partner, account):
+    other = "legacy" if account.settings["file_format"] == "avro" else "avro"
+    sandbox.xandr_account("relay-api", PASSWORD, MEMBER, file_format=other)  # Xandr reads the other format
+
+    result = partner.send(account, CONNECTION, [add(1)])
+
+    label = {"avro": "BSS Avro", "legacy": "legacy BSS"}[account.settings["file_format"]]
+    job_id = result.attempts[3].path.rsplit("/", 1)[1]
+    assert result.outcomes[1] == Outcome(
+        "retry",
+        f"Xandr could not process upload job {job_id} (validating-error), so the batch will be uploaded again; "
+        f"if this repeats, check that the file format of this output ({label}) is the one Xandr set up for "
+        "member 958.",
+    )
+    assert segment(sandbox)["members"] == []
+
+
+def test_it_writes_one_deflated_avro_record_per_device_id():
+    entries = [
+        xandr_files.Entry(IDFA, "ios_idfa", 0),
+        xandr_files.Entry(AAID, "android_aaid", -1),
+        xandr_files.Entry(IDFA, "ios_idfa", -1),
+    ]
+
+    reader = fastavro.reader(io.BytesIO(xandr_files.render("avro", SEGMENT, entries)), return_record_name=True)
+
+    assert reader.codec == "deflate"
+    defaults = {"code": "", "member_id": 0, "timestamp": 0, "value": 0}
+    assert list(reader) == [
+        {
+            "uid": ("device_id", {"id": IDFA, "domain": "idfa"}),
+            "segments": [{"id": SEGMENT, "expiration": 0, **defaults}, {"id": SEGMENT, "expiration": -1, **defaults}],
+        },
+        {
+            "uid": ("device_id", {"id": AAID, "domain": "aaid"}),
+            "segments": [{"id": SEGMENT, "expiration": -1, **defaults}],
+        },
+    ]
+
+
+def test_outputs_without_a_file_format_keep_the_legacy_one_and_new_ones_get_avro():
+    from outputs.schema import clean_settings
+
+    assert xandr_files.file_format({"username": "relay-api", "member_id": MEMBER}) == "legacy"
+    new = clean_settings(get("xandr").output_settings, {"username": "u", "password": "p", "member_id": MEMBER})
+    assert new["file_format"] == "avro"

@@ -52,7 +52,9 @@ class Command(RelayCommand):
                 raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
-            client.xandr_account(demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
+            # Like a Xandr member whose Batch Segment Service was set up for BSS Avro, the demo output's format.
+            xandr_account = (demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
+            client.xandr_account(*xandr_account, file_format="avro")
             client.xandr_segment(demo.XANDR["member_id"], demo.XANDR["segment_id"])
             say(f"Partner sandbox (Mailchimp, AppNexus) listening on {url}")
 
@@ -69,7 +71,7 @@ class Command(RelayCommand):
             mailchimp, xandr = demo.create_outputs(url)
             say(
                 "[bold]2. Outputs[/]: Mailchimp (Email Type html, Double Opt-In off, Delete on Subscription "
-                f"End off) and AppNexus (member {demo.XANDR['member_id']})."
+                f"End off) and AppNexus (member {demo.XANDR['member_id']}, BSS Avro files)."
             )
             with demo.QCluster():
                 conns = [
