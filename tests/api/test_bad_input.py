@@ -532,3 +532,21 @@ def test_an_unknown_api_path_is_a_json_404_naming_the_path(api):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "There is no API endpoint at /api/v1/segments/; see /api/docs/."}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(api, settings, debug):
+    settings.DEBUG = debug
+
+    unknown = api.get("/api/v1/segments/")
+    no_slash = api.post("/api/v1/profiles/bulk", {"profiles": []}, format="json")
+    outside = api.get("/api/v2/")
+
+    assert (unknown.status_code, unknown["Content-Type"]) == (404, "application/json")
+    assert unknown.json() == {"detail": "There is no API endpoint at /api/v1/segments/; see /api/docs/."}
+    assert no_slash.status_code == 404
+    assert no_slash.json() == {
+        "detail": "There is no API endpoint at /api/v1/profiles/bulk: the API's paths end with a slash "
+        "(/api/v1/profiles/bulk/)."
+    }
+    assert outside.json() == {"detail": "There is no API endpoint at /api/v2/; see /api/docs/."}

@@ -32,17 +32,13 @@ def database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def test_the_readme_quick_start_runs_as_written_and_ends_with_a_verified_connection(
-    live_server, sandbox, monkeypatch
-):
+def test_the_readme_quick_start_runs_as_written_and_ends_with_a_verified_connection(live_server, sandbox, monkeypatch):
     sandbox.seed_demo()  # what `make serve` starts the sandbox with
     # The queued work (refreshes, the drain) runs in the server's own thread: `make serve` has a qcluster.
     monkeypatch.setattr(Conf, "SYNC", True)
     env = {"PATH": "/usr/bin:/bin", "API": live_server.url, "SANDBOX": sandbox.url, "DATABASE_URL": database_url()}
 
-    run = subprocess.run(
-        ["bash", "-c", quickstart()], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
+    run = subprocess.run(["bash", "-c", quickstart()], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
