@@ -132,7 +132,7 @@ REST_FRAMEWORK = {
     # API_THROTTLE_RATE per token, read at each request by the throttle itself.
     "DEFAULT_THROTTLE_CLASSES": ["staff.api_auth.ApiThrottle"],
     "DEFAULT_SCHEMA_CLASS": "config.api_errors.AutoSchema",  # documents the error answers too
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["config.api_filtering.ListFilterBackend"],  # a viewset's filters: its list only
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=100),
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
