@@ -179,7 +179,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
         try:
             ids = resolve_profiles(data.validated_data["external_ids"], data.validated_data["identities"])
         except UnknownProfiles as exc:
-            raise serializers.ValidationError({"external_ids": [str(exc)]}) from None
+            raise serializers.ValidationError(exc.errors) from None
         run = change_static_members(audience, ids, add=add)
         audience.refresh_from_db()
         body = {

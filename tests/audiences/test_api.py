@@ -192,6 +192,27 @@ def test_static_members_are_added_by_external_id_or_identity_and_removed(api):
     assert unknown.json() == {"external_ids": ["no profile has external ID 'ghost'"]}
 
 
+def test_unknown_members_are_named_under_the_field_that_gave_them(api):
+    audience = AudienceFactory(kind=Audience.Kind.STATIC, criteria=None)
+    ProfileFactory(external_id="a")
+    url = f"/api/v1/audiences/{audience.pk}/members/"
+
+    by_identity = api.post(url, {"identities": [{"type": "email", "value": "Ghost@Example.com"}]}, format="json")
+    both = api.post(
+        url,
+        {"external_ids": ["a", "ghost"], "identities": [{"type": "email", "value": "ghost@example.com"}]},
+        format="json",
+    )
+
+    assert by_identity.status_code == 400
+    assert by_identity.json() == {"identities": ["no profile has email 'ghost@example.com'"]}
+    assert both.json() == {
+        "external_ids": ["no profile has external ID 'ghost'"],
+        "identities": ["no profile has email 'ghost@example.com'"],
+    }
+    assert not audience.memberships.exists()
+
+
 def test_members_of_a_rule_audience_cannot_be_edited(api):
     audience = AudienceFactory(criteria=PREMIUM)
     response = api.post(f"/api/v1/audiences/{audience.pk}/members/", {"external_ids": ["a"]}, format="json")
