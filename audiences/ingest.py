@@ -29,6 +29,8 @@ class ProfileInput:
 
 @dataclass
 class IngestResult:
+    """What a batch of profiles changed."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -36,12 +38,25 @@ class IngestResult:
     identities_removed: int = 0
     memberships_added: int = 0
     memberships_removed: int = 0
-    events_created: int = 0
     changed_profile_ids: set = field(default_factory=set)
 
     def as_dict(self):
-        data = {k: v for k, v in self.__dict__.items() if k != "changed_profile_ids"}
-        return data
+        return {k: v for k, v in self.__dict__.items() if k != "changed_profile_ids"}
+
+
+@dataclass
+class EventsResult:
+    """What a batch of events changed. A duplicate is an event whose source_id is already stored: a re-send."""
+
+    events_created: int = 0
+    duplicates: int = 0
+    profiles_created: int = 0
+    memberships_added: int = 0
+    memberships_removed: int = 0
+    changed_profile_ids: set = field(default_factory=set)
+
+    def as_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "changed_profile_ids"}
 
 
 # PostgreSQL's codes for the races between concurrent batches: two create the same new profile or event
@@ -71,7 +86,7 @@ def retry_races(write):
     return run
 
 
-def _ensure_profiles(external_ids, result):
+def _ensure_profiles(external_ids, result: EventsResult):
     """Return {external_id: Profile}, creating bare profiles for unknown IDs."""
     profiles = {p.external_id: p for p in Profile.objects.filter(external_id__in=external_ids)}
     missing = [Profile(external_id=e, attributes={}) for e in external_ids if e not in profiles]
@@ -79,7 +94,7 @@ def _ensure_profiles(external_ids, result):
         # Returns primary keys on PostgreSQL and on SQLite 3.35+.
         Profile.objects.bulk_create(missing)
         profiles.update({p.external_id: p for p in missing})
-        result.created += len(missing)
+        result.profiles_created += len(missing)
         result.changed_profile_ids.update(p.pk for p in missing)
     return profiles
 
@@ -156,9 +171,9 @@ def upsert_profiles(items: list[ProfileInput]) -> IngestResult:
 
 
 @retry_races
-def ingest_events(events: list[dict]) -> IngestResult:
+def ingest_events(events: list[dict]) -> EventsResult:
     """Store events ({external_id, name, attributes, occurred_at, source_id}); unknown users are created."""
-    result = IngestResult()
+    result = EventsResult()
     with transaction.atomic():
         source_ids = [e["source_id"] for e in events if e.get("source_id")]
         seen = set(Event.objects.filter(source_id__in=source_ids).values_list("source_id", flat=True))
@@ -166,7 +181,8 @@ def ingest_events(events: list[dict]) -> IngestResult:
         for e in events:
             if e.get("source_id"):
                 if e["source_id"] in seen:
-                    continue  # already stored: a re-sent event is not counted twice
+                    result.duplicates += 1  # already stored: a re-sent event is not stored twice
+                    continue
                 seen.add(e["source_id"])
             fresh.append(e)
         if not fresh:
@@ -189,7 +205,7 @@ def ingest_events(events: list[dict]) -> IngestResult:
     return result
 
 
-def _reevaluate(result: IngestResult) -> None:
+def _reevaluate(result: IngestResult | EventsResult) -> None:
     run = reevaluate_profiles(result.changed_profile_ids)
     if run is not None:
         result.memberships_added, result.memberships_removed = run.added, run.removed

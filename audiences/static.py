@@ -9,27 +9,38 @@ from audiences.refresh import T_CHANGE, T_MEMBER, _finish, _sql, apply_run
 
 
 class UnknownProfiles(ValueError):
-    def __init__(self, missing):
-        self.missing = missing
-        super().__init__("no profile has " + ", ".join(missing[:20]) + (" …" if len(missing) > 20 else ""))
+    """Some of the external IDs or identities given name no profile; `errors` says which, under each field."""
+
+    def __init__(self, external_ids=(), identities=()):
+        self.errors = {}
+        if external_ids:
+            self.errors["external_ids"] = [_none_has(f"external ID '{e}'" for e in external_ids)]
+        if identities:
+            self.errors["identities"] = [_none_has(f"{t} '{v}'" for t, v in identities)]
+        super().__init__(" ".join(sentence for sentences in self.errors.values() for sentence in sentences))
+
+
+def _none_has(what) -> str:
+    what = list(what)
+    return "no profile has " + ", ".join(what[:20]) + (" …" if len(what) > 20 else "")
 
 
 def resolve_profiles(external_ids=(), identities=()) -> list[int]:
     """Profile IDs for external IDs and normalized (type, value) pairs; every one must exist."""
-    ids, missing = set(), []
+    ids, missing_ids, missing_identities = set(), [], []
     if external_ids:
         found = dict(Profile.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
-        missing += [f"external ID '{e}'" for e in external_ids if e not in found]
+        missing_ids = [e for e in external_ids if e not in found]
         ids.update(found.values())
     if identities:
         query = Q()
         for identity_type, value in identities:
             query |= Q(type=identity_type, value=value)
         found = {(t, v): pid for t, v, pid in Identity.objects.filter(query).values_list("type", "value", "profile_id")}
-        missing += [f"{t} '{v}'" for t, v in identities if (t, v) not in found]
+        missing_identities = [(t, v) for t, v in identities if (t, v) not in found]
         ids.update(found.values())
-    if missing:
-        raise UnknownProfiles(missing)
+    if missing_ids or missing_identities:
+        raise UnknownProfiles(missing_ids, missing_identities)
     return sorted(ids)
 
 

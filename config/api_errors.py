@@ -13,6 +13,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.api_filtering import filters_apply
 from outputs.crypto import SecretsUnreadable
 
 
@@ -72,6 +73,11 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
             for part in [schema, *schema.get("oneOf", ())]:
                 if part.get("format") == "uri":
                     del part["format"]
+
+    def get_filter_backends(self):
+        # As at run time (config.api_filtering): a viewset's filters belong to its list, not to every action
+        # that answers a list (an audience's members).
+        return super().get_filter_backends() if filters_apply(self.view) else []
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)

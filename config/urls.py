@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import Resolver404, include, path, re_path, resolve
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -11,6 +11,21 @@ admin.site.site_header = "Audience Relay"
 admin.site.site_title = "Audience Relay"
 admin.site.index_title = "Operations"
 
+
+def api_not_found(request, exception=None):
+    """An integration reads the answer: one sentence, and the slash it forgot when that is all that is wrong."""
+    path = request.path
+    if not path.endswith("/"):
+        try:
+            with_slash = resolve(f"{request.path_info}/").url_name != "api-not-found"
+        except Resolver404:
+            with_slash = False
+        if with_slash:
+            detail = f"There is no API endpoint at {path}: the API's paths end with a slash ({path}/)."
+            return JsonResponse({"detail": detail}, status=404)
+    return JsonResponse({"detail": f"There is no API endpoint at {path}; see /api/docs/."}, status=404)
+
+
 urlpatterns = [
     # Operator pages beside the admin's own (the dashboard is on the admin index itself).
     path("admin/trace/", admin.site.admin_view(trace_view), name="relay-trace"),
@@ -20,13 +35,16 @@ urlpatterns = [
     path("api/v1/", include("config.api_router")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last: any other path under /api/ is a JSON 404 with DEBUG on or off (Django uses handler404 only when it
+    # is off, and answers its HTML debug page when it is on).
+    re_path(r"^api/", api_not_found, name="api-not-found"),
 ]
 
 
 def not_found(request, exception=None):
-    """JSON under /api/ (an integration reads the answer), Django's page elsewhere."""
+    """JSON under /api/ (an Http404 raised outside the API's own views), Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": f"There is no API endpoint at {request.path}; see /api/docs/."}, status=404)
+        return api_not_found(request)
     return page_not_found(request, exception)
 
 

@@ -2,10 +2,12 @@ import datetime
 
 import django_filters
 from django import forms
+from django.db.models import Q
+from django_filters.constants import EMPTY_VALUES
 from django_filters.fields import IsoDateTimeField
 
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
-from audiences.models import Event, Profile
+from audiences.models import Audience, Event, Profile
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -26,6 +28,30 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
+class IdOrNameFilter(django_filters.CharFilter):
+    """An audience or output given by its ID or by its name, the same on every endpoint that filters by one
+    (`?audience=7` or `?audience=Potential Parisians`). A number is taken as an ID, and as a name too should
+    one be named so; nothing matching is an empty list, as with any filter.
+
+    `field_name` is the path from the listed rows to the object (`memberships__audience`, `audience`).
+    """
+
+    def __init__(self, *args, of, **kwargs):
+        self.of = of  # not `model`: django-filter sets that to the listed rows' model
+        kind = of._meta.verbose_name
+        kwargs.setdefault("help_text", f"The {kind}'s ID or its name.")
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if value in EMPTY_VALUES:
+            return qs
+        match = Q(name=value)
+        if value.isascii() and value.isdigit() and int(value) <= 2**63 - 1:  # beyond: no ID, only a name
+            match |= Q(pk=int(value))
+        qs = qs.filter(**{f"{self.field_name}__in": self.of.objects.filter(match)})
+        return qs.distinct() if self.distinct else qs
+
+
 class ProfileFilter(django_filters.FilterSet):
     external_id = django_filters.CharFilter()
     identity = django_filters.CharFilter(method="filter_identity", help_text="Any identity value, as typed.")
@@ -35,7 +61,12 @@ class ProfileFilter(django_filters.FilterSet):
         distinct=True,
         help_text="Profiles that have an identity of this type.",
     )
-    audience = django_filters.CharFilter(field_name="memberships__audience__name", help_text="Audience name.")
+    audience = IdOrNameFilter(
+        field_name="memberships__audience",
+        of=Audience,
+        distinct=True,  # an ID and a name may name two audiences
+        help_text="Members of this audience: its ID or its name.",
+    )
     updated_since = UtcDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:

@@ -115,14 +115,23 @@ class EventBatchSerializer(serializers.Serializer):
 
 
 class IngestResultSerializer(serializers.Serializer):
-    created = serializers.IntegerField()
-    updated = serializers.IntegerField()
-    unchanged = serializers.IntegerField()
+    created = serializers.IntegerField(help_text="Profiles created.")
+    updated = serializers.IntegerField(help_text="Profiles whose attributes changed.")
+    unchanged = serializers.IntegerField(help_text="Profiles of the batch left as they were.")
     identities_added = serializers.IntegerField()
     identities_removed = serializers.IntegerField()
-    memberships_added = serializers.IntegerField()
-    memberships_removed = serializers.IntegerField()
-    events_created = serializers.IntegerField()
+    memberships_added = serializers.IntegerField(help_text="Audiences joined, summed over the profiles.")
+    memberships_removed = serializers.IntegerField(help_text="Audiences left, summed over the profiles.")
+
+
+class EventsResultSerializer(serializers.Serializer):
+    events_created = serializers.IntegerField(help_text="Events stored.")
+    duplicates = serializers.IntegerField(
+        help_text="Events whose source_id was already stored: a re-send, ignored (not stored again)."
+    )
+    profiles_created = serializers.IntegerField(help_text="Bare profiles created for external IDs not seen before.")
+    memberships_added = serializers.IntegerField(help_text="Audiences joined, summed over the profiles.")
+    memberships_removed = serializers.IntegerField(help_text="Audiences left, summed over the profiles.")
 
 
 class EventSerializer(serializers.ModelSerializer):

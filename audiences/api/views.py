@@ -81,10 +81,11 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = s.EventSerializer
     filterset_class = EventFilter
 
-    @extend_schema(request=s.EventBatchSerializer, responses=s.IngestResultSerializer)
+    @extend_schema(request=s.EventBatchSerializer, responses=s.EventsResultSerializer)
     @action(detail=False, methods=["post"])
     def bulk(self, request):
-        """Store up to BULK_MAX_RECORDS events; unknown external IDs become new profiles."""
+        """Store up to BULK_MAX_RECORDS events; unknown external IDs become new profiles. An event whose source_id
+        is already stored is counted in `duplicates` and not stored again."""
         batch = s.EventBatchSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
         return Response(ingest_events(batch.validated_data["events"]).as_dict())
@@ -179,7 +180,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
         try:
             ids = resolve_profiles(data.validated_data["external_ids"], data.validated_data["identities"])
         except UnknownProfiles as exc:
-            raise serializers.ValidationError({"external_ids": [str(exc)]}) from None
+            raise serializers.ValidationError(exc.errors) from None
         run = change_static_members(audience, ids, add=add)
         audience.refresh_from_db()
         body = {

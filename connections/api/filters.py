@@ -1,13 +1,14 @@
 """Query helpers and filter sets shared by the connections API, admin and commands."""
 
 import django_filters
-from django import forms
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from audiences.api.filters import UtcDateTimeFilter
+from audiences.api.filters import IdOrNameFilter, UtcDateTimeFilter
 from audiences.identity_types import IdentityType, InvalidIdentity, normalize
+from audiences.models import Audience
 from connections.models import Connection, Delivery, OutboxMessage
+from outputs.models import Output
 from outputs.partners import registry
 
 WAITING = [OutboxMessage.State.PENDING, OutboxMessage.State.IN_FLIGHT]
@@ -50,18 +51,9 @@ def duplicate_of(audience, output, settings: dict):
     return None
 
 
-class IdFilter(django_filters.NumberFilter):
-    """A whole-number ID: a decimal such as 1e23 would reach the database and overflow its integer."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
-
-
 class ConnectionFilter(django_filters.FilterSet):
-    audience = IdFilter(field_name="audience_id", help_text="Audience ID.")
-    output = IdFilter(field_name="output_id", help_text="Output ID.")
+    audience = IdOrNameFilter(field_name="audience", of=Audience)
+    output = IdOrNameFilter(field_name="output", of=Output)
     status = django_filters.ChoiceFilter(choices=Connection.Status.choices)
     partner = django_filters.ChoiceFilter(
         field_name="output__kind", choices=registry.CHOICES, help_text="Partner slug."

@@ -209,12 +209,6 @@ class ConnectionViewSet(viewsets.ModelViewSet):
             raise serializers.ValidationError(filterset.errors)
         return filterset.qs
 
-    def filter_queryset(self, queryset):
-        # The messages/deliveries filters apply to their own rows, not to the connection being looked up.
-        if self.action in ("messages", "deliveries", "verify", "funnel"):
-            return queryset
-        return super().filter_queryset(queryset)
-
 
 def delete_guard(field: str):
     """Refuse to delete an audience or output that still has connections, unless told how to disconnect them."""

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from staff.models import ApiToken
 from tests.admin.factories import ApiTokenFactory
+from tests.connections.factories import MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +24,12 @@ def get(token: str, path="/api/v1/audiences/"):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client.get(path)
+
+
+def post(token: str, path: str, body: dict):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.post(path, body, format="json")
 
 
 def create(capsys, *args) -> tuple[str, str]:
@@ -36,7 +43,9 @@ def test_create_api_token_creates_the_user_and_prints_a_working_write_token_once
 
     stored = ApiToken.objects.get()
     assert told == (
-        f"Created user robot.\nToken {stored.prefix} (write, never expires) for robot; it is not shown again."
+        "Created user robot.\n"
+        "robot's tokens cannot set outputs' credentials nor read member identities: add --role integrator for that.\n"
+        f"Token {stored.prefix} (write, never expires) for robot; it is not shown again."
     )
     assert token.startswith(f"ar_{stored.prefix}_")
     assert (stored.user.username, stored.name, stored.scope, stored.expires_at) == (
@@ -52,6 +61,32 @@ def test_create_api_token_again_makes_a_second_token_and_both_work(capsys):
 
     assert first != second and "Created user" not in told
     assert get(first).status_code == 200 and get(second).status_code == 200
+
+
+def test_an_integrator_token_creates_a_partner_output_with_its_api_key_and_a_plain_one_cannot(capsys):
+    body = {"kind": "mailchimp", "name": "Mailchimp", "settings": {"api_key": MAILCHIMP_KEY}}
+    plain, _ = create(capsys, "robot")
+    integrator, told = create(capsys, "crm", "--role", "integrator")
+
+    refused = post(plain, "/api/v1/outputs/", body)
+    created = post(integrator, "/api/v1/outputs/", body)
+
+    assert refused.status_code == 403
+    assert created.status_code == 201, created.json()
+    assert created.json()["secrets_set"] == ["api_key"]
+    assert "crm is in the Integrators group: its tokens may set outputs' credentials and destinations, and read " \
+           "member identities.\n" in told  # fmt: skip
+    assert [g.name for g in ApiToken.objects.get(user__username="crm").user.groups.all()] == ["Integrators"]
+
+
+def test_an_existing_user_keeps_a_role_once_given_and_is_told_so(capsys):
+    create(capsys, "crm", "--role", "integrator")
+    again, told = create(capsys, "crm", "--role", "integrator")
+    later, later_told = create(capsys, "crm")
+
+    assert "Created user" not in told and "is in the Integrators group" in told
+    assert "cannot set" not in later_told  # the user holds the permissions: its new token has them too
+    assert get(later, "/api/v1/profiles/").status_code == 200
 
 
 def test_rotate_revokes_the_users_earlier_tokens(capsys):
@@ -81,6 +116,7 @@ def test_create_a_named_read_token_that_expires(capsys):
         (["robot", "--expires-days", "0"], "--expires-days must be 1 or more; leave it out for a token that never "
                                            "expires."),
         (["robot", "--scope", "admin"], "argument --scope: invalid choice: 'admin'"),
+        (["robot", "--role", "operator"], "argument --role: invalid choice: 'operator'"),
         (["robot", "--expires-days", "soon"], "argument --expires-days: invalid int value: 'soon'"),
         (["robot", "--name", "x" * 101], "--name must be 100 characters or fewer."),
     ],

@@ -50,6 +50,16 @@ def test_it_creates_the_operators_and_viewers_groups():
     assert Permission.objects.get(codename="view_identities").name == "Can see member identities"
 
 
+def test_it_creates_the_integrators_group_with_the_credentials_and_identities_permissions_only():
+    assert perms("Integrators") == {"outputs.change_output_credentials", "audiences.view_identities"}
+
+    migration = importlib.import_module("staff.migrations.0007_integrators")
+    migration.create_integrators(apps, type("Editor", (), {"connection": connection})())
+
+    assert Group.objects.filter(name="Integrators").count() == 1
+    assert perms("Integrators") == {"outputs.change_output_credentials", "audiences.view_identities"}
+
+
 def test_the_groups_migration_can_run_again_without_duplicating_anything():
     migration = importlib.import_module("staff.migrations.0001_groups")
     before = {name: perms(name) for name in ("Operators", "Viewers")}

@@ -472,11 +472,12 @@ def test_time_filters_take_any_offset_and_refuse_times_out_of_range(api, world, 
     assert response.json()[field] == ["Enter a date and time between the years 1 and 9999 in UTC."]
 
 
-def test_id_filters_take_whole_numbers_only(api, world):
-    response = api.get("/api/v1/connections/?output=-4.5e%2B23")
+def test_an_id_filter_past_any_id_is_a_name_that_matches_nothing(api, world):
+    for value in ["-4.5e%2B23", "99999999999999999999999", "%C2%B2"]:  # "²" is a digit to Python, not an ID
+        response = api.get(f"/api/v1/connections/?output={value}")
 
-    assert response.status_code == 400
-    assert response.json() == {"output": ["Enter a whole number."]}
+        assert response.status_code == 200
+        assert response.json()["results"] == []
 
 
 @pytest.mark.parametrize(
@@ -532,3 +533,21 @@ def test_an_unknown_api_path_is_a_json_404_naming_the_path(api):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "There is no API endpoint at /api/v1/segments/; see /api/docs/."}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(api, settings, debug):
+    settings.DEBUG = debug
+
+    unknown = api.get("/api/v1/segments/")
+    no_slash = api.post("/api/v1/profiles/bulk", {"profiles": []}, format="json")
+    outside = api.get("/api/v2/")
+
+    assert (unknown.status_code, unknown["Content-Type"]) == (404, "application/json")
+    assert unknown.json() == {"detail": "There is no API endpoint at /api/v1/segments/; see /api/docs/."}
+    assert no_slash.status_code == 404
+    assert no_slash.json() == {
+        "detail": "There is no API endpoint at /api/v1/profiles/bulk: the API's paths end with a slash "
+        "(/api/v1/profiles/bulk/)."
+    }
+    assert outside.json() == {"detail": "There is no API endpoint at /api/v2/; see /api/docs/."}

@@ -2,9 +2,10 @@ import csv
 import io
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from audiences.models import Audience, Identity, Membership, Profile
+from audiences.models import Audience, Event, Identity, Membership, Profile
 from tests.audiences.factories import AudienceFactory, EventFactory, IdentityFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +119,9 @@ def test_events_are_ingested_in_bulk(api):
     }
     response = api.post("/api/v1/events/bulk/", body, format="json")
     assert response.status_code == 200
-    assert response.json()["events_created"] == 1
+    assert response.json() == {
+        "events_created": 1, "duplicates": 0, "profiles_created": 1, "memberships_added": 0, "memberships_removed": 0,
+    }  # fmt: skip
     bad = api.post(
         "/api/v1/events/bulk/",
         {"events": [{"external_id": "u1", "name": "x", "occurred_at": "yesterday"}]},
@@ -126,6 +129,34 @@ def test_events_are_ingested_in_bulk(api):
     )
     assert bad.status_code == 400
     assert list(bad.json()["events"]["0"]) == ["occurred_at"]
+
+
+def test_events_sent_again_are_counted_as_duplicates_and_stored_once(api):
+    AudienceFactory(name="Travellers", criteria={"event": "Book Trip", "in_last_days": 3})
+    event = {"external_id": "u1", "name": "Book Trip", "occurred_at": timezone.now().isoformat(), "source_id": "e-1"}
+    later = {**event, "source_id": "e-2"}
+
+    first = api.post("/api/v1/events/bulk/", {"events": [event]}, format="json").json()
+    again = api.post("/api/v1/events/bulk/", {"events": [event, later]}, format="json").json()
+
+    assert first == {
+        "events_created": 1, "duplicates": 0, "profiles_created": 1, "memberships_added": 1, "memberships_removed": 0,
+    }  # fmt: skip
+    assert again == {
+        "events_created": 1, "duplicates": 1, "profiles_created": 0, "memberships_added": 0, "memberships_removed": 0,
+    }  # fmt: skip
+    assert Event.objects.count() == 2
+
+
+def test_profiles_answer_what_they_changed_and_nothing_about_events(api):
+    body = {"profiles": [{"external_id": "u1", "identities": [{"type": "email", "value": "u1@example.com"}]}]}
+
+    response = api.post("/api/v1/profiles/bulk/", body, format="json")
+
+    assert response.json() == {
+        "created": 1, "updated": 0, "unchanged": 0, "identities_added": 1, "identities_removed": 0,
+        "memberships_added": 0, "memberships_removed": 0,
+    }  # fmt: skip
 
 
 def test_audiences_are_created_refreshed_and_listed(api):
@@ -190,6 +221,27 @@ def test_static_members_are_added_by_external_id_or_identity_and_removed(api):
     unknown = api.post(url, {"external_ids": ["ghost"]}, format="json")
     assert unknown.status_code == 400
     assert unknown.json() == {"external_ids": ["no profile has external ID 'ghost'"]}
+
+
+def test_unknown_members_are_named_under_the_field_that_gave_them(api):
+    audience = AudienceFactory(kind=Audience.Kind.STATIC, criteria=None)
+    ProfileFactory(external_id="a")
+    url = f"/api/v1/audiences/{audience.pk}/members/"
+
+    by_identity = api.post(url, {"identities": [{"type": "email", "value": "Ghost@Example.com"}]}, format="json")
+    both = api.post(
+        url,
+        {"external_ids": ["a", "ghost"], "identities": [{"type": "email", "value": "ghost@example.com"}]},
+        format="json",
+    )
+
+    assert by_identity.status_code == 400
+    assert by_identity.json() == {"identities": ["no profile has email 'ghost@example.com'"]}
+    assert both.json() == {
+        "external_ids": ["no profile has external ID 'ghost'"],
+        "identities": ["no profile has email 'ghost@example.com'"],
+    }
+    assert not audience.memberships.exists()
 
 
 def test_members_of_a_rule_audience_cannot_be_edited(api):

@@ -120,15 +120,15 @@ def test_events_reach_membership_at_once_and_repeats_are_ignored():
     first = ingest_events([event])
     again = ingest_events([event])
 
-    assert (first.events_created, first.memberships_added) == (1, 1)
-    assert (again.events_created, again.memberships_added) == (0, 0)
+    assert (first.events_created, first.duplicates, first.memberships_added) == (1, 0, 1)
+    assert (again.events_created, again.duplicates, again.memberships_added) == (0, 1, 0)
     assert Event.objects.count() == 1
     assert Membership.objects.filter(audience=audience, profile__external_id="traveller").exists()
 
 
 def test_events_for_unknown_users_create_bare_profiles():
     result = ingest_events([{"external_id": "newcomer", "name": "Search Flights", "occurred_at": timezone.now()}])
-    assert result.created == 1
+    assert result.profiles_created == 1
     assert Profile.objects.get(external_id="newcomer").attributes == {}
 
 
