@@ -6,7 +6,7 @@ from django.utils import timezone
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connections import engine, operations, services
+from connections import engine, operations, reverify, services
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
 
@@ -115,10 +115,15 @@ class Command(BaseCommand):
 
     @staticmethod
     def _after(conn, totals) -> None:
-        """What the drain task does after a drain: note an interval upload, finish a disconnect."""
+        """What the drain task does after a drain: note an interval upload, finish a disconnect, and have the
+        verdict checked again after a fault or a delivery that contradicts it."""
         conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
         if conn is None:
             return
+        if totals["fault"]:
+            reverify.changed([conn.pk])
+        else:
+            reverify.delivered(conn, totals["accepted"])
         if totals["batches"] and conn.delivery_mode == Connection.Mode.INTERVAL:
             Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
         if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):
