@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from audiences.admin import AudienceAdmin
 from audiences.identity_types import IdentityType
 from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
-from connections import operations, services
+from connections import operations, reverify, services, timing
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs import schema
@@ -241,6 +241,7 @@ BADGE = {
     "warning": ("#f0b400", "#2b2000"),
     "failing": ("#ba2121", "#fff"),
     "unverified": ("#7a7a7a", "#fff"),
+    "checking": ("#417690", "#fff"),
 }
 VERIFY_MESSAGE_LEVEL = {"ok": messages.SUCCESS, "warning": messages.WARNING, "failing": messages.ERROR}
 
@@ -313,6 +314,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         status = conn.verification_status
         if status == Connection.Verification.UNVERIFIED:
             return badge(status, "unverified", "Never verified.")
+        if reverify.is_stale(conn):
+            return badge(status, "re-checking…", reverify.waiting_sentence(conn))
         attention = [f"{c['name']}: {c['detail']}" for c in conn.verification_checks if c["status"] != "ok"]
         return badge(status, status, " ".join(attention) or f"Verified {_ago(conn.verified_at)}.")
 
@@ -381,10 +384,11 @@ class ConnectionAdmin(admin.ModelAdmin):
             ops = ["operations"]
         else:
             ops = ["change_operations"] if self.has_change_permission(request, obj) else []
+        uploads = ["last_upload_at", "next_upload"] if obj.delivery_mode == Connection.Mode.INTERVAL else []
         return [
             (None, {"fields": ["audience_link", "output_link", "status_detail", *ops]}),
             ("Verification", {"fields": ["verification_detail", "size_funnel"]}),
-            ("Counters", {"fields": ["counters", "last_delivery_at", "last_upload_at", "last_error_full"]}),
+            ("Counters", {"fields": ["counters", "last_delivery_at", *uploads, "last_error_full"]}),
             (f"{partner.name} settings", {"fields": settings}),
             ("Delivery", {"fields": delivery}),
         ]
@@ -394,7 +398,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             return ["output_name"]
         return ["audience_link", "output_link", "status_detail", "operations", "change_operations",
                 "verification_detail", "size_funnel", "counters", "last_delivery_at", "last_upload_at",
-                "last_error_full", "settings_values"]  # fmt: skip
+                "next_upload", "last_error_full", "settings_values"]  # fmt: skip
 
     def has_change_permission(self, request, obj=None):
         # A connection being disconnected only sends its removals; nothing about it can change any more.
@@ -427,11 +431,14 @@ class ConnectionAdmin(admin.ModelAdmin):
         if conn is not None:
             states = dict(conn.messages.order_by().values_list("state").annotate(n=Count("pk")))
             sees = can_see_identities(request.user)
+            recent = list(conn.messages.order_by("-id")[:50]) if sees else None
+            for m in recent or []:
+                m.next_text = timing.message_next(conn, m, pending_of(conn))
             extra_context = {
                 **(extra_context or {}),
                 "deliveries": conn.deliveries.order_by("-started_at", "-id")[:20],
                 # One row per identity value: without the permission the section says why it is missing.
-                "recent_messages": conn.messages.order_by("-id")[:50] if sees else None,
+                "recent_messages": recent,
                 "identities_hidden": None if sees else HIDDEN,
                 "states": [(label, states.get(value, 0), value) for value, label in OutboxMessage.State.choices],
                 "messages_url": reverse("admin:connections_outboxmessage_changelist") + f"?connection={conn.pk}",
@@ -454,13 +461,9 @@ class ConnectionAdmin(admin.ModelAdmin):
             return
         conn = Connection.objects.get(pk=obj.pk)
         queued = services.update_connection(conn, form.settings_values(), mode, minutes, messages_)
-        if queued:
-            self.message_user(
-                request,
-                f"The destination changed: queued {queued:,} messages so that the audience's current members "
-                f"reach it. Members already at the old destination stay there.",
-                messages.INFO,
-            )
+        if queued or conn.status in (Status.PAUSED, Status.FAULTED):
+            level = messages.INFO if conn.status == Status.ACTIVE else messages.WARNING
+            self.message_user(request, operations.updated(conn, queued), level)
 
     def response_add(self, request, obj, post_url_continue=None):
         # The change page shows the backfill going out; Django's own "added" message would repeat ours.
@@ -527,6 +530,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         status = conn.verification_status
         if status == Connection.Verification.UNVERIFIED:
             return format_html("<p>{} Not verified yet.</p>", badge(status))
+        if reverify.is_stale(conn):
+            # The last verdict judged settings or a state that changed since: it is not shown as the current one.
+            return format_html("<p>{} {}</p>", badge(status, "re-checking…"), reverify.waiting_sentence(conn))
         when = date_format(timezone.localtime(conn.verified_at), "DATETIME_FORMAT") if conn.verified_at else "–"
         rows = [
             [format_html("<strong>{}</strong>", c["name"]), badge(c["status"]), c["detail"], c["hint"] or "–"]
@@ -568,6 +574,10 @@ class ConnectionAdmin(admin.ModelAdmin):
         row = [pending_of(conn), conn.sent_count, conn.accepted_count, conn.rejected_count, conn.failed_count,
                conn.unaccepted_count]  # fmt: skip
         return _table(headers, [[f"{n:,}" for n in row]], "")
+
+    @admin.display(description="next upload")
+    def next_upload(self, conn):
+        return timing.next_upload(conn, pending_of(conn))
 
     @admin.display(description="last error")
     def last_error_full(self, conn):

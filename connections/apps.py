@@ -9,10 +9,12 @@ class ConnectionsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from audiences import hooks
-        from connections import fanout
+        from connections import fanout, reverify
         from connections.schedules import ensure_schedules
+        from outputs import hooks as output_hooks
 
         hooks.on_membership_changed(fanout.fan_out_run)
         hooks.on_identities_changed(fanout.fan_out_identity_changes)
         hooks.on_profiles_erased(fanout.forget_erased)
+        output_hooks.on_output_changed(reverify.output_changed)
         post_migrate.connect(ensure_schedules, sender=self)

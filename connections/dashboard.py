@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from audiences.models import Audience
+from connections import reverify
 from connections.api.filters import with_pending
 from connections.charts import Bucket, hourly_bars
 from connections.models import Connection, Delivery
@@ -37,11 +38,13 @@ STATES = [
     State("failing", "Failing", "bad"),
     State("warning", "Warning", "warn"),
     State("paused", "Paused", "quiet"),
+    State("checking", "Re-checking", "quiet"),
     State("unverified", "Not verified", "quiet"),
     State("disconnecting", "Disconnecting", "quiet"),
     State("ok", "OK", "good"),
 ]
 BY_KEY = {s.key: s for s in STATES}
+FIXED = "The checks pass now: resume the connection to send what is waiting."
 RANK = {s.key: i for i, s in enumerate(STATES)}
 
 
@@ -59,6 +62,12 @@ def state_of(conn: Connection) -> str:
 
 def reason_of(conn: Connection, state: str) -> tuple[str, str]:
     """(what is wrong, what to do) in the words of the status or of the first check that did not pass."""
+    if state == "faulted" and conn.status_reason:
+        # The reason is the fault's, from when it happened: say when the checks say it has been put right since.
+        if reverify.is_stale(conn):
+            return conn.status_reason, reverify.waiting_sentence(conn)
+        if [c.get("name") for c in conn.verification_checks or [] if c.get("status") != "ok"] == ["status"]:
+            return conn.status_reason, FIXED
     if state in ("faulted", "paused", "disconnecting") and conn.status_reason:
         return conn.status_reason, ""
     if state in ("failing", "warning"):
@@ -68,6 +77,8 @@ def reason_of(conn: Connection, state: str) -> tuple[str, str]:
                     return check.get("detail", ""), check.get("hint", "")
     if state == "unverified":
         return "Not verified yet.", ""
+    if state == "checking":
+        return reverify.waiting_sentence(conn), ""
     return "", ""
 
 
@@ -159,7 +170,7 @@ def headline(counts: dict[str, int]) -> tuple[str, str]:
         return f"{everyone} working", "good"
     others = [
         f"{counts[key]} {'is' if counts[key] == 1 else 'are'} {BY_KEY[key].label.lower()}"
-        for key in ("paused", "unverified", "disconnecting")
+        for key in ("paused", "checking", "unverified", "disconnecting")
         if counts.get(key)
     ]
     working = f"{_connections(ok)} {'is' if ok == 1 else 'are'} working" if ok else "None is working"

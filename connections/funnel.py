@@ -117,9 +117,15 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
     if not types:
         reachable_reason = f"This connection forwards no identity types, so {name} receives nothing."
     else:
-        have = "; ".join(f"{_has(per_type[t])} {TYPE_NOUNS[t]}" for t in types if per_type.get(t))
+        held = [t for t in types if per_type.get(t)]
+        have = "; ".join(f"{_has(per_type[t])} {TYPE_NOUNS[t]}" for t in held)
         have = have or "None has " + _or([TYPE_NOUNS[t] for t in types])
-        reachable_reason = f"{have}; {name} accepts only {types_phrase(types)}, so {name} receives {reachable:,}."
+        receives = f"{reachable:,}"
+        if len(held) > 1:
+            # A member may hold several of the types, so the lines above need not add up to the members reached.
+            several = " (some have more than one)" if sum(per_type[t] for t in held) > reachable else ""
+            receives = f"the {reachable:,} member{'' if reachable == 1 else 's'} with at least one of them{several}"
+        reachable_reason = f"{have}; {name} accepts only {types_phrase(types)}, so {name} receives {receives}."
     if partner_count is None and type(partner).partner_count is Partner.partner_count:
         count_reason = f"{name} does not report a count."
     elif partner_count is None:

@@ -45,9 +45,14 @@ class Connection(models.Model):
         OK = "ok", "OK"
         WARNING = "warning", "Warning"
         FAILING = "failing", "Failing"
+        # Something the last verdict judged has changed since; a verification is queued (connections.reverify).
+        CHECKING = "checking", "Re-checking"
 
     verification_status = models.CharField(max_length=10, choices=Verification.choices, default="unverified")
     verified_at = models.DateTimeField(null=True, blank=True)
+    # When something a verdict depends on last changed (settings, secrets, status, a delivery that proved the
+    # partner reachable). A verification stores its result only if this did not move while it ran.
+    facts_changed_at = models.DateTimeField(null=True, blank=True)
     # [{"name", "status", "detail", "hint"}], as the last verification left them.
     verification_checks = models.JSONField(default=list, blank=True)
     # Set when a drain task is queued and cleared when it starts: at most one waits per connection.

@@ -50,6 +50,24 @@ def connected(conn: Connection) -> str:
     return f"Connected {label(conn)}. Queued {_messages(queued)} for the audience's current members."
 
 
+def updated(conn: Connection, queued: int) -> str:
+    """After its settings were saved: what was queued, and that nothing goes before a resume if it is stopped."""
+    waiting = pending_of(_fresh(conn))
+    held = {
+        Status.PAUSED: "The connection is paused",
+        Status.FAULTED: "The connection is still stopped by a fault",
+    }.get(conn.status)
+    said = []
+    if queued:
+        said.append(
+            f"The destination changed: queued {_messages(queued)} so that the audience's current members reach it. "
+            "Members already at the old destination stay there."
+        )
+    if held:
+        said.append(f"{held}: nothing is sent until you resume it ({_messages(waiting)} waiting).")
+    return " ".join(said)
+
+
 def pause(conn: Connection) -> str:
     if conn.status == Status.DISCONNECTING:
         raise _disconnecting(conn, "paused")
@@ -139,7 +157,6 @@ def funnel(conn: Connection) -> funnel_mod.Funnel:
     A bad key, a missing list or an unreachable partner would give no count again, and a partner that does
     not answer would hold up the admin page for the HTTP timeout.
     """
-    asked = conn.verification_status == Connection.Verification.UNVERIFIED or any(
-        c["name"] == "partner count" for c in conn.verification_checks
-    )
+    unknown = (Connection.Verification.UNVERIFIED, Connection.Verification.CHECKING)
+    asked = conn.verification_status in unknown or any(c["name"] == "partner count" for c in conn.verification_checks)
     return funnel_mod.compute(conn, partner_count=... if asked else None)

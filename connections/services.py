@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from connections import fanout
+from connections import fanout, reverify
 from connections.models import Connection, OutboxMessage
 from outputs import schema
 
@@ -69,14 +69,15 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
         raise ValidationError({"status": ["This connection is being disconnected; it can no longer be changed."]})
     cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
     moved = _placement(conn.output, cleaned) != _placement(conn.output, conn.settings)
-    changed = moved or (mode, minutes, messages) != (conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
+    before = (conn.settings, conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
+    changed = before != (cleaned, mode, minutes, messages)
     left = _whole_list_left(conn, cleaned)
     with transaction.atomic():
         conn.settings, conn.delivery_mode = cleaned, mode
         conn.interval_minutes, conn.interval_messages = minutes, messages
         conn.save(update_fields=["settings", "delivery_mode", "interval_minutes", "interval_messages", "updated_at"])
         if changed:
-            _verify_after_commit(conn)
+            reverify.changed([conn.pk])
         if left is not None:
             fanout.rewrite_shared_lists(conn, left)
         return fanout.backfill(conn) if moved else 0
@@ -106,17 +107,18 @@ def _verify_after_commit(conn: Connection) -> None:
 
 
 def pause(conn: Connection) -> None:
-    Connection.objects.filter(pk=conn.pk).exclude(status=Connection.Status.DISCONNECTING).update(
-        status=Connection.Status.PAUSED, status_reason="Paused by an operator."
-    )
+    paused = Connection.objects.filter(pk=conn.pk).exclude(status__in=[Connection.Status.DISCONNECTING, "paused"])
+    if paused.update(status=Connection.Status.PAUSED, status_reason="Paused by an operator."):
+        reverify.changed([conn.pk])
 
 
 def resume(conn: Connection) -> None:
-    """Back to active: waiting messages (including a faulted batch) go out now."""
-    Connection.objects.filter(pk=conn.pk).exclude(status=Connection.Status.DISCONNECTING).update(
-        status=Connection.Status.ACTIVE, status_reason=""
-    )
+    """Back to active: waiting messages (including a faulted batch) go out now, and the verdict is re-checked."""
+    stopped = Connection.objects.filter(pk=conn.pk, status__in=[Connection.Status.PAUSED, Connection.Status.FAULTED])
+    resumed = stopped.update(status=Connection.Status.ACTIVE, status_reason="")
     fanout._drain_after_commit([conn.pk])
+    if resumed:
+        reverify.changed([conn.pk])  # queued after the drain, so that it can judge what the drain sent
 
 
 def sync_now(conn: Connection) -> None:
@@ -139,6 +141,8 @@ def retry_failed(conn: Connection) -> int:
     count = failed.update(
         state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="", finished_at=None
     )
+    if count:
+        reverify.changed([conn.pk])  # the "failures" check no longer holds
     fanout._drain_after_commit([conn.pk])
     return count
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from connections import engine, refresh, services, verification
+from connections import engine, refresh, reverify, services, verification
 from connections.models import Connection, Delivery, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def drain_connection(connection_id: int) -> dict:
     if report.fault:
         log.warning("Connection %s faulted: %s", connection_id, report.fault)
         _after_fault(conn)
+    else:
+        reverify.delivered(conn, report.accepted)
     return report_dict(report)
 
 
@@ -184,7 +186,7 @@ def queue_verification(connection_id: int) -> None:
 
 def verify_after_fault(conn) -> None:
     """CONNECTION_FAULT_HOOK: a connection that just faulted is verified, so its page says what to do."""
-    queue_verification(conn.pk)
+    reverify.changed([conn.pk])
 
 
 def verify_connection(connection_id: int) -> str | None:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 RANK = {"ok": 0, "warning": 1, "failing": 2}
 REALTIME_GRACE = dt.timedelta(minutes=15)
+UNREACHABLE = "partner"  # the check of a partner that did not answer: it says nothing about the credentials
 
 
 def overall(checks) -> str:
@@ -38,7 +39,7 @@ def partner_checks(conn: Connection) -> list[Check]:
         name="partner",
         # No answer at all: the same warning whichever partner it is (a partner that answers with an error is
         # the partner module's to explain).
-        unreachable=lambda detail: Check("partner", "warning", detail, hint("unreachable", partner=name)),
+        unreachable=lambda detail: Check(UNREACHABLE, "warning", detail, hint("unreachable", partner=name)),
     )
 
 
@@ -187,13 +188,26 @@ def count_check(conn: Connection, f: funnel_mod.Funnel) -> Check | None:
         )
     if partner_count == 0:
         return Check("partner count", "ok", f"{name} reports no members, and none were forwarded yet.")
-    return Check("partner count", "ok", f"{name} reports {partner_count:,}: the connection is working.")
+    # About the count only: whether the connection works is the verdict of all the checks, not of this one.
+    if partner_count == accepted:
+        return Check(
+            "partner count", "ok", f"{name} reports {partner_count:,}, as many as were forwarded and accepted."
+        )
+    return Check("partner count", "ok", f"{name} reports {partner_count:,}; {accepted:,} were forwarded and accepted.")
 
 
 def verify(conn: Connection) -> tuple[str, list[Check]]:
-    """Run every check, store the result on the connection, and return it."""
+    """Run every check, store the result on the connection, and return it.
+
+    The result is stored only if nothing it judged changed while the checks ran (`connections.reverify`): the
+    verification queued by that change stores the newer verdict. Where the partner answered, its first check
+    (the credentials, by the partner contract) is also the output's credentials verdict.
+    """
     now = timezone.now()
+    facts_at = Connection.objects.filter(pk=conn.pk).values_list("facts_changed_at", flat=True).first()
     checks = partner_checks(conn)
+    if checks and checks[0].name != UNREACHABLE:
+        outputs_services.record_credentials(conn.output, checks[0])
     partner_ok = all(c.status == "ok" for c in checks)
     f = funnel_mod.compute(conn, partner_count=... if partner_ok else None)
     checks.append(coverage_check(conn, f))
@@ -208,9 +222,13 @@ def verify(conn: Connection) -> tuple[str, list[Check]]:
     if count is not None:
         checks.append(count)
     status = overall(checks)
-    Connection.objects.filter(pk=conn.pk).update(
+    same_facts = {"facts_changed_at__isnull": True} if facts_at is None else {"facts_changed_at": facts_at}
+    stored = Connection.objects.filter(pk=conn.pk, **same_facts).update(
         verification_status=status, verified_at=now, verification_checks=[asdict(c) for c in checks]
     )
     conn.verification_status, conn.verified_at, conn.verification_checks = status, now, [asdict(c) for c in checks]
-    log.info("Verified connection %s: %s", conn.pk, status)
+    if stored:
+        log.info("Verified connection %s: %s", conn.pk, status)
+    else:
+        log.info("Verified connection %s: %s, not stored: it changed meanwhile and is verified again", conn.pk, status)
     return status, checks

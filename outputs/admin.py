@@ -27,7 +27,8 @@ from outputs.services import (
     clean_base_url,
     clean_output_settings,
     describe_check,
-    destination_changed,
+    facts,
+    saved,
 )
 from staff import audit
 
@@ -72,6 +73,7 @@ class OutputFormBase(forms.ModelForm):
                     self.initial[PREFIX + name] = value
         # As stored, read before validation copies the posted values onto the instance.
         self.stored_destinations = self._destinations_of(self.instance) if self.instance.pk else {}
+        self.stored_facts = facts(self.instance) if self.instance.pk else None
         for name in self.locked_destinations.keys() & self.fields.keys():  # a view-only form has no fields
             self.fields[name].disabled = True
             self.fields[name].help_text = LOCKED_DESTINATION
@@ -198,8 +200,7 @@ class OutputAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         moves = form.moves() if change else []
         super().save_model(request, obj, form, change)
-        if moves:
-            destination_changed(obj, request.user)
+        saved(obj, form.stored_facts, request.user, moved=bool(moves))
 
     def get_fieldsets(self, request, obj=None):
         partner = registry.get(self._kind(request, obj))
@@ -264,7 +265,7 @@ class OutputAdmin(admin.ModelAdmin):
     @admin.display(description="last check")
     def credentials_status(self, obj):
         if obj.credentials_checked_at is None:
-            return "Not checked yet."
+            return obj.credentials_message or "Not checked yet."  # or: being checked again after a change
         return format_html("{} <br><small>{}</small>", obj.credentials_message, obj.credentials_checked_at)
 
     @admin.display(description="")

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from outputs import netguard, schema
+from outputs import hooks, netguard, schema
 from outputs.crypto import SecretsUnreadable
 from outputs.models import Output
 from outputs.partners import destinations, redact, registry
@@ -69,13 +69,66 @@ def partner_checks(output: Output, ask, name: str = "credentials", unreachable=N
 def check_credentials(output: Output) -> Check:
     """Ask the partner whether the output's credentials work, and remember the answer on the output."""
     (check,) = partner_checks(output, lambda partner, account: [partner.check_credentials(account)])
-    Output.objects.filter(pk=output.pk).update(
-        credentials_checked_at=timezone.now(),
-        credentials_ok=check.status == "ok",
-        credentials_message=_sentence(check)[:500],
-    )
+    record_credentials(output, check)
     log.info("Checked credentials of output %s (%s): %s", output.pk, output.kind, check.status)
     return check
+
+
+def record_credentials(output: Output, check: Check) -> bool:
+    """Remember a credentials check on the output, unless the output was saved since it was read.
+
+    A check of the settings as they were must not overwrite the re-check their change queued (`saved`).
+    """
+    return bool(
+        Output.objects.filter(pk=output.pk, updated_at=output.updated_at).update(
+            credentials_checked_at=timezone.now(),
+            credentials_ok=check.status == "ok",
+            credentials_message=_sentence(check)[:500],
+        )
+    )
+
+
+def facts(output: Output) -> dict:
+    """What a verdict about the output depends on: where it points, its settings and its secrets (decrypted, so
+    that the same values encrypted again are no change). Compared in memory, never written anywhere."""
+    try:
+        secrets = output.secrets if output.pk else {}
+    except SecretsUnreadable:
+        secrets = None
+    return {"base_url": output.base_url, "settings": dict(output.settings), "secrets": secrets}
+
+
+def saved(output: Output, before: dict | None, user=None, moved: bool = False) -> bool:
+    """After any door saved an output: if what it judged changed, its verdicts are checked again.
+
+    `before` is `facts(output)` as stored before the save (None for a new output, which has no verdict yet).
+    A moved destination is checked there (`destination_changed`); other changed settings or secrets have their
+    credentials checked again in a worker. Either way the old answer is forgotten at once, and the listeners
+    (connections: its verifications) hear of it. Returns whether anything changed.
+    """
+    if before is None or facts(output) == before:
+        return False
+    if moved:
+        destination_changed(output, user)
+    else:
+        from django_q.tasks import async_task
+
+        _forget_credentials(output)
+        user_id = getattr(user, "pk", None)
+        transaction.on_commit(
+            lambda: async_task("outputs.tasks.check_changed", output.pk, user_id, task_name=f"check-{output.pk}")
+        )
+    hooks.output_changed(output)
+    return True
+
+
+RECHECKING = "Re-checking the credentials after the change."
+
+
+def _forget_credentials(output: Output) -> None:
+    Output.objects.filter(pk=output.pk).update(
+        credentials_checked_at=None, credentials_ok=None, credentials_message=RECHECKING
+    )
 
 
 def destination_changed(output: Output, user=None) -> None:
@@ -87,7 +140,7 @@ def destination_changed(output: Output, user=None) -> None:
     """
     from django_q.tasks import async_task
 
-    Output.objects.filter(pk=output.pk).update(credentials_checked_at=None, credentials_ok=None, credentials_message="")
+    _forget_credentials(output)
     user_id = getattr(user, "pk", None)
     transaction.on_commit(
         lambda: async_task("outputs.tasks.check_new_destination", output.pk, user_id, task_name=f"check-{output.pk}")

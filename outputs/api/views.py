@@ -12,7 +12,7 @@ from outputs.models import Output
 from outputs.partners import registry
 from outputs.partners.destinations import shown
 from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused, destination_refused
-from outputs.services import check_credentials, describe_check, destination_changed
+from outputs.services import check_credentials, describe_check, facts, saved
 from staff import audit
 
 
@@ -74,14 +74,13 @@ class OutputViewSet(viewsets.ModelViewSet):
         output = serializer.instance
         self._refuse_without_permission(serializer, output.kind)
         moves = _moved(serializer, output.partner)
-        before = _snapshot(output)
+        before, stored = _snapshot(output), facts(output)
         serializer.save()
         changed = [n for n in audit.changed_fields(before, _snapshot(output)) if n not in {m[0] for m in moves}]
         sentences = [audit.sentence(changed)] if changed or not moves else []
         sentences += [audit.moved(name, shown(old), shown(new)) for name, old, new in moves]
         audit.record(self.request.user, output, audit.api(" ".join(sentences)))
-        if moves:
-            destination_changed(output, self.request.user)
+        saved(output, stored, self.request.user, moved=bool(moves))
 
     @transaction.atomic
     def destroy(self, request, *args, **kwargs):

@@ -157,8 +157,9 @@ class Mailchimp(Partner):
         response = self._call(account, "GET", f"/lists/{list_id}")
         if response.status_code == 200:
             body = http.json_or_empty(response)
-            count = (body.get("stats") or {}).get("member_count", 0)
-            detail = f"The list '{body.get('name', list_id)}' exists and has {count:,} subscribed members."
+            # No member count here: the "partner count" check reads it once, beside what was forwarded, and a
+            # second reading moments apart (while a backfill goes out) would contradict it on the same page.
+            detail = f"The list '{body.get('name', list_id)}' exists."
             return [credentials, Check("destination", "ok", detail)]
         if response.status_code == 404:
             fault = self._missing_list(list_id)

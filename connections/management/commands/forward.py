@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from config.commands import RelayCommand, called_wrongly
-from connections import engine, operations, services
+from connections import engine, operations, reverify, services
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
 
@@ -118,13 +118,18 @@ class Command(RelayCommand):
 
     @staticmethod
     def _after(conn, totals) -> None:
-        """What the drain task does after a drain: note an interval upload, finish a disconnect."""
+        """What the drain task does after a drain: note an interval upload, finish a disconnect, and have the
+        verdict checked again after a fault or a delivery that contradicts it."""
         conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
         if conn is None:
             return
         # The engine keeps the partner's reason for the batch's last refusal or retry on the connection.
         if conn.last_error_at and conn.last_error_at >= totals["started"]:
             totals["why"] = conn.last_error
+        if totals["fault"]:
+            reverify.changed([conn.pk])
+        else:
+            reverify.delivered(conn, totals["accepted"])
         if totals["batches"] and conn.delivery_mode == Connection.Mode.INTERVAL:
             Connection.objects.filter(pk=conn.pk).update(last_upload_at=timezone.now())
         if conn.status == Connection.Status.DISCONNECTING and services.finish_disconnect(conn):

@@ -16,7 +16,7 @@ from connections.management.commands._common import console, get_connection
 from connections.models import Connection
 from outputs.models import Output
 
-STYLE = {"ok": "green", "warning": "yellow", "failing": "bold red", "unverified": "dim"}
+STYLE = {"ok": "green", "warning": "yellow", "failing": "bold red", "unverified": "dim", "checking": "dim"}
 
 
 def verify_each(conns) -> list[tuple[Connection, Funnel]]:
