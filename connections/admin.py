@@ -9,10 +9,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import truncatechars
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
@@ -25,7 +22,7 @@ from outputs import schema
 from outputs.admin import OutputAdmin
 from outputs.models import Output
 from outputs.partners import registry
-from staff import audit
+from staff import audit, dates, links
 
 PREFIX = "setting__"
 Status = Connection.Status
@@ -169,6 +166,9 @@ class Operation:
     title: str
     button: str
     explain: str  # what will happen, shown before anyone confirms
+    # The ModelAdmin permission it needs ("change" or "delete"): the view, the button and the bulk action all
+    # read it here, so a button is shown exactly to those the view lets through.
+    permission: str = "change"
 
 
 OPERATIONS = {
@@ -199,14 +199,23 @@ OPERATIONS = {
         "Yes, remove the members and disconnect",
         "Every current member of the audience is removed at the partner; the connection is deleted once those "
         "removals are sent. Later membership changes are no longer forwarded.",
+        permission="delete",
     ),
     "disconnect-keep": Operation(
         "Disconnect (keep members at partner)",
         "Yes, disconnect and keep the members",
         "The connection is deleted now. The audience's members stay at the partner as they are; later "
         "membership changes are no longer forwarded.",
+        permission="delete",
     ),
 }
+# Verifying changes nothing at the partner, so it has no confirmation page; it needs what the operations need.
+VERIFY_PERMISSION = "change"
+
+
+def operation_action(op: str, description: str = ""):
+    """The bulk action of an operation: its title, and the permission the operation declares."""
+    return admin.action(description=description or OPERATIONS[op].title, permissions=[OPERATIONS[op].permission])
 
 
 def _run(op: str, conn: Connection) -> str:
@@ -258,10 +267,7 @@ def badge(status: str, text: str = "", title: str = ""):
 
 
 def _ago(at) -> str:
-    if at is None:
-        return "at an unknown time"
-    ago = timesince(at, depth=1)
-    return "just now" if ago.startswith("0\xa0") else f"{ago} ago"
+    return dates.ago(at, empty="at an unknown time")
 
 
 def _table(headers, rows, empty: str, extra_class: str = ""):
@@ -338,12 +344,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="last delivery", ordering="last_delivery_at")
     def last_delivery(self, conn):
-        if conn.last_delivery_at is None:
-            return "never"
-        when = date_format(timezone.localtime(conn.last_delivery_at), "DATETIME_FORMAT")
-        ago = timesince(conn.last_delivery_at, depth=1)
-        ago = "just now" if ago.startswith("0\xa0") else f"{ago} ago"
-        return format_html('<span title="{}" style="white-space: nowrap">{}</span>', when, ago)
+        return dates.ago_html(conn.last_delivery_at)
 
     @admin.display(description="last error")
     def error(self, conn):
@@ -376,11 +377,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             ]
         if not self.has_change_permission(request, obj):
             settings = ["settings_values"]  # view only: the values as stored, not empty form fields
-        # The operation buttons a Viewer would only be refused: shown to those who may run them.
-        if self.has_delete_permission(request, obj):
-            ops = ["operations"]
-        else:
-            ops = ["change_operations"] if self.has_change_permission(request, obj) else []
+        ops = ["operations"] if getattr(obj, "operations_allowed", None) else []
         return [
             (None, {"fields": ["audience_link", "output_link", "status_detail", *ops]}),
             ("Verification", {"fields": ["verification_detail", "size_funnel"]}),
@@ -392,9 +389,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ["output_name"]
-        return ["audience_link", "output_link", "status_detail", "operations", "change_operations",
-                "verification_detail", "size_funnel", "counters", "last_delivery_at", "last_upload_at",
-                "last_error_full", "settings_values"]  # fmt: skip
+        return ["audience_link", "output_link", "status_detail", "operations", "verification_detail", "size_funnel",
+                "counters", "last_delivery_at", "last_upload_at", "last_error_full", "settings_values"]  # fmt: skip
 
     def has_change_permission(self, request, obj=None):
         # A connection being disconnected only sends its removals; nothing about it can change any more.
@@ -403,6 +399,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj)
 
     def add_view(self, request, form_url="", extra_context=None):
+        # Before the first step too: its buttons lead only to the second, which would refuse.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         output = self._output(request, None)
         if output is None:
             outputs = Output.objects.annotate(n_connections=Count("connections")).order_by("name")
@@ -412,6 +411,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                 "title": "Add connection: choose the output",
                 "outputs": [(o, o.partner) for o in outputs],
                 "audience": request.GET.get("audience", ""),
+                "can_add_output": request.user.has_perm("outputs.add_output"),
             }
             return render(request, "admin/connections/connection/choose_output.html", context)
         context = {**(extra_context or {}), "chosen_output": output, "show_save_and_add_another": False}
@@ -433,11 +433,13 @@ class ConnectionAdmin(admin.ModelAdmin):
                 # One row per identity value: without the permission the section says why it is missing.
                 "recent_messages": conn.messages.order_by("-id")[:50] if sees else None,
                 "identities_hidden": None if sees else HIDDEN,
+                "may_open_messages": links.may_open(OutboxMessage),
+                "may_open_deliveries": links.may_open(Delivery),
                 "states": [(label, states.get(value, 0), value) for value, label in OutboxMessage.State.choices],
                 "messages_url": reverse("admin:connections_outboxmessage_changelist") + f"?connection={conn.pk}",
                 "deliveries_url": reverse("admin:connections_delivery_changelist") + f"?connection={conn.pk}",
                 "verify_url": reverse("admin:connections_connection_verify", args=[conn.pk])
-                if self.has_change_permission(request)
+                if self.may(request, "verify", conn)
                 else None,
                 "show_save_and_add_another": False,
             }
@@ -476,13 +478,11 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="audience")
     def audience_link(self, conn):
-        url = reverse("admin:audiences_audience_change", args=[conn.audience_id])
-        return format_html('<a href="{}">{}</a> ({} members)', url, conn.audience.name, f"{conn.audience.size:,}")
+        return format_html("{} ({} members)", links.link(conn.audience), f"{conn.audience.size:,}")
 
     @admin.display(description="output")
     def output_link(self, conn):
-        url = reverse("admin:outputs_output_change", args=[conn.output_id])
-        return format_html('<a href="{}">{}</a> ({})', url, conn.output.name, conn.output.partner.name)
+        return format_html("{} ({})", links.link(conn.output), conn.output.partner.name)
 
     @admin.display(description="status")
     def status_detail(self, conn):
@@ -499,18 +499,24 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="operations")
     def operations(self, conn):
-        return self._operation_links(conn, ("sync", "pause", "resume", "retry-failed", "disconnect-remove",
-                                            "disconnect-keep"))  # fmt: skip
-
-    @admin.display(description="operations")
-    def change_operations(self, conn):
-        """Without the delete permission: the operations that disconnect are not offered."""
-        return self._operation_links(conn, ("sync", "pause", "resume", "retry-failed"))
-
-    def _operation_links(self, conn, ops):
         links = [(reverse("admin:connections_connection_operate", args=[conn.pk, op]), OPERATIONS[op].title)
-                 for op in ops if self._applies(op, conn)]  # fmt: skip
+                 for op in getattr(conn, "operations_allowed", ()) if self._applies(op, conn)]  # fmt: skip
         return format_html_join(" ", '<a class="button" href="{}">{}</a>', links)
+
+    def may(self, request, op: str, conn=None) -> bool:
+        """Whether this user may run the operation (op: a key of OPERATIONS, or "verify") on the connection.
+
+        The permission is the model's, not the object's: a connection being disconnected cannot be changed,
+        yet its removals can still be sent now (whether an operation fits a state is `_applies`)."""
+        permission = VERIFY_PERMISSION if op == "verify" else OPERATIONS[op].permission
+        return self.has_view_permission(request, conn) and getattr(self, f"has_{permission}_permission")(request)
+
+    def get_object(self, request, object_id, from_field=None):
+        # The page's read-only parts see only the object: it carries what this user may run on it.
+        conn = super().get_object(request, object_id, from_field)
+        if conn is not None:
+            conn.operations_allowed = [op for op in OPERATIONS if self.may(request, op, conn)]
+        return conn
 
     @staticmethod
     def _applies(op, conn) -> bool:
@@ -527,7 +533,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         status = conn.verification_status
         if status == Connection.Verification.UNVERIFIED:
             return format_html("<p>{} Not verified yet.</p>", badge(status))
-        when = date_format(timezone.localtime(conn.verified_at), "DATETIME_FORMAT") if conn.verified_at else "–"
+        when = dates.when(conn.verified_at)
         rows = [
             [format_html("<strong>{}</strong>", c["name"]), badge(c["status"]), c["detail"], c["hint"] or "–"]
             for c in conn.verification_checks
@@ -573,7 +579,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     def last_error_full(self, conn):
         if not conn.last_error:
             return "None."
-        when = date_format(timezone.localtime(conn.last_error_at), "DATETIME_FORMAT") if conn.last_error_at else ""
+        when = dates.when(conn.last_error_at, empty="")
         return format_html("{}<br><small>{}</small>", conn.last_error, when)
 
     # -- operations ---------------------------------------------------------------------------------------
@@ -590,7 +596,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     def verify_view(self, request, pk):
         """Verifying changes nothing at the partner, so the button posts here directly, without a confirmation."""
         conn = get_object_or_404(Connection.objects.select_related("audience", "output"), pk=pk)
-        if not self.has_change_permission(request) or not self.has_view_permission(request, conn):
+        if not self.may(request, "verify", conn):
             raise PermissionDenied
         self._verify(request, [conn])
         return HttpResponseRedirect(reverse("admin:connections_connection_change", args=[pk]))
@@ -603,10 +609,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def operate_view(self, request, pk, op):
         conn = get_object_or_404(with_pending(Connection.objects.select_related("audience", "output")), pk=pk)
-        if op not in OPERATIONS:
-            raise PermissionDenied
-        allowed = self.has_delete_permission if op.startswith("disconnect") else self.has_change_permission
-        if not allowed(request) or not self.has_view_permission(request, conn):
+        if op not in OPERATIONS or not self.may(request, op, conn):
             raise PermissionDenied
         if request.method == "POST":
             self._perform(request, op, [conn])
@@ -649,31 +652,31 @@ class ConnectionAdmin(admin.ModelAdmin):
             return None
         return self._confirm(request, op, conns, action)
 
-    @admin.action(description="Verify", permissions=["change"])
+    @admin.action(description="Verify", permissions=[VERIFY_PERMISSION])
     def verify_selected(self, request, queryset):
         self._verify(request, queryset.select_related("audience", "output"))
 
-    @admin.action(description="Sync now", permissions=["change"])
+    @operation_action("sync")
     def sync_selected(self, request, queryset):
         return self._bulk(request, queryset, "sync", "sync_selected")
 
-    @admin.action(description="Pause", permissions=["change"])
+    @operation_action("pause")
     def pause_selected(self, request, queryset):
         return self._bulk(request, queryset, "pause", "pause_selected")
 
-    @admin.action(description="Resume", permissions=["change"])
+    @operation_action("resume")
     def resume_selected(self, request, queryset):
         return self._bulk(request, queryset, "resume", "resume_selected")
 
-    @admin.action(description="Retry failed messages", permissions=["change"])
+    @operation_action("retry-failed", "Retry failed messages")
     def retry_failed_selected(self, request, queryset):
         return self._bulk(request, queryset, "retry-failed", "retry_failed_selected")
 
-    @admin.action(description="Disconnect (remove members from partner)", permissions=["delete"])
+    @operation_action("disconnect-remove")
     def disconnect_remove_selected(self, request, queryset):
         return self._bulk(request, queryset, "disconnect-remove", "disconnect_remove_selected")
 
-    @admin.action(description="Disconnect (keep members at partner)", permissions=["delete"])
+    @operation_action("disconnect-keep")
     def disconnect_keep_selected(self, request, queryset):
         return self._bulk(request, queryset, "disconnect-keep", "disconnect_keep_selected")
 
@@ -694,7 +697,9 @@ class ConnectionAdmin(admin.ModelAdmin):
             "title": "Disconnect: what happens to the members at the partner?",
             "conn": conn,
             "choices": [
-                (op, OPERATIONS[op]) for op in ("disconnect-remove", "disconnect-keep") if self._applies(op, conn)
+                (op, OPERATIONS[op])
+                for op in ("disconnect-remove", "disconnect-keep")
+                if self._applies(op, conn) and self.may(request, op, conn)
             ],
         }
         return render(request, "admin/connections/connection/disconnect.html", context)

@@ -32,6 +32,9 @@ from outputs.services import (
 from staff import audit
 
 PREFIX = "setting__"
+# Checking credentials calls the partner and records its answer on the output: the button, the confirmation page
+# and the bulk action all need this ModelAdmin permission.
+CHECK_PERMISSION = "change"
 LOCKED_DESTINATION = (
     "Where credentials and member data are sent: only staff with the “Can change output credentials” "
     "permission can change it."
@@ -166,7 +169,7 @@ class OutputAdmin(admin.ModelAdmin):
     list_filter = ["kind", "credentials_ok"]
     search_fields = ["name"]
     actions = ["check_selected"]
-    readonly_fields = ["partner", "secrets_set", "credentials_status", "check_button"]
+    readonly_fields = ["partner", "secrets_set", "credentials_status"]
     change_form_template = "admin/outputs/output/change_form.html"
 
     def _kind(self, request, obj):
@@ -206,8 +209,7 @@ class OutputAdmin(admin.ModelAdmin):
         settings = [PREFIX + s.name for s in partner.output_settings]
         if obj is not None and not self.has_change_permission(request, obj):
             settings = ["settings_values"]  # view only: the values as read, not empty form fields
-        can_check = obj is not None and self.has_change_permission(request, obj)
-        status = ["secrets_set", "credentials_status", *(["check_button"] if can_check else [])] if obj else []
+        status = ["secrets_set", "credentials_status"] if obj else []
         return [
             (None, {"fields": ["partner", "name", "base_url"]}),
             (f"{partner.name} settings", {"fields": settings, "description": _docs_link(partner)}),
@@ -215,6 +217,9 @@ class OutputAdmin(admin.ModelAdmin):
         ]
 
     def add_view(self, request, form_url="", extra_context=None):
+        # Before the first step too: its buttons lead only to the second, which would refuse.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         kind = request.GET.get("kind") or request.POST.get("kind")
         if kind not in registry.PARTNERS:
             context = {
@@ -267,10 +272,17 @@ class OutputAdmin(admin.ModelAdmin):
             return "Not checked yet."
         return format_html("{} <br><small>{}</small>", obj.credentials_message, obj.credentials_checked_at)
 
-    @admin.display(description="")
-    def check_button(self, obj):
-        url = reverse("admin:outputs_output_check", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Check credentials</a>', url)
+    def may_check(self, request, output=None) -> bool:
+        return self.has_view_permission(request, output) and getattr(self, f"has_{CHECK_PERMISSION}_permission")(
+            request, output
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The "Check credentials" button is among the page's object tools, for those the check lets through.
+        output = self.get_object(request, object_id)
+        check_url = reverse("admin:outputs_output_check", args=[output.pk]) if output else None
+        context = {**(extra_context or {}), "check_url": check_url if self.may_check(request, output) else None}
+        return super().change_view(request, object_id, form_url, context)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.check_view)
@@ -279,7 +291,7 @@ class OutputAdmin(admin.ModelAdmin):
     def check_view(self, request, pk):
         """GET asks, POST (with its CSRF token) checks: the check calls the partner and records its answer."""
         output = get_object_or_404(Output, pk=pk)
-        if not self.has_change_permission(request, output):
+        if not self.may_check(request, output):
             raise PermissionDenied
         if request.method != "POST":
             context = {
@@ -294,7 +306,7 @@ class OutputAdmin(admin.ModelAdmin):
         self._report(request, output)
         return HttpResponseRedirect(reverse("admin:outputs_output_change", args=[pk]))
 
-    @admin.action(description="Check credentials", permissions=["change"])
+    @admin.action(description="Check credentials", permissions=[CHECK_PERMISSION])
     def check_selected(self, request, queryset):
         for output in queryset:
             self._report(request, output)
