@@ -7,13 +7,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
-from django.template.defaultfilters import truncatechars
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
-from audiences.identity_types import IdentityType
+from audiences.identity_types import IdentityType, plural_phrase
 from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
 from connections import operations, services
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
@@ -22,7 +21,7 @@ from outputs import schema
 from outputs.admin import OutputAdmin
 from outputs.models import Output
 from outputs.partners import registry
-from staff import audit, dates, links
+from staff import audit, cells, dates, links
 
 PREFIX = "setting__"
 Status = Connection.Status
@@ -288,10 +287,11 @@ def _table(headers, rows, empty: str, extra_class: str = ""):
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     list_display = [
-        "audience", "output_and_partner", "status_label", "verification", "pending", "sent", "accepted", "rejected",
-        "failed", "last_delivery", "error",
+        "connection", "status_label", "pending", "accepted", "rejected", "failed", "last_delivery", "error",
     ]  # fmt: skip
-    list_display_links = ["audience"]
+    # From 1280 px up every column is on screen: the audience and output share a column, the status carries the
+    # verification badge, and "sent" (accepted + rejected + failed, and what is on its way) is on the page.
+    list_display_links = ["connection"]
     list_select_related = ["audience", "output"]
     list_filter = ["status", "verification_status", PartnerFilter, HasErrorFilter]
     search_fields = ["audience__name", "output__name"]
@@ -305,15 +305,17 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return with_pending(super().get_queryset(request).select_related("audience", "output"))
 
-    @admin.display(description="output (partner)", ordering="output__name")
-    def output_and_partner(self, conn):
-        return format_html("{}<br><small>{}</small>", conn.output.name, conn.output.partner.name)
+    @admin.display(description="connection", ordering="audience__name")
+    def connection(self, conn):
+        return format_html(
+            "{} → {}<br><small>{}</small>", conn.audience.name, conn.output.name, conn.output.partner.name
+        )
 
     @admin.display(description="status", ordering="status")
     def status_label(self, conn):
-        return status_html(conn)
+        """What it does, and under it how its last verification went: one column, so the list fits 1280 px."""
+        return format_html("{}<br>{}", status_html(conn), self.verification(conn))
 
-    @admin.display(description="verification", ordering="verification_status")
     def verification(self, conn):
         """The badge; hovering shows what needs attention, or when it was verified."""
         status = conn.verification_status
@@ -325,10 +327,6 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="pending", ordering="pending")
     def pending(self, conn):
         return f"{pending_of(conn):,}"
-
-    @admin.display(description="sent", ordering="sent_count")
-    def sent(self, conn):
-        return f"{conn.sent_count:,}"
 
     @admin.display(description="accepted", ordering="accepted_count")
     def accepted(self, conn):
@@ -348,10 +346,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error(self, conn):
-        if not conn.last_error:
-            return ""
-        short = truncatechars(conn.last_error, 40)
-        return format_html('<span title="{}" style="white-space: nowrap">{}</span>', conn.last_error, short)
+        return cells.clip(conn.last_error, 14)
 
     # -- add and change -----------------------------------------------------------------------------------
 
@@ -409,13 +404,14 @@ class ConnectionAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
                 "title": "Add connection: choose the output",
-                "outputs": [(o, o.partner) for o in outputs],
+                "outputs": [(o, o.partner, plural_phrase(o.partner.identity_types)) for o in outputs],
                 "audience": request.GET.get("audience", ""),
                 "can_add_output": request.user.has_perm("outputs.add_output"),
             }
             return render(request, "admin/connections/connection/choose_output.html", context)
         context = {**(extra_context or {}), "chosen_output": output, "show_save_and_add_another": False}
-        return super().add_view(request, form_url, context)
+        # Posted to the bare add URL (the output travels in a hidden field), as outputs do.
+        return super().add_view(request, form_url or reverse("admin:connections_connection_add"), context)
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
@@ -723,8 +719,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
-    list_display = ["id", "connection", "identity_type", "value", "action", "state", "attempts", "next_attempt_at",
-                    "error", "updated_at"]  # fmt: skip
+    # One column for when (the next attempt of a waiting message, the last change of the others) keeps every
+    # column on screen from 1280 px up.
+    list_display = ["id", "connection", "type", "value", "action", "state", "attempts", "when", "error"]
     list_filter = ["state", ConnectionListFilter, IdentityTypeFilter, "action"]
     list_select_related = ["connection__audience", "connection__output"]
     search_fields = ["value"]
@@ -736,22 +733,42 @@ class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
             return queryset, False
         return queryset.filter(value__in=candidate_values(search_term)), False
 
+    @admin.display(description="type", ordering="identity_type")
+    def type(self, message):
+        return message.identity_type
+
+    @admin.display(description="when", ordering="updated_at")
+    def when(self, message):
+        """A waiting message's next attempt ("next 3 Dec 2026, 09:47:03"), any other's last change."""
+        if message.state == OutboxMessage.State.PENDING:
+            return format_html("next {}", dates.when(message.next_attempt_at))
+        return dates.when(message.updated_at)
+
     @admin.display(description="last error")
     def error(self, message):
-        return format_html('<span title="{}">{}</span>', message.last_error, truncatechars(message.last_error, 60))
+        return cells.clip(message.last_error, 9)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "connection", "messages", "accepted", "rejected", "retried", "http_status",
-                    "requests", "duration_ms", "error_short"]  # fmt: skip
+    # Short headings and no "requests" column (it is on the delivery's page): every column fits 1280 px.
+    list_display = ["started_at", "connection", "messages", "accepted", "rejected", "retried", "http", "ms",
+                    "error_short"]  # fmt: skip
     list_filter = [ConnectionListFilter, "http_status"]
     list_select_related = ["connection__audience", "connection__output"]
     ordering = ["-started_at", "-id"]
 
+    @admin.display(description="HTTP", ordering="http_status")
+    def http(self, delivery):
+        return delivery.http_status or "–"
+
+    @admin.display(description="ms", ordering="duration_ms")
+    def ms(self, delivery):
+        return f"{delivery.duration_ms:,}"
+
     @admin.display(description="error")
     def error_short(self, delivery):
-        return format_html('<span title="{}">{}</span>', delivery.error, truncatechars(delivery.error, 60))
+        return cells.clip(delivery.error, 14)
 
 
 # --- what connections adds to the audience and output pages ----------------------------------------------

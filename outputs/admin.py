@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from audiences.identity_types import plural_phrase
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
@@ -29,7 +30,7 @@ from outputs.services import (
     describe_check,
     destination_changed,
 )
-from staff import audit
+from staff import audit, dates
 
 PREFIX = "setting__"
 # Checking credentials calls the partner and records its answer on the output: the button, the confirmation page
@@ -69,6 +70,8 @@ class OutputFormBase(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.instance.kind = self.partner_kind  # the page names the partner before the first save
         if self.instance.pk:
             for name, value in self.instance.settings.items():
                 if PREFIX + name in self.fields:
@@ -224,11 +227,14 @@ class OutputAdmin(admin.ModelAdmin):
         if kind not in registry.PARTNERS:
             context = {
                 **self.admin_site.each_context(request),
-                "partners": registry.all_partners(),
+                "partners": [(p, plural_phrase(p.identity_types)) for p in registry.all_partners()],
                 "opts": self.model._meta,
                 "title": "Add output: choose a partner",
             }
             return render(request, "admin/outputs/output/choose_partner.html", context)
+        # The form posts to the bare add URL (the partner travels in a hidden field): Django keeps the query
+        # string of the URL it posted to on the pages after saving, where "?kind=" means nothing.
+        form_url = form_url or reverse("admin:outputs_output_add")
         return super().add_view(request, form_url, {**(extra_context or {}), "partner_kind": kind})
 
     @admin.display(description="partner")
@@ -259,8 +265,9 @@ class OutputAdmin(admin.ModelAdmin):
 
     @admin.display(description="secrets")
     def secrets_set(self, obj):
-        names = obj.secret_names_set()
-        return ", ".join(f"{n}: set" for n in names) if names else "none set"
+        names = set(obj.secret_names_set())
+        secrets = [s for s in obj.partner.output_settings if s.secret]
+        return "; ".join(f"{s.label}: {'set' if s.name in names else 'not set'}" for s in secrets) or "none"
 
     @admin.display(description="credentials", boolean=True, ordering="credentials_ok")
     def credentials(self, obj):
@@ -270,7 +277,7 @@ class OutputAdmin(admin.ModelAdmin):
     def credentials_status(self, obj):
         if obj.credentials_checked_at is None:
             return "Not checked yet."
-        return format_html("{} <br><small>{}</small>", obj.credentials_message, obj.credentials_checked_at)
+        return format_html("{}<br><small>{}</small>", obj.credentials_message, dates.when(obj.credentials_checked_at))
 
     def may_check(self, request, output=None) -> bool:
         return self.has_view_permission(request, output) and getattr(self, f"has_{CHECK_PERMISSION}_permission")(

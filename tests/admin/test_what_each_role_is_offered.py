@@ -21,7 +21,9 @@ from tests.audiences.factories import AudienceFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HREF = re.compile(r'<a\b[^>]*\bhref="([^"#][^"]*)"')
-FORM = re.compile(r'<form\b[^>]*\baction="([^"]+)"[^>]*\bmethod="post"|<form\b[^>]*\bmethod="post"[^>]*\baction="([^"]+)"')
+FORM = re.compile(
+    r'<form\b[^>]*\baction="([^"]+)"[^>]*\bmethod="post"|<form\b[^>]*\bmethod="post"[^>]*\baction="([^"]+)"'
+)
 # Leaving the admin, or the admin's own account pages: not an operation on our data.
 OUTSIDE = ("/admin/logout/", "/admin/password_change/", "/api/", "/static/")
 
@@ -54,7 +56,7 @@ def offered(html: str, page: str) -> tuple[set[str], set[str]]:
 
 
 def refusals(user) -> list[str]:
-    """"page → link" for every link or form of a page this user may open that refuses them."""
+    """ "page → link" for every link or form of a page this user may open that refuses them."""
     client = Client()
     client.force_login(user)
     refused, seen = [], {}
@@ -105,15 +107,25 @@ def test_each_role_is_offered_exactly_the_connection_operations_and_checks_it_ma
         "buttons": ["sync", "pause", "retry-failed", "disconnect-remove", "disconnect-keep"],
         "verify": True,
         "check credentials": True,
-        "actions": ["verify_selected", "sync_selected", "pause_selected", "resume_selected", "retry_failed_selected",
-                    "disconnect_remove_selected", "disconnect_keep_selected"],  # fmt: skip
+        "actions": [
+            "verify_selected",
+            "sync_selected",
+            "pause_selected",
+            "resume_selected",
+            "retry_failed_selected",
+            "disconnect_remove_selected",
+            "disconnect_keep_selected",
+        ],  # fmt: skip
     }
     assert offered_to(admin_user) == everything
-    assert offered_to(world.operator()) == {  # disconnecting needs delete connection
-        **everything,
-        "buttons": ["sync", "pause", "retry-failed"],
-        "actions": everything["actions"][:5],
-    }
+    assert (
+        offered_to(world.operator())
+        == {  # disconnecting needs delete connection
+            **everything,
+            "buttons": ["sync", "pause", "retry-failed"],
+            "actions": everything["actions"][:5],
+        }
+    )
     nothing = {"buttons": [], "verify": False, "check credentials": False, "actions": []}
     assert offered_to(world.staff_without_identities()[-1]) == nothing  # a Viewer
 
