@@ -53,6 +53,9 @@ class MembershipInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("audience", "profile")  # each row is named by both
+
 
 @admin.register(Profile)
 class ProfileAdmin(ErasingDeletes, IdentitiesThroughIngest, admin.ModelAdmin):

@@ -27,6 +27,31 @@ class IdentityType(models.TextChoices):
 
 
 DEVICE_TYPES = frozenset({"ios_idfa", "ios_idfv", "android_aaid", "android_uuid"})
+
+# How a sentence names many identities of a type: "Braze accepts only customer IDs."
+PLURALS = {
+    "email": "email addresses",
+    "customer_id": "customer IDs",
+    "mobile_number": "mobile numbers",
+    "ios_idfa": "iOS advertising IDs",
+    "ios_idfv": "iOS vendor IDs",
+    "android_aaid": "Android advertising IDs",
+    "android_uuid": "Android UUIDs",
+    "facebook_id": "Facebook IDs",
+    "google_id": "Google IDs",
+    "microsoft_id": "Microsoft IDs",
+    "other": "other identities",
+}
+
+
+def plural_phrase(types) -> str:
+    """ "email addresses, customer IDs or mobile numbers", in the vocabulary's order."""
+    nouns = [PLURALS[t] for t in IdentityType.values if t in set(types)]
+    if not nouns:
+        return "no identities"
+    return ", ".join(nouns[:-1]) + " or " + nouns[-1] if len(nouns) > 1 else nouns[0]
+
+
 MAX_VALUE_LENGTH = 255
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Full RFC 5322

@@ -102,7 +102,7 @@ class Membership(models.Model):
         indexes = [models.Index(fields=["profile"], name="membership_profile_idx")]
 
     def __str__(self):
-        return f"{self.profile_id} in {self.audience_id}"
+        return f"{self.profile} in {self.audience}"
 
 
 class RefreshRun(models.Model):

@@ -10,6 +10,9 @@ from connections.trace import trace_view
 admin.site.site_header = "Audience Relay"
 admin.site.site_title = "Audience Relay"
 admin.site.index_title = "Operations"
+# The app list beside every page took 290 of 1,280 px from the lists, pushing their last columns (the errors)
+# out of view; the index and the breadcrumbs lead everywhere it did.
+admin.site.enable_nav_sidebar = False
 
 
 def api_not_found(request, exception=None):

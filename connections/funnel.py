@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from django.db.models import Count, Exists, Max, OuterRef
 
-from audiences.identity_types import IdentityType
+from audiences.identity_types import plural_phrase
 from audiences.models import Identity, Membership
 from connections.models import Connection, OutboxMessage
 from outputs.partners.base import Partner
@@ -40,8 +40,7 @@ def types_phrase(types) -> str:
         return "mobile advertising IDs"
     if types and set(types) <= DEVICE:
         return "device IDs"
-    labels = [dict(IdentityType.choices)[t] for t in types]
-    return ", ".join(labels[:-1]) + (" or " if len(labels) > 1 else "") + labels[-1] if labels else "no identities"
+    return plural_phrase(types)
 
 
 def _has(n: int) -> str:

@@ -3,6 +3,7 @@ from django.db.models import Q
 
 from audiences.models import Audience
 from outputs.models import Output
+from staff import dates
 
 
 class Connection(models.Model):
@@ -138,12 +139,12 @@ class Delivery(models.Model):
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="deliveries")
     started_at = models.DateTimeField()
-    duration_ms = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField("duration (ms)", default=0)
     messages = models.PositiveIntegerField(default=0)
     accepted = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     retried = models.PositiveIntegerField(default=0)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
     requests = models.PositiveSmallIntegerField(default=0)
     error = models.CharField(max_length=1000, blank=True)
     response_excerpt = models.TextField(blank=True)
@@ -154,7 +155,9 @@ class Delivery(models.Model):
         indexes = [models.Index(fields=["connection", "-started_at"], name="delivery_recent_idx")]
 
     def __str__(self):
-        return f"{self.connection_id} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+        return (
+            f"Delivery of {self.messages:,} message{'' if self.messages == 1 else 's'} at {dates.when(self.started_at)}"
+        )
 
 
 class OutputSlot(models.Model):

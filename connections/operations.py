@@ -26,6 +26,11 @@ def _messages(n: int) -> str:
     return f"{n:,} message{'' if n == 1 else 's'}"
 
 
+def _wait(n: int) -> str:
+    """ "1 message waits", "3 messages wait": the subject and its verb agree."""
+    return f"{_messages(n)} {'waits' if n == 1 else 'wait'}"
+
+
 def _fresh(conn: Connection) -> Connection:
     conn.refresh_from_db()
     if hasattr(conn, "pending"):
@@ -75,9 +80,9 @@ def pause(conn: Connection) -> str:
     services.pause(conn)
     waiting = pending_of(_fresh(conn))
     if was == Status.PAUSED:
-        return f"{label(conn)} was already paused. {_messages(waiting)} wait until you resume."
+        return f"{label(conn)} was already paused. {_wait(waiting)} until you resume."
     if waiting:
-        return f"Paused {label(conn)}. {_messages(waiting)} wait until you resume."
+        return f"Paused {label(conn)}. {_wait(waiting)} until you resume."
     return f"Paused {label(conn)}. New membership changes wait until you resume."
 
 
@@ -90,7 +95,7 @@ def resume(conn: Connection) -> str:
     if was == Status.ACTIVE:
         return f"{label(conn)} is already active. {_messages(waiting)} waiting."
     if waiting:
-        return f"Resumed {label(conn)}: {_messages(waiting)} waiting go out now."
+        return f"Resumed {label(conn)}: {_messages(waiting)} waiting {'goes' if waiting == 1 else 'go'} out now."
     return f"Resumed {label(conn)}. Nothing is waiting."
 
 

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from audiences.identity_types import plural_phrase
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
@@ -30,9 +31,12 @@ from outputs.services import (
     facts,
     saved,
 )
-from staff import audit
+from staff import audit, dates
 
 PREFIX = "setting__"
+# Checking credentials calls the partner and records its answer on the output: the button, the confirmation page
+# and the bulk action all need this ModelAdmin permission.
+CHECK_PERMISSION = "change"
 LOCKED_DESTINATION = (
     "Where credentials and member data are sent: only staff with the “Can change output credentials” "
     "permission can change it."
@@ -67,6 +71,8 @@ class OutputFormBase(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.instance.kind = self.partner_kind  # the page names the partner before the first save
         if self.instance.pk:
             for name, value in self.instance.settings.items():
                 if PREFIX + name in self.fields:
@@ -168,7 +174,7 @@ class OutputAdmin(admin.ModelAdmin):
     list_filter = ["kind", "credentials_ok"]
     search_fields = ["name"]
     actions = ["check_selected"]
-    readonly_fields = ["partner", "secrets_set", "credentials_status", "check_button"]
+    readonly_fields = ["partner", "secrets_set", "credentials_status"]
     change_form_template = "admin/outputs/output/change_form.html"
 
     def _kind(self, request, obj):
@@ -207,8 +213,7 @@ class OutputAdmin(admin.ModelAdmin):
         settings = [PREFIX + s.name for s in partner.output_settings]
         if obj is not None and not self.has_change_permission(request, obj):
             settings = ["settings_values"]  # view only: the values as read, not empty form fields
-        can_check = obj is not None and self.has_change_permission(request, obj)
-        status = ["secrets_set", "credentials_status", *(["check_button"] if can_check else [])] if obj else []
+        status = ["secrets_set", "credentials_status"] if obj else []
         return [
             (None, {"fields": ["partner", "name", "base_url"]}),
             (f"{partner.name} settings", {"fields": settings, "description": _docs_link(partner)}),
@@ -216,15 +221,21 @@ class OutputAdmin(admin.ModelAdmin):
         ]
 
     def add_view(self, request, form_url="", extra_context=None):
+        # Before the first step too: its buttons lead only to the second, which would refuse.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         kind = request.GET.get("kind") or request.POST.get("kind")
         if kind not in registry.PARTNERS:
             context = {
                 **self.admin_site.each_context(request),
-                "partners": registry.all_partners(),
+                "partners": [(p, plural_phrase(p.identity_types)) for p in registry.all_partners()],
                 "opts": self.model._meta,
                 "title": "Add output: choose a partner",
             }
             return render(request, "admin/outputs/output/choose_partner.html", context)
+        # The form posts to the bare add URL (the partner travels in a hidden field): Django keeps the query
+        # string of the URL it posted to on the pages after saving, where "?kind=" means nothing.
+        form_url = form_url or reverse("admin:outputs_output_add")
         return super().add_view(request, form_url, {**(extra_context or {}), "partner_kind": kind})
 
     @admin.display(description="partner")
@@ -255,8 +266,9 @@ class OutputAdmin(admin.ModelAdmin):
 
     @admin.display(description="secrets")
     def secrets_set(self, obj):
-        names = obj.secret_names_set()
-        return ", ".join(f"{n}: set" for n in names) if names else "none set"
+        names = set(obj.secret_names_set())
+        secrets = [s for s in obj.partner.output_settings if s.secret]
+        return "; ".join(f"{s.label}: {'set' if s.name in names else 'not set'}" for s in secrets) or "none"
 
     @admin.display(description="credentials", boolean=True, ordering="credentials_ok")
     def credentials(self, obj):
@@ -266,12 +278,19 @@ class OutputAdmin(admin.ModelAdmin):
     def credentials_status(self, obj):
         if obj.credentials_checked_at is None:
             return obj.credentials_message or "Not checked yet."  # or: being checked again after a change
-        return format_html("{} <br><small>{}</small>", obj.credentials_message, obj.credentials_checked_at)
+        return format_html("{}<br><small>{}</small>", obj.credentials_message, dates.when(obj.credentials_checked_at))
 
-    @admin.display(description="")
-    def check_button(self, obj):
-        url = reverse("admin:outputs_output_check", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Check credentials</a>', url)
+    def may_check(self, request, output=None) -> bool:
+        return self.has_view_permission(request, output) and getattr(self, f"has_{CHECK_PERMISSION}_permission")(
+            request, output
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The "Check credentials" button is among the page's object tools, for those the check lets through.
+        output = self.get_object(request, object_id)
+        check_url = reverse("admin:outputs_output_check", args=[output.pk]) if output else None
+        context = {**(extra_context or {}), "check_url": check_url if self.may_check(request, output) else None}
+        return super().change_view(request, object_id, form_url, context)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.check_view)
@@ -280,7 +299,7 @@ class OutputAdmin(admin.ModelAdmin):
     def check_view(self, request, pk):
         """GET asks, POST (with its CSRF token) checks: the check calls the partner and records its answer."""
         output = get_object_or_404(Output, pk=pk)
-        if not self.has_change_permission(request, output):
+        if not self.may_check(request, output):
             raise PermissionDenied
         if request.method != "POST":
             context = {
@@ -295,7 +314,7 @@ class OutputAdmin(admin.ModelAdmin):
         self._report(request, output)
         return HttpResponseRedirect(reverse("admin:outputs_output_change", args=[pk]))
 
-    @admin.action(description="Check credentials", permissions=["change"])
+    @admin.action(description="Check credentials", permissions=[CHECK_PERMISSION])
     def check_selected(self, request, queryset):
         for output in queryset:
             self._report(request, output)

@@ -4,14 +4,34 @@ One implementation serves the admin form, the API serializer and the catalog,
 so adding a partner never means writing a new form.
 """
 
+import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 
 from outputs import netguard
 from outputs.partners.base import Setting
 
 _url = URLValidator(schemes=["http", "https"])
+# An address in a sentence: it ends before the sentence's own punctuation, "(https://…/)." included.
+_ADDRESS = re.compile(r"https?://[^\s()<>\"']*[^\s()<>\"'.,;:!?]")
+
+
+def linked(text: str):
+    """The text, escaped, with each http(s) address a link that opens beside the form (Django's urlize drops
+    the full stop after "(https://…/)")."""
+    parts, end = [], 0
+    for match in _ADDRESS.finditer(text):
+        url = match.group()
+        parts += [
+            escape(text[end : match.start()]),
+            format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, url),
+        ]
+        end = match.end()
+    return mark_safe("".join([*parts, escape(text[end:])]))  # every part is escaped or built by format_html
 
 
 def clean_value(setting: Setting, value):
@@ -113,7 +133,10 @@ def describe(declared) -> list[dict]:
 
 
 def form_field(setting: Setting, *, secret_is_set: bool = False) -> forms.Field:
-    common = {"label": setting.label, "help_text": setting.help, "required": False}
+    # The declared default is the field's initial value: what a person sees is what applies when they save.
+    # The help text's addresses (a partner's documentation) are links.
+    help_text = linked(setting.help)
+    common = {"label": setting.label, "help_text": help_text, "required": False, "initial": setting.default}
     if setting.kind == "secret":
         placeholder = "•••••••• (set — type a new value to replace it)" if secret_is_set else ""
         return forms.CharField(
@@ -123,7 +146,8 @@ def form_field(setting: Setting, *, secret_is_set: bool = False) -> forms.Field:
     if setting.kind == "bool":
         return forms.BooleanField(**common)
     if setting.kind == "choice":
-        return forms.ChoiceField(choices=[("", "---------"), *setting.choices], **common)
+        blank = [("", "---------")] if setting.default is None else []
+        return forms.ChoiceField(choices=[*blank, *setting.choices], **common)
     if setting.kind == "multichoice":
         return forms.MultipleChoiceField(choices=setting.choices, widget=forms.CheckboxSelectMultiple, **common)
     if setting.kind == "int":

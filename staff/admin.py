@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import User
 from django.utils.html import format_html
 from django_q import admin as q_admin
 
 from outputs.partners import redact
-from staff import token_admin  # noqa: F401  (registers API tokens, kept in their own module)
+from staff import links, token_admin  # noqa: F401  (token_admin registers API tokens, kept apart)
 from staff.models import AuditEntry
 
 # django-q2's "Resubmit selected task" runs a task again (a drain sends to the partner): like every action of
@@ -85,7 +87,8 @@ class AuditAdmin(admin.ModelAdmin):
         kind = entry.content_type.name if entry.content_type else "object"
         url = None if entry.is_deletion() else entry.get_admin_url()
         name = self.name(entry)
-        if not url:
+        model = entry.content_type.model_class() if entry.content_type else None
+        if not url or not links.may_open(model):
             return format_html("{} <small>({})</small>", name, kind)
         return format_html('<a href="{}">{}</a> <small>({})</small>', url, name, kind)
 
@@ -98,3 +101,18 @@ class AuditAdmin(admin.ModelAdmin):
     @admin.display(description="change")
     def message(self, entry):
         return redact.identities(entry.get_change_message())
+
+
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's, without the password row for staff who may only view users: its button opens a form that
+    would refuse them."""
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "password"]}) for name, opts in fieldsets]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)

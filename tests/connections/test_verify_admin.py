@@ -146,7 +146,7 @@ def test_it_lists_a_verification_badge_explained_on_hover_and_filters_by_it(staf
     page = staff.get(LIST).content.decode()
     failing_only = text(staff.get(LIST, {"verification_status__exact": "failing"}))
 
-    assert ">Verification<" in page
+    assert ">Status<" in page  # the badge sits under the connection's status
     assert html.escape(f"destination: {MISSING_LIST}") + '">failing</span>' in page
     assert 'title="Never verified.">unverified</span>' in page
     assert 'title="Verified 5\xa0minutes ago.">ok</span>' in page

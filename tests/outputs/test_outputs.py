@@ -129,7 +129,7 @@ def test_the_admin_masks_secrets_and_builds_the_form_from_the_schema(admin_clien
     page = admin_client.get(f"/admin/outputs/output/{output_id}/change/").content.decode()
 
     assert KEY not in page
-    assert "api_key: set" in page
+    assert "API key: set" in page
     for label in ("API key", "Email type", "Double opt-in", "Delete on subscription end"):
         assert label.lower() in page.lower(), label
     assert admin_client.get("/admin/outputs/output/add/").status_code == 200
