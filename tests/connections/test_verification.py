@@ -193,6 +193,28 @@ def test_it_fails_a_wrong_mailchimp_key(sandbox):
     assert "partner count" not in by_name(checks)  # a count from a key that does not work means nothing
 
 
+def test_a_mailchimp_base_url_with_the_api_version_fails_with_the_base_url_hint(sandbox):
+    # The adapter appends /3.0 itself: an override that already ends with it asks for /3.0/3.0, a 404.
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
+    out = MailchimpOutputFactory(base_url=f"{sandbox.base_url}/mailchimp/{{dc}}/3.0")
+    audience = StaticAudienceFactory()
+    add_members(audience, emails=emails(1))
+
+    status, checks = verify(services.connect(audience, out, {"list_id": LIST_ID}))
+
+    assert status == "failing"
+    assert checks[0].detail == (
+        f"Mailchimp answered HTTP 404 at {sandbox.base_url}/mailchimp/us6/3.0/3.0/ping: there is no Mailchimp API "
+        "at this base URL."
+    )
+    assert_hint(
+        checks[0],
+        "mailchimp:base_url",
+        "Check the base URL override of this output: empty for Mailchimp itself; otherwise it stands for "
+        "https://{dc}.api.mailchimp.com, without /3.0 (`manage.py partner_sandbox` prints the sandbox's).",
+    )
+
+
 def test_it_fails_a_key_for_another_data_center(sandbox):
     # The account lives in us19; the same key with a -us6 suffix goes to us6, where Mailchimp does not know it.
     us19 = MAILCHIMP_KEY.replace("-us6", "-us19")
@@ -572,6 +594,22 @@ def test_it_warns_when_braze_answers_with_a_server_error(sandbox):
 
 
 # --- AppNexus / Xandr ----------------------------------------------------------------------------------------
+
+
+def test_a_xandr_base_url_with_no_api_behind_it_fails_with_the_base_url_hint(xandr_sandbox):
+    # Under the sandbox, Xandr lives at /xandr: /appnexus answers 404, as a mistyped override would.
+    status, checks = verify(xandr_connection(f"{xandr_sandbox.base_url}/appnexus"))
+
+    assert status == "failing"
+    assert checks[0].detail == (
+        f"Xandr answered HTTP 404 at {xandr_sandbox.base_url}/appnexus/auth: there is no Xandr API at this base URL."
+    )
+    assert_hint(
+        checks[0],
+        "xandr:base_url",
+        "Check the base URL override of this output: empty for Xandr itself (https://api.appnexus.com); "
+        "`manage.py partner_sandbox` prints the sandbox's.",
+    )
 
 
 def xandr_connection(base_url, password=XANDR_PASSWORD, member=MEMBER, segment=SEGMENT):
