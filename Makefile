@@ -32,6 +32,7 @@ test-pg: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 serve: migrate
 	bin/serve

@@ -4,7 +4,8 @@ from django.urls import Resolver404, include, path, re_path, resolve
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import health, metrics
+from config.health import health
+from config.metrics import metrics
 from connections.trace import trace_view
 
 admin.site.site_header = "Audience Relay"

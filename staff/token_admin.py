@@ -1,22 +1,12 @@
 """API tokens in the admin: create one (its secret shown once), see when each was used, revoke them."""
 
 from django.contrib import admin, messages
-from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from staff.models import ApiToken
-
-# DRF's own token model is installed only for its migrations: those tokens no longer authenticate and were
-# deleted, so its admin page would only mislead.
-try:
-    from rest_framework.authtoken.models import TokenProxy
-
-    admin.site.unregister(TokenProxy)
-except (ImportError, NotRegistered):
-    pass
 
 
 class StatusFilter(admin.SimpleListFilter):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.migrations.state import ProjectState
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -237,13 +238,26 @@ def test_the_schema_describes_the_bearer_token(api):
     assert schema["components"]["securitySchemes"]["apiToken"]["bearerFormat"] == "ar_<prefix>_<secret>"
 
 
-def test_the_migration_deletes_drf_plaintext_tokens():
-    from django.apps import apps
-    from rest_framework.authtoken.models import Token
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_drops_drf_plaintext_tokens():
+    # The table as DRF's authtoken app left it in a database made while that app was installed.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp NOT NULL, user_id integer)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token VALUES ('9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b', '2026-01-01', 1)"
+        )
+    migration = importlib.import_module("staff.migrations.0003_drop_plaintext_tokens").Migration(
+        "0003_drop_plaintext_tokens", "staff"
+    )
+    try:
+        with connection.schema_editor() as editor:
+            migration.apply(ProjectState(), editor)
 
-    migration = importlib.import_module("staff.migrations.0003_drop_plaintext_tokens")
-    Token.objects.create(user=ApiTokenFactory().user)
-
-    migration.drop_plaintext_tokens(apps, None)
-
-    assert not Token.objects.exists()
+        assert "authtoken_token" not in connection.introspection.table_names()
+        with connection.schema_editor() as editor:
+            migration.apply(ProjectState(), editor)  # a database that never had the table migrates too
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS authtoken_token")
