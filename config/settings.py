@@ -244,6 +244,10 @@ ALLOW_BASE_URL_OVERRIDE = env.bool("ALLOW_BASE_URL_OVERRIDE", default=DEBUG)
 # The port of the partner sandbox on 127.0.0.1, for `make demo` and `make serve` alike: the demo's outputs point
 # at it, so they keep working when `make serve` starts its sandbox there.
 SANDBOX_PORT = env.int("SANDBOX_PORT", default=8125)
+# Where that sandbox keeps its partners' data between runs (`make demo`, `make serve`, `partner_sandbox`), as a
+# real partner keeps what it was sent; a relative path is under the project. Empty: in memory only, as in tests.
+_sandbox_state = env.str("SANDBOX_STATE_FILE", default="var/sandbox-state.json")
+SANDBOX_STATE_FILE = str(BASE_DIR / _sandbox_state) if _sandbox_state else ""
 
 # Fernet keys for secrets at rest, newest first: the first encrypts, all decrypt,
 # so a new key is rolled in by putting it first and running `rotate_secrets`.

@@ -56,6 +56,38 @@ class Braze(Partner):
         self.maintenance = False  # Braze pauses real-time processing: 202 "queued", applied when it ends
         self.queued = []  # request bodies received during maintenance
 
+    def dump(self):
+        return {
+            "keys": {
+                key: {
+                    "permissions": None if k["permissions"] is None else sorted(k["permissions"]),
+                    "revoked": k["revoked"],
+                }
+                for key, k in self.keys.items()
+            },
+            "users": self.users,
+            "operations": self.operations,
+            "events": self.events,
+            "purchases": self.purchases,
+            "per_minute": self.per_minute,
+            "array_cap": self.array_cap,
+            "dropped": self.dropped,
+            "truncated": self.truncated,
+            "maintenance": self.maintenance,
+            "queued": self.queued,
+        }
+
+    def load(self, state):
+        keys = {
+            key: {"permissions": None if k["permissions"] is None else set(k["permissions"]), "revoked": k["revoked"]}
+            for key, k in state["keys"].items()
+        }
+        users = {user: _copy(attributes) for user, attributes in state["users"].items()}
+        numbers = [int(state[n]) for n in ("events", "purchases", "per_minute", "array_cap", "dropped", "truncated")]
+        self.keys, self.users, self.operations = keys, users, dict(state["operations"])
+        self.events, self.purchases, self.per_minute, self.array_cap, self.dropped, self.truncated = numbers
+        self.maintenance, self.queued = bool(state["maintenance"]), list(state["queued"])
+
     # --- control -------------------------------------------------------------------------------------------
     def add_key(self, api_key, permissions=ALL_PERMISSIONS):
         if not isinstance(api_key, str) or not api_key:

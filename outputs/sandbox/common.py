@@ -166,6 +166,16 @@ class Partner:
     def reset(self):
         self.duplicates = 0
 
+    def dump(self):  # pragma: no cover - every partner overrides it
+        """What this partner holds, as JSON-safe values (the caller holds ``self.lock``). Counters of the
+        sandbox's own (duplicates, rate windows, requests in flight) are not part of it."""
+        raise NotImplementedError
+
+    def load(self, state):  # pragma: no cover - every partner overrides it
+        """Replace what this partner holds with a ``dump()`` (the caller holds ``self.lock``); a state of another
+        shape raises KeyError, TypeError or ValueError."""
+        raise NotImplementedError
+
     def admit(self, request):
         return None
 

@@ -29,16 +29,28 @@ DEMO = {
 
 
 def seed_demo(sandbox):
-    """Create the demo accounts; returns them with the URLs an output should point at."""
+    """Create the demo accounts that are missing; returns them with the URLs an output should point at.
+
+    What the sandbox already holds (a state it restored, the list `make demo` filled) is left as it is: seeding
+    it again would empty the demo's Mailchimp list, and un-revoke a key a person revoked on purpose.
+    """
     base = sandbox.url or ""
     mc, xa, br, fb, wh = (DEMO[p] for p in ("mailchimp", "xandr", "braze", "facebook", "webhook"))
-    sandbox.partners["mailchimp"].add_list(mc["api_key"], mc["list_id"], mc["list_name"], double_optin=False)
-    sandbox.partners["xandr"].add_account(xa["username"], xa["password"], xa["member_id"])
-    sandbox.partners["xandr"].add_segment(xa["member_id"], xa["segment_id"], "Audience Relay demo")
-    sandbox.partners["braze"].add_key(br["api_key"])
-    sandbox.partners["facebook"].add_token(fb["access_token"], fb["ad_account_id"])
-    sandbox.partners["facebook"].add_audience(fb["audience_id"], fb["ad_account_id"], fb["audience_name"])
-    sandbox.partners["webhook"].add_endpoint(wh["name"], wh["secret"])
+    p = sandbox.partners
+    if mc["list_id"] not in p["mailchimp"].lists:
+        p["mailchimp"].add_list(mc["api_key"], mc["list_id"], mc["list_name"], double_optin=False)
+    if xa["username"] not in p["xandr"].accounts:
+        p["xandr"].add_account(xa["username"], xa["password"], xa["member_id"])
+    if xa["segment_id"] not in p["xandr"].segments:
+        p["xandr"].add_segment(xa["member_id"], xa["segment_id"], "Audience Relay demo")
+    if br["api_key"] not in p["braze"].keys:
+        p["braze"].add_key(br["api_key"])
+    if fb["access_token"] not in p["facebook"].tokens:
+        p["facebook"].add_token(fb["access_token"], fb["ad_account_id"])
+    if fb["audience_id"] not in p["facebook"].audiences:
+        p["facebook"].add_audience(fb["audience_id"], fb["ad_account_id"], fb["audience_name"])
+    if wh["name"] not in p["webhook"].endpoints:
+        p["webhook"].add_endpoint(wh["name"], wh["secret"])
     return {
         "mailchimp": {**mc, "base_url": f"{base}/mailchimp/{mc['dc']}/3.0"},
         "xandr": {**xa, "base_url": f"{base}/xandr"},

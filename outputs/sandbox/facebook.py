@@ -144,6 +144,29 @@ class Facebook(Partner):
     def now(self):
         return time.time() + self.offset
 
+    def dump(self):
+        # Audience ids and session ids are already strings; calls (the rolling hour's times) go with the clock.
+        return {
+            "tokens": self.tokens,
+            "audiences": self.audiences,
+            "rate_limits": self.rate_limits,
+            "calls": self.calls,
+            "offset": self.offset,
+        }
+
+    def load(self, state):
+        audiences = {}
+        for audience_id, saved in state["audiences"].items():
+            audiences[audience_id] = {
+                **saved,
+                "members": dict(saved["members"]),
+                "sessions": {sid: dict(s, batch_seqs=list(s["batch_seqs"])) for sid, s in saved["sessions"].items()},
+            }
+        tokens = {token: dict(saved) for token, saved in state["tokens"].items()}
+        self.tokens, self.audiences, self.offset = tokens, audiences, float(state["offset"])
+        self.rate_limits = dict(state["rate_limits"])
+        self.calls = {account: [float(t) for t in times] for account, times in state["calls"].items()}
+
     # --- control -------------------------------------------------------------------------------------------
     def add_token(
         self, access_token, ad_account_id, tos_accepted=True, business_verified=True, admin=True, expired=False

@@ -120,6 +120,48 @@ class Mailchimp(Partner):
         if not hasattr(self, "inflight"):
             self.inflight = {}  # survives reset: requests in flight still release their slot
 
+    def dump(self):
+        return {
+            "accounts": self.accounts,
+            "lists": [
+                {
+                    "id": m.id,
+                    "api_key": m.api_key,
+                    "name": m.name,
+                    "double_optin": m.double_optin,
+                    "required_merge_fields": list(m.required_merge_fields),
+                    "created": m.created,
+                    "members": [
+                        [x.email, x.status, x.email_type, x.operations, x.last_changed] for x in m.members.values()
+                    ],
+                    "forgotten": sorted(m.forgotten),
+                }
+                for m in self.lists.values()
+            ],
+            "rejections": self.rejections,
+            "busy": self.busy,
+        }
+
+    def load(self, state):
+        lists = {}
+        for saved in state["lists"]:
+            mlist = MList(
+                saved["id"], saved["api_key"], saved["name"], saved["double_optin"], saved["required_merge_fields"]
+            )
+            mlist.created = float(saved["created"])
+            for email, status, email_type, operations, last_changed in saved["members"]:
+                member = mlist.members[email.lower()] = Member(email)
+                member.status, member.email_type = status, email_type
+                member.operations, member.last_changed = int(operations), float(last_changed)
+                mlist.by_hash[subscriber_hash(email.lower())] = email.lower()
+                mlist.counts[status] += 1  # an unknown status is a KeyError: a state of another shape
+            mlist.forgotten = set(saved["forgotten"])
+            lists[mlist.id] = mlist
+        self.accounts = {key: {"revoked": bool(a["revoked"])} for key, a in state["accounts"].items()}
+        self.lists = lists
+        self.rejections = dict(state["rejections"])
+        self.busy = dict(state["busy"])
+
     # --- control -------------------------------------------------------------------------------------------
     def add_account(self, api_key):
         if not isinstance(api_key, str) or not KEY_RE.match(api_key):

@@ -7,6 +7,7 @@ Routing: ``/_sandbox/...`` is the control API; ``/<partner>/...`` goes to that p
 admission check (auth, connection limits) and any injected fault. No request is logged unless ``verbose``.
 """
 
+import json
 import socket
 import sys
 import threading
@@ -20,12 +21,15 @@ from .control import Control, seed_demo
 from .facebook import Facebook
 from .faults import ANSWERS, PARTNERS, FaultBook, answer
 from .mailchimp import Mailchimp
+from .state import FORMAT, StateFile
 from .webhook import Webhook
 from .xandr import Xandr
 
 
 class PartnerSandbox:
-    def __init__(self, verbose=False):
+    def __init__(self, verbose=False, state_file=None):
+        """``state_file``: a JSON file the partners' data is loaded from at start and saved to after changes
+        (see state.py); None keeps it in memory only, as the tests do."""
         self.verbose = verbose
         self.faults = FaultBook()
         self.partners = {
@@ -36,6 +40,7 @@ class PartnerSandbox:
             "webhook": Webhook(self),
         }
         self.control = Control(self)
+        self.state = StateFile(state_file, self) if state_file else None
         # Days the sandbox's clock runs ahead of the real one (POST /_sandbox/clock): rules that act after days
         # or months, such as Xandr's segment expiration, are tested by moving it rather than by waiting.
         self.clock_offset = 0.0
@@ -56,6 +61,9 @@ class PartnerSandbox:
         bound_host, bound_port = self._server.server_address[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
+        if self.state is not None:  # loaded once the port is ours, before the first request is served
+            self.state.load()
+            self.state.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="partner-sandbox", daemon=True
         )
@@ -73,6 +81,8 @@ class PartnerSandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._thread = None
+        if self.state is not None:
+            self.state.stop()
 
     def wait(self):
         """Block until stopped (or Ctrl-C); used by ``manage.py partner_sandbox``."""
@@ -89,12 +99,38 @@ class PartnerSandbox:
 
     # --- state ---------------------------------------------------------------------------------------------
     def reset(self):
+        """Empty every partner; the state file, if any, is emptied with them at once."""
+        self.clear()
+        if self.state is not None:
+            self.state.save()
+
+    def clear(self):
         self.faults.clear()
         self.clock_offset = 0.0
         for partner in self.partners.values():
             with partner.lock:
                 partner.reset()
         self._reset_stats()
+
+    def dump_state(self):
+        """What each partner holds, JSON-safe (faults and request statistics are not kept)."""
+        partners = {}
+        for name, partner in self.partners.items():
+            # Encoded under the lock: a request changing the partner meanwhile would change what is being read.
+            with partner.lock:
+                text = json.dumps(partner.dump(), ensure_ascii=False)
+            partners[name] = json.loads(text)
+        return {"format": FORMAT, "saved_at": iso_stamp(), "clock_offset": self.clock_offset, "partners": partners}
+
+    def load_state(self, saved):
+        """The reverse of ``dump_state``; raises KeyError, TypeError or ValueError on a state of another shape."""
+        clock_offset = saved["clock_offset"]
+        if isinstance(clock_offset, bool) or not isinstance(clock_offset, int | float):
+            raise TypeError("clock_offset is not a number")
+        for name, partner in self.partners.items():
+            with partner.lock:
+                partner.load(saved["partners"][name])
+        self.clock_offset = float(clock_offset)
 
     def seed_demo(self):
         return seed_demo(self)
@@ -140,7 +176,10 @@ class PartnerSandbox:
     def dispatch(self, request):
         path = request.path
         if path.startswith("/_sandbox"):
-            return self.control.handle(request)
+            try:
+                return self.control.handle(request)
+            finally:
+                self._changed()
         name, _, rest = path[1:].partition("/")
         partner = self.partners.get(name)
         if partner is None:
@@ -180,6 +219,13 @@ class PartnerSandbox:
         finally:
             with self._stats_lock:
                 self._in_flight[name] -= 1
+            self._changed()
+
+    def _changed(self):
+        # Set after the request's change is made: the saver, which reads each partner under its lock, then
+        # writes it with the next save. Any request may change something (a Xandr job's phase moves on a poll).
+        if self.state is not None:
+            self.state.changed = True
 
 
 class _Server(ThreadingHTTPServer):

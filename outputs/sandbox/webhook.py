@@ -29,6 +29,28 @@ class Webhook(Partner):
         super().reset()
         self.endpoints = {}  # name -> {"secret", "status", "deliveries": [...], "digests": set()}
 
+    def dump(self):
+        return {
+            name: {
+                "secret": e["secret"],
+                "status": e["status"],
+                "deliveries": e["deliveries"],
+                "digests": sorted(e["digests"]),
+            }
+            for name, e in self.endpoints.items()
+        }
+
+    def load(self, state):
+        self.endpoints = {
+            name: {
+                "secret": saved["secret"],
+                "status": int(saved["status"]),
+                "deliveries": list(saved["deliveries"]),
+                "digests": set(saved["digests"]),
+            }
+            for name, saved in state.items()
+        }
+
     def add_endpoint(self, name, secret, status=200):
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError("'name' is required and may not contain '/'.")

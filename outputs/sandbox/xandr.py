@@ -170,6 +170,42 @@ class Xandr(Partner):
         self.jobs = {}  # job id -> Job
         self.job_numbers = 0
 
+    def dump(self):
+        return {
+            "accounts": self.accounts,
+            "tokens": self.tokens,
+            "segments": [
+                {
+                    **{k: v for k, v in s.items() if k != "members"},
+                    "id": i,
+                    "members": [[u, *m] for u, m in s["members"].items()],
+                }
+                for i, s in self.segments.items()
+            ],
+            "jobs": [
+                {**{k: getattr(j, k) for k in Job.__slots__}, "segments": sorted(j.segments)}
+                for j in self.jobs.values()
+            ],
+            "job_numbers": self.job_numbers,
+        }
+
+    def load(self, state):
+        segments = {}
+        for saved in state["segments"]:
+            members = {uid: (uid_type, float(expires)) for uid, uid_type, expires in saved["members"]}
+            segments[int(saved["id"])] = {**{k: v for k, v in saved.items() if k != "id"}, "members": members}
+        jobs = {}
+        for saved in state["jobs"]:
+            job = jobs[saved["job_id"]] = Job(saved["id"], saved["job_id"], saved["member_id"])
+            for k in Job.__slots__:
+                setattr(job, k, saved[k])
+            job.segments = {int(i) for i in saved["segments"]}
+            job.added = {int(i): n for i, n in saved["added"].items()}  # JSON keys are strings
+            job.removed = {int(i): n for i, n in saved["removed"].items()}
+        self.accounts = {name: dict(a) for name, a in state["accounts"].items()}
+        self.tokens = {token: dict(t) for token, t in state["tokens"].items()}
+        self.segments, self.jobs, self.job_numbers = segments, jobs, int(state["job_numbers"])
+
     # --- control -------------------------------------------------------------------------------------------
     def add_account(self, username, password, member_id, file_format=None):
         if not isinstance(username, str) or not username or not isinstance(password, str) or not password:

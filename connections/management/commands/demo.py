@@ -40,11 +40,16 @@ class Command(RelayCommand):
         out = console(self)
         say = partial(out.print, soft_wrap=True)  # a sentence is one line: the terminal wraps it, not the command
         logging.getLogger("django-q").setLevel(logging.WARNING)  # "Enqueued …" lines would interleave the story
-        sandbox = PartnerSandbox()
+        # On SANDBOX_PORT the partners keep what the demo sends for `make serve`'s sandbox to restore; a demo on
+        # a port of its own keeps nothing, and leaves that sandbox's data alone.
+        shared = sandbox_port == settings.SANDBOX_PORT
+        sandbox = PartnerSandbox(state_file=settings.SANDBOX_STATE_FILE if shared else None)
         try:
             url = sandbox.start("127.0.0.1", sandbox_port)
         except OSError as exc:
             raise CommandError(cannot_listen("127.0.0.1", sandbox_port, exc)) from None
+        if sandbox.state is not None and sandbox.state.unreadable:
+            self.stderr.write(sandbox.state.note)
         try:
             try:
                 demo.check_sandbox_allowed(url)
@@ -106,10 +111,11 @@ class Command(RelayCommand):
             )
             conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("audience", "output")
             verify_connections.render(out, verify_connections.verify_each(conns.order_by("pk")))
-            if sandbox_port == settings.SANDBOX_PORT:
+            if shared:
+                kept = f" and what they hold (kept in {sandbox.state.path})" if sandbox.state is not None else ""
                 say(
                     f"\nThe demo's outputs point at {url}: `make serve` starts its sandbox there (SANDBOX_PORT) "
-                    "with the same demo accounts, so they keep working in the admin."
+                    f"with the same demo accounts{kept}, so they keep working in the admin."
                 )
         finally:
             sandbox.stop()

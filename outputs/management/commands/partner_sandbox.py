@@ -1,3 +1,6 @@
+import signal
+import threading
+
 from django.conf import settings
 from django.core.management.base import CommandError
 
@@ -39,13 +42,19 @@ class Command(RelayCommand):
             default=settings.SANDBOX_PORT,
             help=f"Port to listen on (default SANDBOX_PORT, {settings.SANDBOX_PORT}; 0 picks a free one).",
         )
+        parser.add_argument(
+            "--state-file",
+            default=settings.SANDBOX_STATE_FILE,
+            help="JSON file the partners' data is restored from and saved to (default SANDBOX_STATE_FILE, "
+            f"{settings.SANDBOX_STATE_FILE or 'empty'}); empty keeps it in memory only.",
+        )
         parser.add_argument("--verbose", action="store_true", help="Log every request to stderr.")
         parser.add_argument(
             "--seed-demo", action="store_true", help="Create the demo accounts (Mailchimp list, Xandr segment, ...)."
         )
 
     def handle(self, *args, **options):
-        sandbox = PartnerSandbox(verbose=options["verbose"])
+        sandbox = PartnerSandbox(verbose=options["verbose"], state_file=options["state_file"])
         try:
             url = sandbox.start(host=options["host"], port=options["port"])
         except OSError as exc:
@@ -53,6 +62,7 @@ class Command(RelayCommand):
         write = self.stdout.write
         write(f"Partner sandbox listening on {url}")
         write(f"  control API: {url}/_sandbox/  (reset, faults, stats, accounts; see docs/sandbox.md)")
+        state_lines(sandbox, write, self.stderr.write)
         write("Point an output at it with these fields of the output's form (admin or API):")
         for line in destination_lines(url):
             write(f"  {line}")
@@ -73,9 +83,30 @@ class Command(RelayCommand):
             write(f"  Webhook: endpoint {wh['name']}, signing secret {wh['secret']}")
         write("Press Ctrl-C to stop.")
         self.stdout.flush()
+        # bin/serve stops its processes with SIGTERM: stop as on Ctrl-C, so the last changes are saved.
+        main = threading.current_thread() is threading.main_thread()  # where Python lets a handler be set
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
         try:
             sandbox.wait()
         except KeyboardInterrupt:
             write("Stopping the partner sandbox.")
         finally:
             sandbox.stop()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def state_lines(sandbox, write, warn):
+    """Where the sandbox keeps its partners' data, and what it found there when it started."""
+    if sandbox.state is None:
+        write("  partner data: in memory only (no SANDBOX_STATE_FILE); it is gone when the sandbox stops.")
+        return
+    write(f"  partner data: kept in {sandbox.state.path} (POST /_sandbox/reset empties it)")
+    if sandbox.state.unreadable:
+        warn(sandbox.state.note)
+    elif sandbox.state.note:
+        write(f"  {sandbox.state.note}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
