@@ -746,7 +746,7 @@ class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
 
     @admin.display(description="type", ordering="identity_type")
     def type(self, message):
-        return message.identity_type
+        return message.get_identity_type_display()
 
     @admin.display(description="when", ordering="updated_at")
     def when(self, message):

@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
+from audiences.identity_types import IdentityType
 from audiences.models import Audience
 from outputs.models import Output
 from staff import dates
@@ -88,7 +89,8 @@ class OutboxMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="messages", db_index=False)
     profile_id = models.BigIntegerField(null=True, blank=True)
-    identity_type = models.CharField(max_length=20)
+    # The choices give every page the type's label ("Android advertising ID (AAID)"), never the slug.
+    identity_type = models.CharField(max_length=20, choices=IdentityType.choices)
     value = models.CharField(max_length=255)
     action = models.CharField(max_length=6, choices=[("add", "Add"), ("remove", "Remove")])
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
