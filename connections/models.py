@@ -41,6 +41,9 @@ class Connection(models.Model):
     last_upload_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=1000, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # When a batch was first accepted after the last error; empty while no delivery has succeeded since, i.e.
+    # while the error is current. The error itself is kept: it is the history an operator looks for.
+    last_error_resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Verification(models.TextChoices):
         UNVERIFIED = "unverified", "Unverified"
