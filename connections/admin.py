@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from audiences.admin import AudienceAdmin
 from audiences.identity_types import IdentityType, plural_phrase
 from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
-from connections import operations, reverify, services, timing
+from connections import last_problem, operations, reverify, services, timing
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs import schema
@@ -121,13 +121,14 @@ class HasErrorFilter(admin.SimpleListFilter):
     parameter_name = "has_error"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Has an error"), ("no", "No error")]
+        return [("yes", "Has a current error"), ("no", "No current error")]
 
     def queryset(self, request, queryset):
+        # An error deliveries have succeeded since is history (connections/last_problem.py), not a current one.
         if self.value() == "yes":
-            return queryset.exclude(last_error="")
+            return queryset.filter(last_problem.current_errors())
         if self.value() == "no":
-            return queryset.filter(last_error="")
+            return queryset.exclude(last_problem.current_errors())
         return queryset
 
 
@@ -349,7 +350,12 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def error(self, conn):
-        return cells.clip(conn.last_error, 14)
+        problem = last_problem.of(conn)
+        if problem is None:
+            return ""
+        if problem.current:
+            return cells.clip(problem.text, 14)
+        return format_html('<span class="relay-quiet-text" title="{}">resolved</span>', problem.sentence())
 
     # -- add and change -----------------------------------------------------------------------------------
 
@@ -584,10 +590,17 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def last_error_full(self, conn):
-        if not conn.last_error:
+        problem = last_problem.of(conn)
+        if problem is None:
             return "None."
-        when = dates.when(conn.last_error_at, empty="")
-        return format_html("{}<br><small>{}</small>", conn.last_error, when)
+        if problem.current:
+            return format_html("{}<br><small>{}</small>", problem.text, problem.at)
+        return format_html(
+            '<span class="relay-quiet-text">None now: {}.</span><br><small>Last problem, {}: {}</small>',
+            problem.since[0].upper() + problem.since[1:],
+            problem.at,
+            problem.text,
+        )
 
     # -- operations ---------------------------------------------------------------------------------------
 
@@ -746,7 +759,7 @@ class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
 
     @admin.display(description="type", ordering="identity_type")
     def type(self, message):
-        return message.identity_type
+        return message.get_identity_type_display()
 
     @admin.display(description="when", ordering="updated_at")
     def when(self, message):

@@ -12,13 +12,13 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from audiences.models import Audience
 from connections import reverify
 from connections.api.filters import with_pending
 from connections.charts import Bucket, hourly_bars
 from connections.models import Connection, Delivery
+from staff import dates
 
 Status = Connection.Status
 HOURS = 24
@@ -82,16 +82,8 @@ def reason_of(conn: Connection, state: str) -> tuple[str, str]:
     return "", ""
 
 
-def ago(when) -> str:
-    """ "just now", "5 minutes ago", or "never"."""
-    if when is None:
-        return "never"
-    text = timesince(when, depth=1)
-    return "just now" if text.startswith("0\xa0") else f"{text} ago"
-
-
 def verified_ago(conn: Connection) -> str:
-    return f"Verified {ago(conn.verified_at)}." if conn.verified_at else ""
+    return f"Verified {dates.ago(conn.verified_at)}." if conn.verified_at else ""
 
 
 @dataclass
@@ -243,7 +235,10 @@ def build(user, now=None) -> Dashboard:
         dashboard.more_audiences = len(audiences) > AUDIENCES_SHOWN
         dashboard.audiences = [
             AudienceRow(
-                a, a.n_connections, reverse("admin:audiences_audience_change", args=[a.pk]), ago(a.last_refreshed_at)
+                a,
+                a.n_connections,
+                reverse("admin:audiences_audience_change", args=[a.pk]),
+                dates.ago_html(a.last_refreshed_at),
             )
             for a in audiences[:AUDIENCES_SHOWN]
         ]

@@ -224,8 +224,15 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
         )
         params = [0 if result.fault else len(rows), len(accepted), len(rejected), failed, adapt(now)]
         if last_error:
-            sets += ", last_error = %s, last_error_at = %s"
+            sets += ", last_error = %s, last_error_at = %s, last_error_resolved_at = NULL"
             params += [last_error[:1000], adapt(now)]
+        elif accepted:
+            # The first batch accepted after an error turns it into history (connections/last_problem.py).
+            sets += (
+                ", last_error_resolved_at = CASE WHEN last_error <> '' AND last_error_resolved_at IS NULL "
+                "THEN %s ELSE last_error_resolved_at END"
+            )
+            params += [adapt(now)]
         if result.fault is not None:
             sets += ", status = %s, status_reason = %s"
             params += [Connection.Status.FAULTED, last_error[:1000]]
@@ -402,7 +409,11 @@ def _configuration_fault(conn: Connection, problem: str) -> str:
     """Stop a connection whose output cannot be used as configured; its messages wait, untouched, for a resume."""
     now = timezone.now()
     Connection.objects.filter(pk=conn.pk, status__in=SENDING).update(
-        status=Connection.Status.FAULTED, status_reason=problem[:1000], last_error=problem[:1000], last_error_at=now
+        status=Connection.Status.FAULTED,
+        status_reason=problem[:1000],
+        last_error=problem[:1000],
+        last_error_at=now,
+        last_error_resolved_at=None,
     )
     log.warning("Connection %s stopped: the secrets of output %s cannot be decrypted", conn.pk, conn.output_id)
     return problem

@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
+from audiences.identity_types import IdentityType
 from audiences.models import Audience
 from outputs.models import Output
 from staff import dates
@@ -40,6 +41,9 @@ class Connection(models.Model):
     last_upload_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=1000, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # When a batch was first accepted after the last error; empty while no delivery has succeeded since, i.e.
+    # while the error is current. The error itself is kept: it is the history an operator looks for.
+    last_error_resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Verification(models.TextChoices):
         UNVERIFIED = "unverified", "Unverified"
@@ -88,7 +92,8 @@ class OutboxMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="messages", db_index=False)
     profile_id = models.BigIntegerField(null=True, blank=True)
-    identity_type = models.CharField(max_length=20)
+    # The choices give every page the type's label ("Android advertising ID (AAID)"), never the slug.
+    identity_type = models.CharField(max_length=20, choices=IdentityType.choices)
     value = models.CharField(max_length=255)
     action = models.CharField(max_length=6, choices=[("add", "Add"), ("remove", "Remove")])
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)

@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 
 from audiences.api.filters import profiles_with_identity
 from audiences.identity_types import IdentityType
@@ -23,6 +22,7 @@ from connections import dashboard
 from connections.api.filters import candidate_values
 from connections.funnel import types_phrase
 from connections.models import Connection, Delivery, OutboxMessage
+from staff import dates
 
 MAX_PROFILES = 5
 MAX_MESSAGES = 50
@@ -171,7 +171,7 @@ def _standing(m: OutboxMessage | None) -> str:
 
 
 def _at(when) -> str:
-    return f"{timezone.localtime(when):%b %-d, %Y %H:%M}"
+    return dates.when(when)
 
 
 def _attempted_at(m: OutboxMessage):

@@ -19,6 +19,7 @@ from connections.models import Connection, OutboxMessage
 from outputs import services as outputs_services
 from outputs.partners import redact
 from outputs.partners.base import Check
+from staff import dates
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
                     "waiting",
                     "warning",
                     f"{_messages(found['count'])} waiting longer than {minutes} minutes.",
-                    hint("waiting", since=f"{found['oldest']:%Y-%m-%d %H:%M} UTC"),
+                    hint("waiting", since=dates.when(found["oldest"])),
                 )
             )
     if not any(c.name in ("rejections", "failures", "waiting") for c in checks):

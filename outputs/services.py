@@ -99,35 +99,43 @@ def facts(output: Output) -> dict:
 
 
 def saved(output: Output, before: dict | None, user=None, moved: bool = False) -> bool:
-    """After any door saved an output: if what it judged changed, its verdicts are checked again.
+    """After any door saved an output: a new one has its credentials checked; a changed one, its verdicts again.
 
-    `before` is `facts(output)` as stored before the save (None for a new output, which has no verdict yet).
-    A moved destination is checked there (`destination_changed`); other changed settings or secrets have their
-    credentials checked again in a worker. Either way the old answer is forgotten at once, and the listeners
-    (connections: its verifications) hear of it. Returns whether anything changed.
+    `before` is `facts(output)` as stored before the save, None for a new output: its credentials are checked
+    in a worker at once, so that whether they work is known before anyone connects it. A moved destination is
+    checked there (`destination_changed`); other changed settings or secrets have their credentials checked
+    again in a worker. Either way the old answer is forgotten at once, and the listeners (connections: its
+    verifications) hear of it. Returns whether anything a verdict judged changed.
     """
-    if before is None or facts(output) == before:
+    if before is None:
+        _queue_check(output, user, "outputs.tasks.check_added", CHECKING)
+        return False
+    if facts(output) == before:
         return False
     if moved:
         destination_changed(output, user)
     else:
-        from django_q.tasks import async_task
-
-        _forget_credentials(output)
-        user_id = getattr(user, "pk", None)
-        transaction.on_commit(
-            lambda: async_task("outputs.tasks.check_changed", output.pk, user_id, task_name=f"check-{output.pk}")
-        )
+        _queue_check(output, user, "outputs.tasks.check_changed", RECHECKING)
     hooks.output_changed(output)
     return True
 
 
+CHECKING = "Checking the credentials of the new output."
 RECHECKING = "Re-checking the credentials after the change."
 
 
-def _forget_credentials(output: Output) -> None:
+def _queue_check(output: Output, user, task: str, message: str) -> None:
+    """Forget the old answer now; ask the partner in a worker once the save is committed."""
+    from django_q.tasks import async_task
+
+    _forget_credentials(output, message)
+    user_id = getattr(user, "pk", None)
+    transaction.on_commit(lambda: async_task(task, output.pk, user_id, task_name=f"check-{output.pk}"))
+
+
+def _forget_credentials(output: Output, message: str = RECHECKING) -> None:
     Output.objects.filter(pk=output.pk).update(
-        credentials_checked_at=None, credentials_ok=None, credentials_message=RECHECKING
+        credentials_checked_at=None, credentials_ok=None, credentials_message=message
     )
 
 

@@ -30,3 +30,14 @@ def check_changed(output_id: int, user_id: int | None = None) -> str | None:
         user, output, f"Checked credentials after the change ({check.status}): {services.describe_check(check)}"
     )
     return check.status
+
+
+def check_added(output_id: int, user_id: int | None = None) -> str | None:
+    """Check a new output's credentials, so that whether they work is known before anyone connects it."""
+    output = Output.objects.filter(pk=output_id).first()
+    if output is None:
+        return None
+    check = services.check_credentials(output)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    audit.record(user, output, f"Checked credentials when added ({check.status}): {services.describe_check(check)}")
+    return check.status

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from audiences.api.fields import StorableDictField
 from audiences.models import Audience
-from connections import services
+from connections import last_problem, services
 from connections.api.filters import duplicate_of, pending_of
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.models import Output
@@ -100,6 +100,15 @@ class ConnectionSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="Membership changes of members with no identity type this partner accepts (counted, not sent).",
     )
+    last_error_resolved_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When a batch was first accepted after the last error; null while none has been since.",
+    )
+    last_error_current = serializers.SerializerMethodField(
+        help_text="Whether last_error is a current problem: false once deliveries have succeeded since it, or once "
+        "an active connection's verification passed after it; false when there is no error."
+    )
     verification_status = serializers.ChoiceField(
         choices=Connection.Verification.choices,
         read_only=True,
@@ -115,12 +124,13 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "id", "audience", "audience_name", "output", "output_name", "partner", "settings",
             "status", "status_reason", "delivery_mode", "interval_minutes", "interval_messages",
             "pending", "sent", "accepted", "rejected", "failed", "unaccepted",
-            "last_delivery_at", "last_upload_at", "last_error", "last_error_at",
-            "verification_status", "verified_at", "verification_checks", "created_at", "updated_at",
+            "last_delivery_at", "last_upload_at", "last_error", "last_error_at", "last_error_resolved_at",
+            "last_error_current", "verification_status", "verified_at", "verification_checks", "created_at",
+            "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "status_reason", "last_delivery_at", "last_upload_at", "last_error", "last_error_at",
-            "verified_at",
+            "last_error_resolved_at", "verified_at",
         ]  # fmt: skip
 
     def get_partner(self, conn) -> PartnerRefSerializer:
@@ -129,6 +139,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
     def get_pending(self, conn) -> int:
         return pending_of(conn)
+
+    def get_last_error_current(self, conn) -> bool:
+        problem = last_problem.of(conn)
+        return bool(problem and problem.current)
 
     def to_representation(self, conn):
         data = super().to_representation(conn)

@@ -69,6 +69,8 @@ class OutputViewSet(viewsets.ModelViewSet):
         self._refuse_without_permission(serializer, serializer.validated_data["kind"])
         output = serializer.save()
         audit.record(self.request.user, output, audit.api("Added."), "add")
+        saved(output, None, self.request.user)
+        output.refresh_from_db(fields=["credentials_ok", "credentials_checked_at", "credentials_message"])
 
     def perform_update(self, serializer):
         output = serializer.instance

@@ -29,6 +29,7 @@ from connections.models import Connection, OutboxMessage
 from connections.verification import cap_check, verify
 from outputs.models import Output
 from outputs.partners import braze, facebook, mailchimp, webhook, xandr
+from staff import dates
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import (
     LIST_ID,
@@ -1254,7 +1255,7 @@ def test_it_warns_about_messages_waiting_too_long(sandbox):
     assert_hint(
         waiting,
         "waiting",
-        f"The oldest has waited since {since:%Y-%m-%d %H:%M} UTC. Check that a qcluster is running "
+        f"The oldest has waited since {dates.when(since)}. Check that a qcluster is running "
         "(manage.py qcluster) and look at the connection's last error.",
     )
 
