@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.urls import Resolver404, include, path, re_path, resolve
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -14,6 +15,16 @@ admin.site.index_title = "Operations"
 # The app list beside every page took 290 of 1,280 px from the lists, pushing their last columns (the errors)
 # out of view; the index and the breadcrumbs lead everywhere it did.
 admin.site.enable_nav_sidebar = False
+
+
+def permission_denied(request, exception=None):
+    """A refused admin page keeps the site's header and the user's links, and says why it was refused."""
+    reason = str(exception) if exception and str(exception) else ""
+    context = {**admin.site.each_context(request), "exception": reason, "title": "403 Forbidden"}
+    return render(request, "403.html", context, status=403)
+
+
+handler403 = "config.urls.permission_denied"
 
 
 def api_not_found(request, exception=None):
