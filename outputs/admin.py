@@ -168,10 +168,24 @@ def _name_of(field: str) -> str:
     return field.removeprefix(PREFIX)
 
 
+class CredentialsFilter(admin.SimpleListFilter):
+    title = "credentials"
+    parameter_name = "credentials"
+
+    def lookups(self, request, model_admin):
+        return [("ok", "Work"), ("failing", "Fail"), ("unknown", "Not checked yet or being checked")]
+
+    def queryset(self, request, queryset):
+        value = {"ok": True, "failing": False, "unknown": None}.get(self.value(), ...)
+        if value is ...:
+            return queryset
+        return queryset.filter(credentials_ok__isnull=True) if value is None else queryset.filter(credentials_ok=value)
+
+
 @admin.register(Output)
 class OutputAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "credentials", "credentials_checked_at", "base_url"]
-    list_filter = ["kind", "credentials_ok"]
+    list_filter = ["kind", CredentialsFilter]
     search_fields = ["name"]
     actions = ["check_selected"]
     readonly_fields = ["partner", "secrets_set", "credentials_status"]

@@ -124,3 +124,18 @@ def test_it_names_what_a_partner_accepts_as_people_say_it(admin_client):
     assert types_phrase({"customer_id"}) == "customer IDs"
     assert types_phrase({"customer_id", "email", "mobile_number"}) == "email addresses, customer IDs or mobile numbers"
     assert "customer_id" not in html and "Email addresses, customer IDs" in html
+
+
+def test_the_outputs_list_filters_by_credentials_in_words(admin_client):
+    MailchimpOutputFactory(name="Works", credentials_ok=True)
+    MailchimpOutputFactory(name="Refused", credentials_ok=False)
+    MailchimpOutputFactory(name="Unchecked", credentials_ok=None)
+
+    html = page(admin_client.get("/admin/outputs/output/"))
+    assert "By credentials" in html and "credentials ok" not in html
+    assert ">Not checked yet or being checked</a>" in html
+
+    refused = page(admin_client.get("/admin/outputs/output/?credentials=failing"))
+    assert "Refused" in refused and "Works" not in refused and "Unchecked" not in refused
+    unchecked = page(admin_client.get("/admin/outputs/output/?credentials=unknown"))
+    assert "Unchecked" in unchecked and "Refused" not in unchecked
