@@ -8,7 +8,7 @@ upload files. Each run queues at most a share of the audience, oldest first, so 
 is refreshed over a week of uploads rather than in one spike.
 
 A member's last add is the newest delivered add in the outbox; the prune keeps it for these connections
-(tasks.prune). A member with no delivered add on record (older history was pruned) counts as due.
+(outbox.prune). A member with no delivered add on record (older history was pruned) counts as due.
 """
 
 import datetime as dt
