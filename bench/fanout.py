@@ -34,7 +34,8 @@ def raw_insert(run_id: int, pairs: list[tuple[int, str]]) -> tuple[float, int]:
     values = ", ".join(["(%s, %s)"] * len(pairs))
     sql = (
         f"INSERT INTO {OutboxMessage._meta.db_table} ({COLUMNS}) "
-        f"SELECT c.column1, ch.profile_id, i.type, i.value, ch.action, 'pending', 0, %s, %s, %s, '', %s "
+        f"SELECT c.column1, ch.profile_id, i.type, i.value, ch.action, '{OutboxMessage.State.PENDING}', 0, "
+        f"%s, %s, %s, '', %s "
         f"FROM {MembershipChange._meta.db_table} ch JOIN {Identity._meta.db_table} i ON i.profile_id = ch.profile_id "
         f"JOIN (VALUES {values}) c ON c.column2 = i.type WHERE ch.run_id = %s"
     )

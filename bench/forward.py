@@ -1,7 +1,7 @@
 """Forwarding: drain Mailchimp (batches of 500, ≤ 10 concurrent requests) and Braze (batches of 75) backlogs
 into the partner sandbox running in its own process, beside a bare loop.
 
-Engine: `connections.engine.drain(connection_id)` in a child process (a worker's view: its own interpreter,
+Engine: `connections.drain.drain(connection_id)` in a child process (a worker's view: its own interpreter,
 its peak RSS is the worker's), over a backlog of N pending messages written straight into the outbox
 (synthetic addresses: 1,000,000 Mailchimp messages need more emails than the seeded profiles hold).
 Raw limit: a bare loop in a child process that POSTs the same pre-built request bodies to the same sandbox
@@ -86,13 +86,12 @@ def bare_loop(url: str, partner: str, count: int, batch: int, concurrency: int) 
 
 
 def drain_child(connection_id: int) -> dict:
-    from connections import engine
-    from connections.tasks import report_dict
+    from connections.drain import drain
 
     started = time.perf_counter()
-    report = engine.drain(connection_id, max_seconds=7200)
+    report = drain(connection_id, max_seconds=7200)
     seconds = time.perf_counter() - started
-    return {**report_dict(report), "wall_seconds": seconds}
+    return {**report.as_dict(), "wall_seconds": seconds}
 
 
 # --- setup ------------------------------------------------------------------------------------------------
@@ -131,7 +130,8 @@ def queue_messages(
         source = "(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < %s - 1) SELECT n FROM s) g"
     sql = (
         f"INSERT INTO {OutboxMessage._meta.db_table} ({columns}) "
-        f"SELECT %s, %s, %s || {number} || %s, 'add', 'pending', 0, %s, %s, %s, '', %s FROM {source}"
+        f"SELECT %s, %s, %s || {number} || %s, 'add', '{OutboxMessage.State.PENDING}', 0, "
+        f"%s, %s, %s, '', %s FROM {source}"
     )
     harness.execute(sql, [connection_id, identity_type, prefix, suffix, now, now, now, False, count])
 

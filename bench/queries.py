@@ -45,14 +45,14 @@ def count_statements():
 
 def _drain_statements(ctx, batches: int) -> tuple[int, int]:
     from bench import forward
-    from connections import engine
+    from connections.drain import drain
 
     sandbox = ctx.sandbox()
     forward._reset_sandbox(sandbox, "mailchimp")
     conn = forward._fresh_connection("mailchimp", sandbox.url)
     forward.queue_messages(conn.pk, "email", batches * 500, "q", "@bench.example.com")
     with count_statements() as box:
-        report = engine.drain(conn.pk)
+        report = drain(conn.pk)
     # Lanes racing for the same rows may split the work into one more, smaller batch than the ideal:
     # the figure is computed from the batches the drain really made.
     assert report.accepted == batches * 500 and report.batches >= batches, report

@@ -88,7 +88,7 @@ def run_scaleout(
         "SLOT_WAIT_SECONDS": "5",
         "LOG_LEVEL": os.environ.get("SCALEOUT_LOG_LEVEL", "WARNING"),
     }
-    waiting = OutboxMessage.objects.filter(connection__in=conns, state__in=["pending", "in_flight"])
+    waiting = OutboxMessage.objects.filter(connection__in=conns, state__in=OutboxMessage.WAITING)
     started = time.perf_counter()
     running = [harness.QCluster(env=env, workers=workers, name=f"scaleout-{n}") for n in range(clusters)]
     for cluster in running:

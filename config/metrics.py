@@ -29,7 +29,6 @@ from prometheus_client.registry import Collector
 
 LATENCY_WINDOW = dt.timedelta(hours=1)
 QUANTILES = (0.5, 0.95, 0.99)
-WAITING = ("pending", "in_flight")
 LABELS = ("connection", "audience", "output", "partner")
 COUNTERS = (
     ("relay_messages_sent", "sent_count", "Messages sent to the partner, per connection."),
@@ -91,7 +90,7 @@ class ForwardingCollector(Collector):
         labels = {c.pk: [str(c.pk), c.audience.name, c.output.name, c.output.kind] for c in conns}
         waiting = {
             row["connection_id"]: row
-            for row in OutboxMessage.objects.filter(state__in=WAITING)
+            for row in OutboxMessage.objects.filter(state__in=OutboxMessage.WAITING)
             .values("connection_id")
             .annotate(n=Count("id"), oldest=Min("created_at"))
         }

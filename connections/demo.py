@@ -156,7 +156,7 @@ class QCluster:
 
 def wait_until_forwarded(connections, timeout=90) -> bool:
     deadline = time.monotonic() + timeout
-    busy = OutboxMessage.objects.filter(connection__in=connections, state__in=["pending", "in_flight"])
+    busy = OutboxMessage.objects.filter(connection__in=connections, state__in=OutboxMessage.WAITING)
     while time.monotonic() < deadline:
         if not busy.filter(next_attempt_at__lte=timezone.now() + dt.timedelta(minutes=10)).exists():
             return True

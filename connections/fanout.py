@@ -13,6 +13,7 @@ from django.utils import timezone
 from audiences.models import Identity, Membership, MembershipChange
 from connections.models import Connection, OutboxMessage
 
+State = OutboxMessage.State
 T_OUTBOX = OutboxMessage._meta.db_table
 T_CHANGE = MembershipChange._meta.db_table
 T_IDENTITY = Identity._meta.db_table
@@ -41,9 +42,9 @@ def _insert(conn: Connection, source_sql: str, params: list, *, forget: bool = F
         cursor.execute(
             f"INSERT INTO {T_OUTBOX} (connection_id, profile_id, identity_type, value, action, state, attempts, "
             f"next_attempt_at, created_at, updated_at, last_error, forget_after_delivery) "
-            f"SELECT %s, src.profile_id, src.type, src.value, src.action, 'pending', 0, %s, %s, %s, '', %s "
+            f"SELECT %s, src.profile_id, src.type, src.value, src.action, '{State.PENDING}', 0, %s, %s, %s, '', %s "
             f"FROM ({source_sql}) src WHERE 1 = 1 "
-            f"ON CONFLICT (connection_id, identity_type, value) WHERE state = 'pending' DO UPDATE SET "
+            f"ON CONFLICT (connection_id, identity_type, value) WHERE state = '{State.PENDING}' DO UPDATE SET "
             f"action = excluded.action, profile_id = excluded.profile_id, attempts = 0, "
             f"next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
             f"updated_at = excluded.updated_at, last_error = '', "
@@ -121,9 +122,6 @@ def fan_out_identity_changes(removed, added) -> None:
     _drain_after_commit(touched)
 
 
-FINISHED = ["delivered", "rejected", "failed", "replaced"]
-
-
 def forget_erased(profiles) -> None:
     """Listener for erasures, called after their removals were queued: no identity outlives what is still owed.
 
@@ -133,7 +131,7 @@ def forget_erased(profiles) -> None:
     (every outbox index costs each of the three writes of every message, and erasures are rare).
     """
     ids = profiles.values("pk")
-    OutboxMessage.objects.filter(profile_id__in=ids, state__in=FINISHED).delete()
+    OutboxMessage.objects.filter(profile_id__in=ids, state__in=OutboxMessage.FINISHED).delete()
     OutboxMessage.objects.filter(profile_id__in=ids, forget_after_delivery=False).update(forget_after_delivery=True)
 
 

@@ -102,9 +102,12 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
         .values_list("state")
         .annotate(n=Count("pk"))
     )
-    waiting = state.get("pending", 0) + state.get("in_flight", 0) + state.get("replaced", 0)
-    failed = state.get("failed", 0)
-    rejected = state.get("rejected", 0)
+    waiting = sum(
+        state.get(s, 0)
+        for s in (OutboxMessage.State.PENDING, OutboxMessage.State.IN_FLIGHT, OutboxMessage.State.REPLACED)
+    )
+    failed = state.get(OutboxMessage.State.FAILED, 0)
+    rejected = state.get(OutboxMessage.State.REJECTED, 0)
     forwarded = max(0, identity_count - waiting - failed)
     accepted = max(0, forwarded - rejected)
     if partner_count is ...:

@@ -78,16 +78,29 @@ class Connection(models.Model):
         return self.output.partner
 
 
+# Module-level because the model's Meta (its indexes and constraints) cannot see names in the class body;
+# elsewhere they are read as OutboxMessage.State, OutboxMessage.FINISHED and OutboxMessage.WAITING.
+class MessageState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_FLIGHT = "in_flight", "In flight"
+    DELIVERED = "delivered", "Delivered"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+    REPLACED = "replaced", "Replaced by a newer message"
+
+
+# A finished message is never sent again; pruning deletes it once it is old enough.
+FINISHED_STATES = (MessageState.DELIVERED, MessageState.REJECTED, MessageState.FAILED, MessageState.REPLACED)
+# A waiting message is still on its way to the partner.
+WAITING_STATES = (MessageState.PENDING, MessageState.IN_FLIGHT)
+
+
 class OutboxMessage(models.Model):
     """One membership message for one connection: add or remove one identity at the partner."""
 
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        IN_FLIGHT = "in_flight", "In flight"
-        DELIVERED = "delivered", "Delivered"
-        REJECTED = "rejected", "Rejected"
-        FAILED = "failed", "Failed"
-        REPLACED = "replaced", "Replaced by a newer message"
+    State = MessageState
+    FINISHED = FINISHED_STATES
+    WAITING = WAITING_STATES
 
     id = models.BigAutoField(primary_key=True)
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="messages", db_index=False)
@@ -113,7 +126,7 @@ class OutboxMessage(models.Model):
             # change replaces the waiting one instead of queueing behind it.
             models.UniqueConstraint(
                 fields=["connection", "identity_type", "value"],
-                condition=Q(state="pending"),
+                condition=Q(state=MessageState.PENDING),
                 name="outbox_one_pending_per_identity",
             )
         ]
@@ -130,7 +143,7 @@ class OutboxMessage(models.Model):
             # Pruning reads finished messages only.
             models.Index(
                 fields=["state", "finished_at"],
-                condition=Q(state__in=["delivered", "rejected", "failed", "replaced"]),
+                condition=Q(state__in=list(FINISHED_STATES)),
                 name="outbox_finished_idx",
             ),
         ]

@@ -128,7 +128,7 @@ def disconnect(conn: Connection, remove_from_partner: bool) -> tuple[str, str]:
         return "deleted", f"Disconnected {what}. The audience's members stay at {partner}."
     if conn.status != Status.DISCONNECTING:
         services.disconnect(conn, True)
-    waiting = OutboxMessage.objects.filter(connection=conn, action="remove", state__in=["pending", "in_flight"])
+    waiting = OutboxMessage.objects.filter(connection=conn, action="remove", state__in=OutboxMessage.WAITING)
     return "removing", (
         f"Removing the audience's members from {partner} first ({_messages(waiting.count())} queued); "
         f"{what} is deleted once they are sent."

@@ -8,7 +8,7 @@ upload files. Each run queues at most a share of the audience, oldest first, so 
 is refreshed over a week of uploads rather than in one spike.
 
 A member's last add is the newest delivered add in the outbox; the prune keeps it for these connections
-(tasks.prune). A member with no delivered add on record (older history was pruned) counts as due.
+(outbox.prune). A member with no delivered add on record (older history was pruned) counts as due.
 """
 
 import datetime as dt
@@ -18,16 +18,21 @@ from django.db import connection as db
 from django.utils import timezone
 
 from connections.fanout import QUEUEING, T_IDENTITY, T_MEMBER, T_OUTBOX, _insert, accepted_types
-from connections.models import Connection
+from connections.models import Connection, OutboxMessage
+from connections.outbox import in_list
+
+State = OutboxMessage.State
 
 # Runs happen hourly (connections.schedules): an audience all due at once is refreshed within a week.
 SPREAD_RUNS = 7 * 24
 # Below this many a run, spreading buys nothing: a small audience is refreshed in one upload.
 MIN_PER_RUN = 1000
+# An add that went out and was answered or given up on: tried again only once the refresh age has passed.
+TRIED = (State.DELIVERED, State.REJECTED, State.FAILED)
 # The newest delivered add of the identity `i` to the connection (the first parameter).
 LAST_ADD = (
     f"SELECT MAX(o.finished_at) FROM {T_OUTBOX} o WHERE o.connection_id = %s AND o.value = i.value "
-    f"AND o.identity_type = i.type AND o.action = 'add' AND o.state = 'delivered'"
+    f"AND o.identity_type = i.type AND o.action = 'add' AND o.state = '{State.DELIVERED}'"
 )
 
 
@@ -59,8 +64,8 @@ def refresh(conn: Connection, days: int, now, spread_runs: int = SPREAD_RUNS, mi
         f"FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
         f"WHERE m.audience_id = %s AND i.type IN ({placeholders}) "
         f"AND NOT EXISTS (SELECT 1 FROM {T_OUTBOX} o WHERE o.connection_id = %s AND o.value = i.value "
-        f"AND o.identity_type = i.type AND (o.state IN ('pending', 'in_flight') OR (o.action = 'add' "
-        f"AND o.state IN ('delivered', 'rejected', 'failed') AND o.finished_at >= %s))) "
+        f"AND o.identity_type = i.type AND (o.state IN {in_list(OutboxMessage.WAITING)} OR (o.action = 'add' "
+        f"AND o.state IN {in_list(TRIED)} AND o.finished_at >= %s))) "
         f"ORDER BY ({LAST_ADD}) IS NOT NULL, ({LAST_ADD}), m.profile_id LIMIT %s"
     )
     # Interval connections upload on their own schedule (tasks.sweep): nothing to wake.

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from connections import fanout, reverify
@@ -123,7 +123,9 @@ def resume(conn: Connection) -> None:
 
 def sync_now(conn: Connection) -> None:
     """Send what is waiting now, interval or not, backoff or not."""
-    OutboxMessage.objects.filter(connection=conn, state="pending").update(next_attempt_at=timezone.now())
+    OutboxMessage.objects.filter(connection=conn, state=OutboxMessage.State.PENDING).update(
+        next_attempt_at=timezone.now()
+    )
     from connections.tasks import request_drain
 
     transaction.on_commit(lambda: request_drain([conn.pk], force=True))
@@ -132,14 +134,22 @@ def sync_now(conn: Connection) -> None:
 def retry_failed(conn: Connection) -> int:
     """Give failed messages another retry window (rejected ones stay: the partner refused them)."""
     now = timezone.now()
-    failed = OutboxMessage.objects.filter(connection=conn, state="failed")
+    failed = OutboxMessage.objects.filter(connection=conn, state=OutboxMessage.State.FAILED)
     # A newer pending message for the same identity supersedes the failed one.
     newer = OutboxMessage.objects.filter(
-        connection=conn, state="pending", identity_type=OuterRef("identity_type"), value=OuterRef("value")
+        connection=conn,
+        state=OutboxMessage.State.PENDING,
+        identity_type=OuterRef("identity_type"),
+        value=OuterRef("value"),
     )
-    failed.filter(Exists(newer)).update(state="replaced")
+    failed.filter(Exists(newer)).update(state=OutboxMessage.State.REPLACED)
     count = failed.update(
-        state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="", finished_at=None
+        state=OutboxMessage.State.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        last_error="",
+        finished_at=None,
     )
     if count:
         reverify.changed([conn.pk])  # the "failures" check no longer holds
@@ -166,8 +176,7 @@ def finish_disconnect(conn: Connection) -> bool:
     """Delete a disconnecting connection once nothing is waiting or in flight."""
     if conn.status != Connection.Status.DISCONNECTING:
         return False
-    busy = Q(state="pending") | Q(state="in_flight")
-    if OutboxMessage.objects.filter(busy, connection=conn).exists():
+    if OutboxMessage.objects.filter(connection=conn, state__in=OutboxMessage.WAITING).exists():
         return False
     conn.delete()
     return True

@@ -158,14 +158,14 @@ def _standing(m: OutboxMessage | None) -> str:
     if m is None:
         return "no recent message (finished messages are pruned after a few days)"
     verb = "added to" if m.action == "add" else "removed from"
-    if m.state == "delivered":
+    if m.state == OutboxMessage.State.DELIVERED:
         return f"{verb} the partner {_at(m.finished_at)}"
-    if m.state in ("pending", "in_flight"):
+    if m.state in OutboxMessage.WAITING:
         retry = f", attempt {m.attempts + 1}" if m.attempts else ""
         return f"waiting to be {verb.split()[0]} (queued {_at(m.created_at)}{retry})"
-    if m.state == "rejected":
+    if m.state == OutboxMessage.State.REJECTED:
         return f"rejected by the partner: {m.last_error}"
-    if m.state == "failed":
+    if m.state == OutboxMessage.State.FAILED:
         return f"failed: {m.last_error}"
     return m.get_state_display().lower()
 

@@ -89,7 +89,7 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
         checks.append(Check("status", "ok", f"The connection is {conn.get_status_display().lower()}."))
     messages = OutboxMessage.objects.filter(connection=conn)
     day_ago = now - dt.timedelta(hours=24)
-    rejected = messages.filter(state="rejected", finished_at__gte=day_ago)
+    rejected = messages.filter(state=OutboxMessage.State.REJECTED, finished_at__gte=day_ago)
     rejected_count = rejected.count()
     if rejected_count:
         # The message's reason may name its member; the check is shown to staff who may not see identities.
@@ -108,7 +108,7 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
                 hint("rejections", partner=name, reason=reason),
             )
         )
-    failed = messages.filter(state="failed").count()
+    failed = messages.filter(state=OutboxMessage.State.FAILED).count()
     if failed:
         checks.append(
             Check(
@@ -126,7 +126,7 @@ def delivery_checks(conn: Connection, now) -> list[Check]:
             if conn.delivery_mode == Connection.Mode.REALTIME
             else dt.timedelta(minutes=conn.interval_minutes or 15) + REALTIME_GRACE
         )
-        late = messages.filter(state__in=["pending", "in_flight"], created_at__lt=now - allowed)
+        late = messages.filter(state__in=OutboxMessage.WAITING, created_at__lt=now - allowed)
         found = late.aggregate(oldest=Min("created_at"), count=Count("pk"))
         if found["count"]:
             minutes = int(allowed.total_seconds() // 60)

@@ -68,7 +68,9 @@ def _attempts(backlog) -> dict:
 
     messages = OutboxMessage.objects.filter(connection_id__in=backlog.ids())
     totals = messages.aggregate(
-        n=Count("id"), tries=Sum("attempts"), first=Count("id", filter=Q(state="delivered", attempts=1))
+        n=Count("id"),
+        tries=Sum("attempts"),
+        first=Count("id", filter=Q(state=OutboxMessage.State.DELIVERED, attempts=1)),
     )
     batches = Delivery.objects.filter(connection_id__in=backlog.ids())
     return {

@@ -159,7 +159,7 @@ def _wait_for_port(port: int, web, timeout: float = 60) -> None:
 def _wait_sent(connection_id: int, timeout: float) -> None:
     from connections.models import OutboxMessage
 
-    waiting = OutboxMessage.objects.filter(connection_id=connection_id, state__in=["pending", "in_flight"])
+    waiting = OutboxMessage.objects.filter(connection_id=connection_id, state__in=OutboxMessage.WAITING)
     deadline = time.monotonic() + timeout
     while waiting.exists():
         if time.monotonic() > deadline:

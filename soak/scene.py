@@ -130,7 +130,7 @@ class Backlog:
     def waiting(self) -> int:
         from connections.models import OutboxMessage
 
-        return OutboxMessage.objects.filter(connection_id__in=self.ids(), state__in=["pending", "in_flight"]).count()
+        return OutboxMessage.objects.filter(connection_id__in=self.ids(), state__in=OutboxMessage.WAITING).count()
 
     def wait_until_sent(self, timeout: float) -> float:
         """Seconds until nothing is pending or in flight (tolerating a database that is restarting)."""

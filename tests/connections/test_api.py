@@ -3,7 +3,8 @@
 import pytest
 
 from audiences.models import Audience
-from connections import engine, services, tasks
+from connections import services, tasks
+from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import (
@@ -118,7 +119,7 @@ def test_it_forwards_and_shows_the_messages_and_deliveries_with_filters(api, san
     sandbox.mailchimp_rejection("cat@example.com", "fake")
     pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
 
-    engine.drain(pk)
+    drain(pk)
 
     detail = api.get(f"{URL}{pk}/").json()
     assert {k: detail[k] for k in ("pending", "sent", "accepted", "rejected", "failed", "unaccepted")} == {
@@ -185,7 +186,7 @@ def test_it_requeues_failed_messages_and_they_then_reach_the_partner(api, sandbo
     settings.RETRY_WINDOW_HOURS = 0  # give up at the first transient error
     sandbox.fault("mailchimp", "status", status=503, count=5)
     pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
-    engine.drain(pk)
+    drain(pk)
     assert api.get(f"{URL}{pk}/").json()["failed"] == 3
 
     sandbox.clear_faults()
@@ -197,7 +198,7 @@ def test_it_requeues_failed_messages_and_they_then_reach_the_partner(api, sandbo
     assert (retried.json()["requeued"], retried.json()["pending"]) == (3, 3)
     assert retried.json()["detail"] == f"Requeued 3 messages that had failed for {LABEL}; they go out now."
     assert nothing.status_code == 404
-    engine.drain(pk)
+    drain(pk)
     assert set(sandbox_members(sandbox)) == set(EMAILS)
     again = api.post(f"{URL}{pk}/retry-failed/").json()
     assert (again["requeued"], again["detail"]) == (0, f"{LABEL} has no failed messages to retry.")
@@ -221,7 +222,7 @@ def test_it_asks_whether_to_remove_the_members_before_deleting(api, parisians):
 @pytest.mark.django_db(transaction=True)
 def test_it_removes_the_members_at_the_partner_then_deletes_the_connection(api, sandbox, parisians):
     pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
-    engine.drain(pk)
+    drain(pk)
     assert set(sandbox_members(sandbox).values()) == {"subscribed"}
 
     response = api.delete(f"{URL}{pk}/?remove_from_partner=true")

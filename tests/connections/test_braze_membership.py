@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection as db
 
 from audiences.static import change_static_members
-from connections import engine, services, shared_lists
+from connections import services, shared_lists
+from connections.drain import drain
 from connections.models import OutboxMessage
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import StaticAudienceFactory, add_members
@@ -19,11 +20,11 @@ pytestmark = pytest.mark.django_db
 
 def test_switching_to_one_attribute_per_audience_writes_every_member_again(sandbox):
     (conn,) = braze_audiences(sandbox, 1, "array")
-    engine.drain(conn.pk)
+    drain(conn.pk)
     name = conn.audience.name
 
     assert services.update_connection(conn, {"membership": "attribute"}) == 2  # both members queued again
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     for email in ("u0@example.com", "u1@example.com"):
         held = sandbox.braze_users()["users"][f"email:{email}"]
@@ -51,7 +52,7 @@ def held(sandbox, email="u0@example.com"):
 
 def drain_all(conns):
     for conn in conns:
-        engine.drain(conn.pk)
+        drain(conn.pk)
 
 
 def test_a_user_in_three_string_audiences_holds_their_ids_sorted_and_comma_separated(sandbox):
@@ -68,7 +69,7 @@ def test_leaving_one_string_audience_rewrites_the_other_two(sandbox):
     drain_all(conns)
 
     change_static_members(conns[1].audience, [u0().pk], add=False)
-    engine.drain(conns[1].pk)
+    drain(conns[1].pk)
 
     assert held(sandbox)["relay_audiences"] == "7000000,120000000"
 
@@ -88,22 +89,22 @@ def test_leaving_every_string_audience_clears_the_attribute(sandbox):
 def test_an_old_add_retried_after_the_member_left_sends_the_current_smaller_list(sandbox):
     conns = string_audiences(sandbox)
     sandbox.fault("braze", "status", status=503, count=1)
-    engine.drain(conns[0].pk)  # the add of u0 to the first audience is refused for now: retried later
+    drain(conns[0].pk)  # the add of u0 to the first audience is refused for now: retried later
     assert OutboxMessage.objects.get(connection=conns[0], value="u0@example.com").state == "pending"
 
     change_static_members(conns[1].audience, [u0().pk], add=False)  # its removal is not sent yet
     services.sync_now(conns[0])
-    engine.drain(conns[0].pk)
+    drain(conns[0].pk)
 
     assert held(sandbox)["relay_audiences"] == "7000000,120000000"
 
 
 def test_switching_an_array_to_a_string_of_the_same_name_replaces_the_array(sandbox):
     (conn,) = braze_audiences(sandbox, 1, "array")
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     assert services.update_connection(conn, {"membership": "string"}) == 2
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     assert held(sandbox)["relay_audiences"] == str(conn.audience.pk)
 
@@ -133,17 +134,17 @@ def test_a_list_that_changed_while_it_was_sent_is_sent_again(sandbox):
 
     def send():
         try:
-            engine.drain(conns[0].pk)
+            drain(conns[0].pk)
         finally:
             db.close()  # this thread's own connection, so the test database can be dropped
 
-    drain = threading.Thread(target=send)
-    drain.start()
+    sending = threading.Thread(target=send)
+    sending.start()
     time.sleep(0.5)  # the first connection's request is held at Braze, with the list it read: "7000000"
 
     # u0 joins the second audience meanwhile; a write for it could have reached Braze before the held one.
     MembershipFactory(audience=conns[1].audience, profile=u0())
-    drain.join()
+    sending.join()
 
     assert held(sandbox)["relay_audiences"] == "7000000,40000000"
     sent = OutboxMessage.objects.filter(connection=conns[0], value="u0@example.com")
@@ -190,6 +191,6 @@ def test_disconnecting_a_string_connection_with_removal_rewrites_its_members_lis
     drain_all(conns)
 
     services.disconnect(conns[1], remove_from_partner=True)
-    engine.drain(conns[1].pk)
+    drain(conns[1].pk)
 
     assert held(sandbox)["relay_audiences"] == "7000000,120000000"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from connections import engine, services
+from connections import services
+from connections.drain import claim_size, drain
 from connections.models import Delivery, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import StaticAudienceFactory, add_members
@@ -31,7 +32,7 @@ def braze_connection(sandbox, members):
 def test_a_braze_backlog_goes_six_requests_to_a_claim_and_75_to_a_request(sandbox):
     conn = braze_connection(sandbox, 500)
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert report.accepted == 500
     # 500 = 450 (six requests of 75) + 50 (one request): two claims, seven requests, every one within Braze's 75.
@@ -45,7 +46,7 @@ def test_a_refusal_half_way_through_a_claim_retries_only_what_braze_did_not_take
     conn = braze_connection(sandbox, 450)
     sandbox.braze_rate_limit(2)  # the third request of the claim gets a 429
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert (report.accepted, report.retried) == (150, 300)
     messages = OutboxMessage.objects.filter(connection=conn)
@@ -60,9 +61,9 @@ def test_claim_messages_bounds_the_claim_in_whole_requests(settings):
     from outputs.partners import registry
 
     braze, mailchimp, facebook = registry.get("braze"), registry.get("mailchimp"), registry.get("facebook")
-    assert (engine.claim_size(braze), engine.claim_size(mailchimp), engine.claim_size(facebook)) == (450, 500, 10_000)
+    assert (claim_size(braze), claim_size(mailchimp), claim_size(facebook)) == (450, 500, 10_000)
     settings.CLAIM_MESSAGES = 1
-    assert engine.claim_size(braze) == 75  # never less than one request
+    assert claim_size(braze) == 75  # never less than one request
 
 
 def test_pruning_drops_finished_messages_and_delivery_records_past_the_keep_days(sandbox, settings):
@@ -73,7 +74,7 @@ def test_pruning_drops_finished_messages_and_delivery_records_past_the_keep_days
     from connections import tasks
 
     conn = braze_connection(sandbox, 80)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     old = timezone.now() - dt.timedelta(days=settings.OUTBOX_KEEP_DAYS + 1)
     OutboxMessage.objects.filter(connection=conn, value__startswith="c1").update(finished_at=old)
     Delivery.objects.filter(connection=conn).update(started_at=old)  # the one delivery: 80 messages, 2 requests
@@ -92,3 +93,26 @@ def test_pruning_drops_finished_messages_and_delivery_records_past_the_keep_days
     assert tasks.prune() == 11 + 1  # c1, c10…c19 and the old delivery record
     assert OutboxMessage.objects.filter(connection=conn).count() == 80 - 11 + 1
     assert list(Delivery.objects.filter(connection=conn)) == [recent]
+
+
+def test_the_forward_command_counts_as_due_exactly_what_a_claim_takes(sandbox):
+    """`forward`'s progress bar counts what the claims will take: pending messages whose next attempt has come
+    and messages whose worker's lease ran out; not those backing off, held by a live worker, or finished."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from connections import outbox
+    from connections.management.commands.forward import due_count
+
+    conn = braze_connection(sandbox, 5)
+    now, minute = timezone.now(), dt.timedelta(minutes=1)
+    due, backing_off, expired, leased, delivered = OutboxMessage.objects.filter(connection=conn).order_by("pk")
+    State = OutboxMessage.State
+    OutboxMessage.objects.filter(pk=backing_off.pk).update(next_attempt_at=now + minute)
+    OutboxMessage.objects.filter(pk=expired.pk).update(state=State.IN_FLIGHT, lease_expires_at=now - minute)
+    OutboxMessage.objects.filter(pk=leased.pk).update(state=State.IN_FLIGHT, lease_expires_at=now + minute)
+    OutboxMessage.objects.filter(pk=delivered.pk).update(state=State.DELIVERED, finished_at=now)
+
+    assert due_count(conn) == 2
+    assert sorted(row[0] for row in outbox.claim(conn.pk, 500)) == sorted([due.pk, expired.pk])

@@ -13,7 +13,8 @@ from django.db import connection
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import OutboxMessage
 from outputs.models import Output
 
@@ -25,8 +26,8 @@ LIST = "a1b2c3d4e5"
 WORKER = """
 import django, sys
 django.setup()
-from connections import engine
-engine.drain(int(sys.argv[1]))
+from connections.drain import drain
+drain(int(sys.argv[1]))
 """
 
 
@@ -75,7 +76,7 @@ def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(san
 
     time.sleep(2.1)  # the dead worker's lease runs out
     sandbox.clear_faults()
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert OutboxMessage.objects.filter(connection=conn).exclude(state="delivered").count() == 0
     list_state = sandbox.mailchimp_list_state(LIST)

@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience, Identity, Profile, RefreshRun
 from audiences.refresh import refresh_audience
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import OutboxMessage
 from tests.connections.factories import LIST_ID, sandbox_output
 
@@ -31,7 +32,7 @@ def parisians(sandbox):
     audience = Audience.objects.create(name="Potential Parisians", criteria=PREMIUM)
     refresh_audience(audience)
     conn = services.connect(audience, output, {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
     assert _members(sandbox) == {f"u{i}@example.com": "subscribed" for i in range(3)}
     return audience, conn
 
@@ -42,7 +43,7 @@ def _members(sandbox):
 
 def assert_erased_at_the_partner(sandbox, parisians, *external_ids):
     audience, conn = parisians
-    engine.drain(conn.pk)
+    drain(conn.pk)
     gone = {f"{e}@example.com" for e in external_ids}
     members = _members(sandbox)
     assert {email for email, status in members.items() if status == "archived"} == gone
@@ -256,7 +257,7 @@ def test_the_command_refuses_bad_input_and_erases_nothing(args, error, tmp_path)
 def test_an_erasure_forgets_the_history_of_audiences_the_profile_left_earlier(sandbox, parisians):
     _, conn = parisians
     upsert_profiles([ProfileInput("u0", {"status": "Free"})])  # leaves the audience, removal delivered
-    engine.drain(conn.pk)
+    drain(conn.pk)
     assert OutboxMessage.objects.filter(value="u0@example.com").exists()
 
     run("--external-id", "u0")
@@ -297,7 +298,7 @@ def test_an_email_changed_inline_is_removed_at_the_partner_and_the_new_one_added
     pk = Identity.objects.get(value="u0@example.com").pk
 
     change_identities(admin_client, "u0", {pk: " U0.New@Example.com "})
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     members = _members(sandbox)
     assert (members["u0@example.com"], members["u0.new@example.com"]) == ("archived", "subscribed")
@@ -311,7 +312,7 @@ def test_an_email_added_inline_is_added_at_the_partner(sandbox, parisians, admin
     pk = Identity.objects.get(value="u1@example.com").pk
 
     change_identities(admin_client, "u1", {pk: "u1@example.com"}, new=["u1.work@example.com"])
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     members = _members(sandbox)
     assert (members["u1@example.com"], members["u1.work@example.com"]) == ("subscribed", "subscribed")
@@ -322,7 +323,7 @@ def test_an_email_deleted_inline_is_removed_at_the_partner(sandbox, parisians, a
     pk = Identity.objects.get(value="u2@example.com").pk
 
     change_identities(admin_client, "u2", {pk: None})
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     assert _members(sandbox)["u2@example.com"] == "archived"
     assert not Identity.objects.filter(pk=pk).exists()

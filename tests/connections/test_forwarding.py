@@ -9,7 +9,8 @@ from audiences.erasure import erase_profiles
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
-from connections import engine, services, tasks
+from connections import outbox, services, tasks
+from connections.drain import drain
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.models import Output
 
@@ -70,7 +71,7 @@ def test_connecting_backfills_the_current_members(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=3)
     assert conn.queued_on_connect == 3
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert (report.messages, report.accepted) == (3, 3)
     assert subscribed(sandbox) == {"u0@example.com", "u1@example.com", "u2@example.com"}
@@ -83,10 +84,10 @@ def test_connecting_backfills_the_current_members(sandbox, mailchimp):
 
 def test_adds_and_removes_reach_the_partner(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=2)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     people(("u0", "Free", "u0@example.com", None), ("u9", "Premium", "u9@example.com", None))
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     members = sandbox.mailchimp_list_state(LIST)["members"]
     assert members["u0@example.com"]["status"] == "unsubscribed"
@@ -95,10 +96,10 @@ def test_adds_and_removes_reach_the_partner(sandbox, mailchimp):
 
 def test_a_changed_email_is_removed_and_the_new_one_added(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=1)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     upsert_profiles([ProfileInput("u0", None, [("email", "new.address@example.com")])])
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     members = sandbox.mailchimp_list_state(LIST)["members"]
     assert members["u0@example.com"]["status"] == "unsubscribed"
@@ -109,10 +110,10 @@ def test_an_erased_profile_is_removed_at_the_partner_and_forgotten(sandbox, mail
     from audiences.models import Profile
 
     _, conn = connected(mailchimp, members=2)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     erase_profiles(Profile.objects.filter(external_id="u0"))
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     assert sandbox.mailchimp_list_state(LIST)["members"]["u0@example.com"]["status"] == "unsubscribed"
     assert not OutboxMessage.objects.filter(value="u0@example.com", state__in=["pending", "delivered"]).exists()
@@ -122,20 +123,20 @@ def test_an_erased_profile_is_removed_at_the_partner_and_forgotten(sandbox, mail
 
 def test_flapping_members_cost_one_message_and_the_latest_state_wins(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=1)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     for status in ("Free", "Premium", "Free"):
         people(("u0", status, "u0@example.com", None))
 
     waiting = OutboxMessage.objects.filter(connection=conn, state="pending")
     assert list(waiting.values_list("value", "action")) == [("u0@example.com", "remove")]
-    engine.drain(conn.pk)
+    drain(conn.pk)
     assert sandbox.mailchimp_list_state(LIST)["members"]["u0@example.com"]["status"] == "unsubscribed"
 
 
 def test_identities_the_partner_does_not_accept_are_counted_not_queued(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=1)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     people(("device-only", "Premium", None, aaid(77)))
 
@@ -148,7 +149,7 @@ def test_partial_rejections_are_recorded_per_message(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=3)
     sandbox.mailchimp_rejection("u1@example.com", "fake")
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert (report.accepted, report.rejected) == (2, 1)
     rejected = OutboxMessage.objects.get(connection=conn, value="u1@example.com")
@@ -161,10 +162,10 @@ def test_a_member_mailchimp_refuses_for_now_is_delivered_later(sandbox, mailchim
     _, conn = connected(mailchimp, members=2)
     sandbox.mailchimp_rejection("u1@example.com", "busy", count=1)  # "signed up to a lot of lists very recently"
 
-    first = engine.drain(conn.pk)
+    first = drain(conn.pk)
     waiting = OutboxMessage.objects.get(connection=conn, value="u1@example.com")
     OutboxMessage.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
-    later = engine.drain(conn.pk)
+    later = drain(conn.pk)
 
     assert (first.accepted, first.retried, first.rejected) == (1, 1, 0)
     assert (waiting.state, waiting.attempts) == ("pending", 1)
@@ -177,16 +178,16 @@ def test_a_429_is_retried_after_the_partners_retry_after(sandbox, mailchimp):
     sandbox.fault("mailchimp", "status", status=429, retry_after=30, count=1)
 
     started = timezone.now()
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert (report.retried, report.accepted) == (2, 0)
     for message in OutboxMessage.objects.filter(connection=conn):
         assert message.state == "pending" and message.attempts == 1
         assert message.next_attempt_at >= started + dt.timedelta(seconds=30)
-    assert engine.drain(conn.pk).messages == 0  # not due yet
+    assert drain(conn.pk).messages == 0  # not due yet
 
     OutboxMessage.objects.filter(connection=conn).update(next_attempt_at=timezone.now())
-    assert engine.drain(conn.pk).accepted == 2
+    assert drain(conn.pk).accepted == 2
     assert len(subscribed(sandbox)) == 2
 
 
@@ -195,14 +196,14 @@ def test_a_server_error_backs_off_then_succeeds(sandbox, mailchimp):
     sandbox.fault("mailchimp", "status", status=503, count=1)
 
     started = timezone.now()
-    first = engine.drain(conn.pk)
+    first = drain(conn.pk)
     assert first.retried == 2
     message = OutboxMessage.objects.filter(connection=conn).first()
     assert "503" in message.last_error
     assert started + dt.timedelta(seconds=2) <= message.next_attempt_at <= started + dt.timedelta(seconds=6)
 
     OutboxMessage.objects.filter(connection=conn).update(next_attempt_at=timezone.now())
-    assert engine.drain(conn.pk).accepted == 2
+    assert drain(conn.pk).accepted == 2
     assert set(states(conn).values()) == {"delivered"}
 
 
@@ -212,26 +213,26 @@ def test_messages_past_the_retry_window_fail(sandbox, mailchimp, settings):
     OutboxMessage.objects.filter(connection=conn).update(created_at=timezone.now() - dt.timedelta(hours=2))
     sandbox.fault("mailchimp", "status", status=503, count=1)
 
-    assert engine.drain(conn.pk).failed == 1
+    assert drain(conn.pk).failed == 1
 
     message = OutboxMessage.objects.get(connection=conn)
     assert message.state == "failed" and message.last_error.startswith("Gave up after 1 hours:")
     assert services.retry_failed(conn) == 1
-    assert engine.drain(conn.pk).accepted == 1
+    assert drain(conn.pk).accepted == 1
 
 
 def test_a_revoked_key_faults_the_connection_until_someone_resumes_it(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=2)
     sandbox.revoke("mailchimp", KEY)
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert report.fault.startswith("Mailchimp rejected the API key")
     conn.refresh_from_db()
     assert conn.status == Connection.Status.FAULTED
     assert "Extras → API keys" in conn.status_reason
     assert set(states(conn).values()) == {"pending"}
-    assert engine.drain(conn.pk).messages == 0  # stopped: nothing goes out while faulted
+    assert drain(conn.pk).messages == 0  # stopped: nothing goes out while faulted
 
     new_key = "fedcba9876543210fedcba9876543210-us6"
     sandbox.mailchimp_account(new_key)
@@ -239,37 +240,37 @@ def test_a_revoked_key_faults_the_connection_until_someone_resumes_it(sandbox, m
     mailchimp.set_secrets({"api_key": new_key})
     mailchimp.save()
     services.resume(conn)
-    assert engine.drain(conn.pk).accepted == 2
+    assert drain(conn.pk).accepted == 2
     assert OutboxMessage.objects.get(connection=conn, value="u0@example.com").attempts == 1
 
 
 def test_a_paused_connection_keeps_queueing_and_sends_on_resume(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=2)
     services.pause(conn)
-    assert engine.drain(conn.pk).messages == 0
+    assert drain(conn.pk).messages == 0
     people(("u5", "Premium", "u5@example.com", None))
     assert OutboxMessage.objects.filter(connection=conn, state="pending").count() == 3
 
     services.resume(conn)
-    assert engine.drain(conn.pk).accepted == 3
+    assert drain(conn.pk).accepted == 3
 
 
 def test_a_dead_workers_batch_is_claimed_again_when_its_lease_expires(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=3)
-    claimed = engine.claim(conn.pk, 500)  # a worker claims the batch, then dies before sending
+    claimed = outbox.claim(conn.pk, 500)  # a worker claims the batch, then dies before sending
     assert len(claimed) == 3
-    assert engine.drain(conn.pk).messages == 0  # leased: nobody else takes it
+    assert drain(conn.pk).messages == 0  # leased: nobody else takes it
 
     later = timezone.now() + dt.timedelta(seconds=121)
-    assert len(engine.claim(conn.pk, 500, now=later)) == 3
+    assert len(outbox.claim(conn.pk, 500, now=later)) == 3
 
 
 def test_one_identity_is_never_in_flight_twice(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=1)
-    assert len(engine.claim(conn.pk, 500)) == 1
+    assert len(outbox.claim(conn.pk, 500)) == 1
     people(("u0", "Free", "u0@example.com", None))  # a remove queued while the add is in flight
 
-    assert engine.claim(conn.pk, 500) == []
+    assert outbox.claim(conn.pk, 500) == []
 
 
 def test_the_sweep_drains_due_realtime_connections_and_due_interval_uploads(sandbox, mailchimp):
@@ -288,7 +289,7 @@ def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchim
     second = services.connect(audience, mailchimp, {"list_id": "second0001"})
     sandbox.fault("mailchimp", "slow", delay=0.2, count=1000)  # hold requests open long enough that they overlap
 
-    threads = [threading.Thread(target=engine.drain, args=(c.pk,)) for c in (first, second)]
+    threads = [threading.Thread(target=drain, args=(c.pk,)) for c in (first, second)]
     for t in threads:
         t.start()
     for t in threads:

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Audience, Identity, Membership, Profile
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.funnel import compute
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
@@ -56,8 +57,8 @@ def test_it_explains_the_seeds_example_for_mailchimp_and_appnexus(sandbox):
     audience, _ = audience_of(100, with_email=range(50), with_aaid=range(20, 100))
     to_mailchimp = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
     to_appnexus = services.connect(audience, xandr_output(sandbox), {"segment_id": SEGMENT})
-    engine.drain(to_mailchimp.pk)
-    engine.drain(to_appnexus.pk)
+    drain(to_mailchimp.pk)
+    drain(to_appnexus.pk)
 
     mailchimp, appnexus = compute(to_mailchimp), compute(to_appnexus)
 
@@ -142,11 +143,11 @@ def test_it_shows_rejected_and_failed_messages_where_they_were_lost(sandbox, set
     # u4's message is past the retry window when Mailchimp has a server error: it gives up; the others retry.
     messages.filter(value=email(4)).update(created_at=timezone.now() - dt.timedelta(hours=2))
     sandbox.fault("mailchimp", "status", path="/lists/", status=503)
-    assert engine.drain(conn.pk).failed == 1
+    assert drain(conn.pk).failed == 1
     # On the retry, Mailchimp refuses u1.
     sandbox.mailchimp_rejection(email(1), "fake")
     messages.filter(state="pending").update(next_attempt_at=timezone.now())
-    assert engine.drain(conn.pk).rejected == 1
+    assert drain(conn.pk).rejected == 1
 
     funnel = compute(conn)
 
@@ -172,7 +173,7 @@ def test_it_counts_each_identity_of_a_member_with_two_emails(sandbox):
     audience, profiles = audience_of(3, with_email=range(3))
     Identity.objects.create(profile=profiles[0], type="email", value="u0.work@example.com")
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     funnel = compute(conn)
 

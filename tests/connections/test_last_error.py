@@ -11,7 +11,8 @@ import re
 import pytest
 from django.utils import timezone
 
-from connections import engine, operations, services
+from connections import operations, services
+from connections.drain import drain
 from connections.models import Connection
 from staff import dates
 from tests.connections.factories import MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
@@ -36,17 +37,17 @@ def faulted(sandbox):
     add_members(audience, emails=["ann@example.com", "bob@example.com"])
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": "a1b2c3d4e5"})
     sandbox.revoke("mailchimp", MAILCHIMP_KEY)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     conn.refresh_from_db()
     assert conn.status == Connection.Status.FAULTED and conn.last_error.startswith(REJECTED)
     return conn
 
 
-def fixed_and_resumed(sandbox, conn, drain=True):
+def fixed_and_resumed(sandbox, conn, send=True):
     sandbox.mailchimp_account(MAILCHIMP_KEY)  # put right at Mailchimp
     services.resume(conn)
-    if drain:
-        assert engine.drain(conn.pk).accepted == 2
+    if send:
+        assert drain(conn.pk).accepted == 2
     conn.refresh_from_db()
     return conn
 
@@ -84,14 +85,14 @@ def test_a_new_error_after_a_recovery_is_current_again(api, sandbox, faulted):
     conn = fixed_and_resumed(sandbox, faulted)
     sandbox.revoke("mailchimp", MAILCHIMP_KEY)
     conn.messages.update(state="pending", next_attempt_at=timezone.now())  # sent again, say by a new member
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     body = api.get(f"/api/v1/connections/{conn.pk}/").json()
     assert (body["last_error_current"], body["last_error_resolved_at"]) == (True, None)
 
 
 def test_checks_that_pass_after_the_fix_say_so_before_anything_is_sent(admin_client, api, sandbox, faulted):
-    conn = fixed_and_resumed(sandbox, faulted, drain=False)
+    conn = fixed_and_resumed(sandbox, faulted, send=False)
     # No worker has sent the waiting members yet: only the checks can say the key works again.
     operations.verify(conn)
     conn.refresh_from_db()

@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 from django.db.models import F
 
-from connections import engine, refresh, services, tasks, verification
+from connections import refresh, services, tasks, verification
+from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import StaticAudienceFactory, add_members
@@ -38,7 +39,7 @@ def conn(sandbox, request):
     audience = StaticAudienceFactory(name="Devices")
     add_members(audience, aaids=[aaid(i) for i in range(5)])
     conn = services.connect(audience, output, {"segment_id": SEGMENT}, minutes=15, messages=10)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     return conn
 
 

@@ -41,10 +41,10 @@ def parisians():
 
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
 def test_the_partner_count_never_says_the_connection_works_beside_a_failing_check(sandbox, parisians):
-    from connections import engine
+    from connections.drain import drain
 
     conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
     Connection.objects.filter(pk=conn.pk).update(status="faulted", status_reason="Mailchimp rejected the API key.")
     conn.refresh_from_db()
 

@@ -13,8 +13,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from connections import engine, services
+from connections import services
 from connections import slots as output_slots
+from connections.drain import drain
 from connections.models import OutboxMessage, OutputSlot
 from outputs.models import Output
 from tests.connections.factories import StaticAudienceFactory, add_members
@@ -101,7 +102,7 @@ def test_a_drain_longer_than_the_lease_keeps_its_slot_until_it_ends(sandbox, one
         second_holder_got.extend(output_slots.acquire(one_free_slot, 10, "B", LEASE))
         time.sleep(LEASE * 0.6)
 
-    report = engine.drain(conn.pk, progress=after_each_batch)
+    report = drain(conn.pk, progress=after_each_batch)
 
     assert report.accepted == 225
     assert second_holder_got == []
@@ -126,7 +127,7 @@ def test_a_drain_that_lost_its_slot_stops_sending_and_leaves_the_new_holder_its_
             assert len(output_slots.acquire(one_free_slot, 10, "B", 600)) == 1
         time.sleep(LEASE * 0.8)  # long enough for the drain's next renewal to find the slot gone
 
-    report = engine.drain(conn.pk, progress=stall_after_the_first_batch)
+    report = drain(conn.pk, progress=stall_after_the_first_batch)
 
     assert report.accepted == 75
     assert report.more_due  # the rest goes with the next drain

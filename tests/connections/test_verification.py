@@ -22,7 +22,8 @@ import requests
 from django.utils import timezone
 
 from audiences.models import Audience, Profile
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.funnel import compute
 from connections.hints import HINTS
 from connections.models import Connection, OutboxMessage
@@ -138,7 +139,7 @@ def stand_in(routes):
 @pytest.mark.django_db(transaction=True)
 def test_it_says_the_connection_is_working_when_every_check_passes(sandbox):
     conn = mailchimp_connection(sandbox, members=50)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     before = timezone.now()
     status, checks = reverify(conn)
@@ -501,7 +502,7 @@ def test_it_rejects_and_counts_braze_string_members_whose_ids_pass_255_character
     conns = string_audiences(sandbox, ids=[2_000_000_000 + n for n in range(24)])
 
     for conn in conns:
-        engine.drain(conn.pk)
+        drain(conn.pk)
     status, checks = verify(conns[0])
 
     rejected = OutboxMessage.objects.get(connection=conns[0], value="u0@example.com")
@@ -540,7 +541,7 @@ def test_it_passes_braze_string_lists_within_255_characters(sandbox):
 def test_it_delivers_all_30_memberships_of_a_user_with_one_braze_attribute_per_audience(sandbox):
     conns = braze_audiences(sandbox, 30)  # the default for a new connection
     for conn in conns:
-        engine.drain(conn.pk)
+        drain(conn.pk)
 
     status, checks = verify(conns[0])
 
@@ -654,7 +655,7 @@ def test_it_fails_a_wrong_xandr_password(xandr_sandbox):
 
 def test_it_fails_xandr_members_last_added_longer_ago_than_xandr_keeps_them(xandr_sandbox):
     conn = xandr_connection(xandr_sandbox.xandr_url())
-    engine.drain(conn.pk)
+    drain(conn.pk)
     OutboxMessage.objects.update(finished_at=timezone.now() - dt.timedelta(days=181))
 
     status, checks = verify(conn)
@@ -806,7 +807,7 @@ def facebook_sandbox(sandbox, flagged=False, **token_flags):
 @pytest.mark.django_db(transaction=True)
 def test_it_shows_facebooks_estimate_without_comparing_it(sandbox):
     conn = facebook_connection(facebook_sandbox(sandbox))
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     status, checks = reverify(conn)
 
@@ -1156,7 +1157,7 @@ def test_it_warns_about_a_paused_connection(sandbox):
 def test_it_fails_a_faulted_connection_until_it_is_fixed_and_resumed(sandbox):
     conn = mailchimp_connection(sandbox)
     sandbox.revoke("mailchimp", MAILCHIMP_KEY)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     status, checks = reverify(conn)
 
@@ -1179,7 +1180,7 @@ def test_it_fails_a_faulted_connection_until_it_is_fixed_and_resumed(sandbox):
     assert (status, by_name(checks)["credentials"].status) == ("failing", "ok")  # still stopped: resume it
 
     services.resume(conn)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     assert reverify(conn)[0] == "ok"
 
 
@@ -1187,7 +1188,7 @@ def test_it_fails_a_faulted_connection_until_it_is_fixed_and_resumed(sandbox):
 def test_it_warns_about_rejections_in_the_last_24_hours(sandbox):
     conn = mailchimp_connection(sandbox, members=3)
     sandbox.mailchimp_rejection("u1@example.com", "fake")
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     status, checks = reverify(conn)
 
@@ -1218,7 +1219,7 @@ def test_it_warns_about_messages_that_failed_after_the_retry_window(sandbox, set
     conn = mailchimp_connection(sandbox, members=1)
     OutboxMessage.objects.filter(connection=conn).update(created_at=timezone.now() - dt.timedelta(hours=2))
     sandbox.fault("mailchimp", "status", path="/lists/", status=503)
-    assert engine.drain(conn.pk).failed == 1
+    assert drain(conn.pk).failed == 1
 
     status, checks = reverify(conn)
 
@@ -1236,7 +1237,7 @@ def test_it_warns_about_messages_that_failed_after_the_retry_window(sandbox, set
     )
 
     services.retry_failed(conn)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     status, checks = reverify(conn)
     assert status == "ok"
     assert "failures" not in by_name(checks)
@@ -1285,7 +1286,7 @@ def test_it_gives_an_interval_upload_its_period_before_messages_are_late(sandbox
 @pytest.mark.django_db(transaction=True)
 def test_it_warns_when_the_partner_counts_fewer_than_were_forwarded(sandbox):
     conn = mailchimp_connection(sandbox, members=3)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     # Someone archives a member in Mailchimp, through Mailchimp's own API.
     member = hashlib.md5(b"u0@example.com").hexdigest()
     response = requests.delete(
@@ -1310,7 +1311,7 @@ def test_it_warns_when_the_partner_counts_fewer_than_were_forwarded(sandbox):
 @pytest.mark.django_db(transaction=True)
 def test_it_warns_when_the_partner_counts_none_of_what_was_forwarded(sandbox):
     conn = mailchimp_connection(sandbox, members=3)
-    engine.drain(conn.pk)
+    drain(conn.pk)
     sandbox.delete_mailchimp_list(LIST_ID)  # the list is emptied: deleted and made again under the same ID
     sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
 

@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
-from connections import engine, funnel, services
+from connections import funnel, services
+from connections.drain import drain
 from connections.models import Connection
 from tests.connections.factories import LIST_ID, StaticAudienceFactory, add_members, sandbox_output
 
@@ -116,7 +117,7 @@ def test_it_lists_connections_by_verification_status(api, sandbox, parisians):
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
 def test_it_explains_the_size_funnel_step_by_step(api, sandbox, parisians):
     conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     response = api.get(f"{URL}{conn.pk}/funnel/")
 

@@ -13,7 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from connections import engine, funnel, services
+from connections import funnel, services
+from connections.drain import drain
 from connections.hints import hint
 from connections.models import Connection
 from tests.connections.factories import LIST_ID, StaticAudienceFactory, add_members, sandbox_output
@@ -60,7 +61,7 @@ def flat(table: str) -> str:
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
 def test_it_verifies_every_connection_and_prints_its_status_checks_and_funnel(sandbox, parisians):
     conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     out = run()
 

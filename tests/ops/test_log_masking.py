@@ -62,7 +62,7 @@ def test_a_traceback_quoting_an_identity_is_masked(logs):
     try:
         {}["bob@example.org"]
     except KeyError:
-        logging.getLogger("connections.engine").exception("Partner module %s failed on a batch", "webhook")
+        logging.getLogger("connections.drain").exception("Partner module %s failed on a batch", "webhook")
 
     text = logs.getvalue()
     assert "Partner module webhook failed on a batch" in text

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from audiences.models import Identity
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.audiences.factories import IdentityFactory, MembershipFactory, ProfileFactory
@@ -171,7 +172,7 @@ def test_an_answer_about_the_destination_faults_the_connection_and_keeps_every_m
     # Enough answers for a partner that tries again on its own (Xandr signs in again after a 401).
     sandbox.fault(setup.output.kind, path=setup.path, count=5, **ANSWERS[answer])
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     conn.refresh_from_db()
     host = sandbox.url.removeprefix("http://")
@@ -185,7 +186,7 @@ def test_an_answer_about_the_destination_faults_the_connection_and_keeps_every_m
 
     sandbox.clear_faults()  # the person fixes what the sentence says …
     services.resume(conn)  # … and resumes the connection
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     conn.refresh_from_db()
     assert conn.status == Connection.Status.ACTIVE

@@ -15,7 +15,8 @@ import pytest
 import requests
 from django.core.exceptions import ValidationError
 
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs import netguard
 from outputs.models import Output
@@ -370,7 +371,7 @@ def test_a_refused_destination_stops_the_connection_and_keeps_its_messages(sandb
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
     settings.ALLOW_PRIVATE_DESTINATIONS = False
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     conn.refresh_from_db()
     assert conn.status == Connection.Status.FAULTED

@@ -536,7 +536,8 @@ def test_a_throttled_batch_waits_what_the_header_says_then_arrives_whole(sandbox
     from audiences.ingest import ProfileInput, upsert_profiles
     from audiences.models import Audience
     from audiences.refresh import refresh_audience
-    from connections import engine, services
+    from connections import services
+    from connections.drain import drain
     from connections.models import OutboxMessage
     from outputs.models import Output
 
@@ -550,7 +551,7 @@ def test_a_throttled_batch_waits_what_the_header_says_then_arrives_whole(sandbox
     sandbox.facebook_rate_limit(ACT, 0)  # the ad account has used its hour: Facebook says 60 minutes
 
     started = timezone.now()
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     assert (report.retried, report.accepted) == (3, 0)
     for message in OutboxMessage.objects.filter(connection=conn):
@@ -559,9 +560,9 @@ def test_a_throttled_batch_waits_what_the_header_says_then_arrives_whole(sandbox
             started + dt.timedelta(minutes=60) <= message.next_attempt_at <= timezone.now() + dt.timedelta(minutes=61)
         )
         assert message.last_error.startswith("Facebook asked us to slow down for 60 minutes: ")
-    assert engine.drain(conn.pk).messages == 0  # not due yet
+    assert drain(conn.pk).messages == 0  # not due yet
 
     sandbox.facebook_rate_limit(ACT, None)
     OutboxMessage.objects.filter(connection=conn).update(next_attempt_at=timezone.now())
-    assert engine.drain(conn.pk).accepted == 3
+    assert drain(conn.pk).accepted == 3
     assert set(audience(sandbox)["members"]) == {hashed_email(f"u{i}@example.com") for i in range(3)}

@@ -4,7 +4,8 @@ what delivery records keep of an answer shows neither secrets nor identities. Re
 import pytest
 import requests
 
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import Delivery
 from outputs.models import Output
 from outputs.partners.base import Account, Message, Outcome
@@ -210,7 +211,7 @@ def test_the_delivery_record_shows_neither_the_email_nor_the_api_key_the_partner
     echo = {"title": "Invalid Resource", "status": 400, "detail": f"ada@example.com refused for key {MAILCHIMP_KEY}"}
     sandbox.fault("mailchimp", "status", status=400, body=echo)
 
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     delivery = Delivery.objects.get(connection=conn)
     stored = f"{delivery.response_excerpt} {delivery.error}"
@@ -261,9 +262,9 @@ def test_the_delivery_record_does_not_name_a_removed_member_by_the_hash_in_mailc
     output.settings = {**output.settings, "delete_on_subscription_end": True}  # removals are DELETE /members/…
     output.save()
     conn = services.connect(audience, output, {"list_id": LIST_ID})
-    engine.drain(conn.pk)
+    drain(conn.pk)
     change_static_members(audience, [ada.pk], add=False)
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     removal = Delivery.objects.filter(connection=conn).latest("started_at")
     digest = hashlib.md5(b"ada@example.com").hexdigest()

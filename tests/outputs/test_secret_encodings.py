@@ -8,7 +8,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import Connection, Delivery, OutboxMessage
 from connections.verification import verify
 from outputs.models import Output
@@ -146,7 +147,7 @@ def test_last_errors_and_delivery_records_never_show_the_secret_in_any_encoding(
     conn = services.connect(audience, out, settings)
     echo(sandbox, partner, encoding, path)
 
-    engine.drain(conn.pk)
+    drain(conn.pk)
 
     conn.refresh_from_db()
     message = OutboxMessage.objects.get(connection=conn)

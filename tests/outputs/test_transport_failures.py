@@ -5,7 +5,8 @@ the sandbox, through the API, the admin and the forwarding engine."""
 import pytest
 from cryptography.fernet import Fernet
 
-from connections import engine, services
+from connections import services
+from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs import crypto
 from outputs.partners import http
@@ -133,7 +134,7 @@ def test_forwarding_stops_with_the_sentence_and_keeps_the_messages_when_secrets_
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
     lost_key()
 
-    report = engine.drain(conn.pk)
+    report = drain(conn.pk)
 
     conn.refresh_from_db()
     assert (conn.status, conn.status_reason, report.fault) == (

@@ -126,7 +126,7 @@ class Command(RelayCommand):
         table = Table("Connection", "Audience", "Partner accepts", "Forwarded", "Partner holds", "Why they differ")
         sent = {
             row["connection_id"]: row
-            for row in OutboxMessage.objects.filter(connection__in=conns, state="delivered")
+            for row in OutboxMessage.objects.filter(connection__in=conns, state=OutboxMessage.State.DELIVERED)
             .values("connection_id")
             .annotate(adds=Count("pk", filter=Q(action="add")), removes=Count("pk", filter=Q(action="remove")))
         }

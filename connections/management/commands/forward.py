@@ -1,14 +1,14 @@
 import time
 
 from django.core.management.base import CommandError
-from django.db.models import Q
 from django.utils import timezone
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from config.commands import RelayCommand, called_wrongly
-from connections import engine, operations, reverify, services
+from connections import operations, policy, reverify, services
+from connections.drain import drain
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
 
@@ -16,9 +16,7 @@ COUNTS = ("batches", "messages", "accepted", "rejected", "retried", "failed")
 
 
 def due_count(conn) -> int:
-    now = timezone.now()
-    due = Q(state="pending", next_attempt_at__lte=now) | Q(state="in_flight", lease_expires_at__lt=now)
-    return OutboxMessage.objects.filter(due, connection=conn).count()
+    return OutboxMessage.objects.filter(policy.due(timezone.now()), connection=conn).count()
 
 
 class Command(RelayCommand):
@@ -60,7 +58,7 @@ class Command(RelayCommand):
         out = console(self)
         rows, faults = [], []
         for conn in conns:
-            if conn.status not in engine.SENDING:
+            if conn.status not in policy.SENDING:
                 reason = f" ({conn.status_reason})" if conn.status_reason else ""
                 out.print(f"Skipped {operations.label(conn)}: it is {conn.get_status_display().lower()}{reason}. "
                           f"Resume it to send.")  # fmt: skip
@@ -103,7 +101,7 @@ class Command(RelayCommand):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
-                report = engine.drain(conn.pk, max_seconds=left, progress=on_batch)
+                report = drain(conn.pk, max_seconds=left, progress=on_batch)
                 for key in COUNTS:
                     totals[key] += getattr(report, key)
                 totals["seconds"] += report.seconds
@@ -123,7 +121,7 @@ class Command(RelayCommand):
         conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
         if conn is None:
             return
-        # The engine keeps the partner's reason for the batch's last refusal or retry on the connection.
+        # The outbox's record keeps the partner's reason for the batch's last refusal or retry on the connection.
         if conn.last_error_at and conn.last_error_at >= totals["started"]:
             totals["why"] = conn.last_error
         if totals["fault"]:

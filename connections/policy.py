@@ -1,0 +1,123 @@
+"""When a message is due, how long a retry waits, and when a connection wants a drain.
+
+"Due" is defined here once, as data, and read two ways: as a Q by the sweep and the `forward` command, and as
+SQL by the claim (connections.outbox), whose statements are written by hand for their query plans.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.db.models import Exists, Min, OuterRef, Q
+from django.utils import timezone
+
+from connections.models import Connection, OutboxMessage
+
+State = OutboxMessage.State
+
+# Connections whose messages go out; paused and faulted ones keep theirs queued until resumed.
+SENDING = (Connection.Status.ACTIVE, Connection.Status.DISCONNECTING)
+# A backoff is drawn between these fractions of its exponential step, so retries of one failure spread out.
+JITTER = (0.5, 1.0)
+# After a drain, a worker waits this long at most for a retry rather than leave it to a schedule.
+RETRY_WAIT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Due:
+    """Messages in `state` whose time in `column` has come: `now` is at or past it (`inclusive`), or past it."""
+
+    state: str
+    column: str
+    inclusive: bool
+
+    def q(self, now) -> Q:
+        return Q(state=self.state, **{f"{self.column}__{'lte' if self.inclusive else 'lt'}": now})
+
+    def sql(self, alias: str) -> str:
+        """The same condition on the outbox row `alias`, taking one parameter: now."""
+        return f"{alias}.state = '{self.state}' AND {alias}.{self.column} {'<=' if self.inclusive else '<'} %s"
+
+
+# Waiting, and its next attempt has come.
+PENDING_DUE = Due(State.PENDING, "next_attempt_at", inclusive=True)
+# Claimed by a worker whose lease ran out (it died or stalled): claimed again.
+LEASE_EXPIRED = Due(State.IN_FLIGHT, "lease_expires_at", inclusive=False)
+DUE = (PENDING_DUE, LEASE_EXPIRED)
+
+
+def due(now) -> Q:
+    """Messages a claim at `now` may take (before the check for an older message of the same identity)."""
+    return reduce(or_, (d.q(now) for d in DUE))
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; a partner's Retry-After is honoured as the minimum."""
+    base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    delay = base * random.uniform(*JITTER)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def retry_window_start(now):
+    """A message created before this is closed as failed at its next transient failure."""
+    return now - dt.timedelta(hours=settings.RETRY_WINDOW_HOURS)
+
+
+def gave_up(reason: str) -> str:
+    return f"Gave up after {settings.RETRY_WINDOW_HOURS:g} hours: {reason}"
+
+
+def earliest_retry(conn):
+    """When the first message backing off is due, for an active realtime connection; None otherwise."""
+    if conn.delivery_mode != Connection.Mode.REALTIME or conn.status != Connection.Status.ACTIVE:
+        return None
+    waiting = OutboxMessage.objects.filter(connection=conn, state=State.PENDING)
+    return waiting.aggregate(at=Min("next_attempt_at"))["at"]
+
+
+def retry_wait(sent: bool, due_at, now=None) -> float | None:
+    """Seconds a worker waits, after a drain, for the retry due at `due_at`; None leaves it to a schedule.
+
+    django-q2's scheduler looks at one-off schedules only every 30 seconds, which would turn a backoff of
+    0.2-5 s into a stall of up to 30 s, so a retry due within RETRY_WAIT_SECONDS is waited for by the worker.
+    It pauses at least RETRY_BASE_SECONDS (the partner was struggling: no hammering). A drain that sent
+    nothing (messages not due, or waiting behind an older one in flight) leaves it to the schedule.
+    """
+    if not sent or due_at is None:
+        return None
+    now = now or timezone.now()
+    wait = max((due_at - now).total_seconds(), min(settings.RETRY_BASE_SECONDS, RETRY_WAIT_SECONDS))
+    return wait if wait <= RETRY_WAIT_SECONDS else None
+
+
+def upload_due(conn, now=None) -> bool:
+    """Interval connections upload every N minutes, or as soon as N messages are waiting."""
+    now = now or timezone.now()
+    waiting = OutboxMessage.objects.filter(PENDING_DUE.q(now), connection=conn)
+    if conn.interval_messages and waiting.count() >= conn.interval_messages:
+        return True
+    last = conn.last_upload_at or conn.created_at
+    return bool(conn.interval_minutes) and now - last >= dt.timedelta(minutes=conn.interval_minutes)
+
+
+def ready_to_drain(now=None) -> list[int]:
+    """Sending connections with due messages: realtime and disconnecting ones, and interval ones due an upload."""
+    now = now or timezone.now()
+    messages = OutboxMessage.objects.filter(connection=OuterRef("pk"))
+    # One EXISTS per kind of due message: each is an index lookup (connection, state, time).
+    has_due = reduce(or_, (Exists(messages.filter(d.q(now))) for d in DUE))
+    candidates = Connection.objects.filter(has_due, status__in=SENDING)
+    return [
+        conn.pk
+        for conn in candidates
+        if conn.delivery_mode == Connection.Mode.REALTIME
+        or conn.status == Connection.Status.DISCONNECTING
+        or upload_due(conn, now)
+    ]
