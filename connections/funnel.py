@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 
 from django.db.models import Count, Exists, Max, OuterRef
 
-from audiences.identity_types import plural_phrase
 from audiences.models import Identity, Membership
 from connections.models import Connection, OutboxMessage
+from identities import plural_phrase
 from outputs.partners.base import Partner
 from outputs.partners.http import TransportError
 

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from audiences.identity_types import plural_phrase
+from identities import plural_phrase
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry

@@ -5,9 +5,9 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from audiences.api.filters import IdOrNameFilter, UtcDateTimeFilter
-from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience
 from connections.models import Connection, Delivery, OutboxMessage
+from identities import IdentityType, InvalidIdentity, normalize
 from outputs.models import Output
 from outputs.partners import registry
 

@@ -18,7 +18,7 @@ Action = Literal["add", "remove"]
 
 
 # --- identity normalization: the values we store are already normalized per
-# type (see audiences.identity_types); these shape them the way a partner wants.
+# type (see identities); these shape them the way a partner wants.
 
 
 def raw(value: str) -> str:

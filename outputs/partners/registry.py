@@ -6,11 +6,11 @@ from importlib import import_module
 from outputs.partners.base import Partner
 
 PARTNERS = {
-    "mailchimp": "outputs.partners.mailchimp.Mailchimp",
-    "braze": "outputs.partners.braze.Braze",
-    "xandr": "outputs.partners.xandr.Xandr",
-    "facebook": "outputs.partners.facebook.FacebookCustomAudiences",
-    "webhook": "outputs.partners.webhook.Webhook",
+    "mailchimp": "outputs.partners.mailchimp.adapter.Mailchimp",
+    "braze": "outputs.partners.braze.adapter.Braze",
+    "xandr": "outputs.partners.xandr.adapter.Xandr",
+    "facebook": "outputs.partners.facebook.adapter.FacebookCustomAudiences",
+    "webhook": "outputs.partners.webhook.adapter.Webhook",
 }
 
 LABELS = {

@@ -15,15 +15,16 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .braze import Braze
+from outputs.partners.braze.sandbox import Braze
+from outputs.partners.facebook.sandbox import Facebook
+from outputs.partners.mailchimp.sandbox import Mailchimp
+from outputs.partners.webhook.sandbox import Webhook
+from outputs.partners.xandr.sandbox import Xandr
+
 from .common import DROP, Partial, Request, dumps, iso_stamp, json_response, reason
 from .control import Control, seed_demo
-from .facebook import Facebook
 from .faults import ANSWERS, PARTNERS, FaultBook, answer
-from .mailchimp import Mailchimp
 from .state import FORMAT, StateFile
-from .webhook import Webhook
-from .xandr import Xandr
 
 
 class PartnerSandbox:

@@ -28,7 +28,11 @@ from connections.hints import HINTS
 from connections.models import Connection, OutboxMessage
 from connections.verification import cap_check, verify
 from outputs.models import Output
-from outputs.partners import braze, facebook, mailchimp, webhook, xandr
+from outputs.partners.braze import adapter as braze
+from outputs.partners.facebook import adapter as facebook
+from outputs.partners.mailchimp import adapter as mailchimp
+from outputs.partners.webhook import adapter as webhook
+from outputs.partners.xandr import adapter as xandr
 from staff import dates
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import (

@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 
-from .common import Partner, json_response, retry_after_header
+from outputs.sandbox.common import Partner, json_response, retry_after_header
 
 MAX_RECORDS = (
     10_000  # "You can add an unlimited number of records for an audience, but only a maximum of 10000 at a time."

@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 
-from .common import Partner, json_response, reason, retry_after_header
+from outputs.sandbox.common import Partner, json_response, reason, retry_after_header
 
 FRESH_SECONDS = 300
 MAX_DELIVERIES = 10_000  # per endpoint; the oldest are dropped first

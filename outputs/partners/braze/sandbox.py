@@ -9,7 +9,7 @@ carries the ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` headers the "Rat
 import re
 import time
 
-from .common import BadJSON, Partner, json_response, reason, retry_after_header
+from outputs.sandbox.common import BadJSON, Partner, json_response, reason, retry_after_header
 
 MAX_OBJECTS = 75  # "75 events, 75 purchases, and 75 attributes per API request"
 # Custom attribute arrays hold 25 values unless Braze raises an attribute's maximum (up to 100); past it the

@@ -10,7 +10,15 @@ import hashlib
 import re
 import time
 
-from .common import BadJSON, Partner, empty_response, iso_stamp, json_response, new_id, retry_after_header
+from outputs.sandbox.common import (
+    BadJSON,
+    Partner,
+    empty_response,
+    iso_stamp,
+    json_response,
+    new_id,
+    retry_after_header,
+)
 
 PROBLEM_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
 MAX_BATCH = 500  # "Up to 500 members may be added or updated with each API call."

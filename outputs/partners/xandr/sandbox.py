@@ -21,8 +21,8 @@ import secrets
 import time
 import zlib
 
-from . import xandr_avro
-from .common import BadJSON, Partner, iso_stamp, json_response, retry_after_header, utc_stamp
+from outputs.partners.xandr import sandbox_avro as xandr_avro
+from outputs.sandbox.common import BadJSON, Partner, iso_stamp, json_response, retry_after_header, utc_stamp
 
 TOKEN_LIFETIME = 2 * 60 * 60  # "the token remains valid for 2 hours"
 COMPLETE_AFTER = 1.0  # seconds after the upload, or the second poll, whichever comes first

@@ -16,7 +16,7 @@ import json
 import time
 from urllib.parse import urljoin, urlsplit
 
-from audiences.identity_types import IdentityType
+from identities import IdentityType
 from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
