@@ -110,7 +110,7 @@ class PartnerFilter(admin.SimpleListFilter):
     parameter_name = "partner"
 
     def lookups(self, request, model_admin):
-        return registry.CHOICES
+        return registry.choices()
 
     def queryset(self, request, queryset):
         return queryset.filter(output__kind=self.value()) if self.value() else queryset

@@ -112,7 +112,9 @@ def test_it_keeps_the_demos_connections_working_under_serve(page, served):
         dashboard.get_by_role("link", name=f"Potential Parisians → {output}").click()
         page.get_by_role("button", name="Verify now").click()
         expect(page.locator("ul.messagelist")).to_contain_text(f"Verified 'Potential Parisians' → '{output}': ok")
-    expect(page.locator("#content-main")).to_contain_text("Mailchimp reports 45, as many as were forwarded and accepted.")
+    expect(page.locator("#content-main")).to_contain_text(
+        "Mailchimp reports 45, as many as were forwarded and accepted."
+    )
     screenshot(page, "demo-then-serve-verified.png")
     assert sandbox.xandr_segment_state(SEGMENT_ID)["count"] == 70
 
