@@ -63,4 +63,4 @@ def validate_kind(value) -> None:
     from django.core.exceptions import ValidationError
 
     if value not in _by_slug():
-        raise ValidationError(unknown(value), code="invalid_choice")
+        raise ValidationError(unknown(value), code="unknown_partner")
