@@ -48,7 +48,7 @@ UNREADABLE = "validating-error"
 # "The maximum expiration that can be set is 180 days. Users are automatically removed from segments after 180
 # days." (Initial BSS account setup); EXPIRATION 0 means that maximum (Legacy BSS file format).
 MAX_EXPIRATION_MINUTES = 180 * 24 * 60
-DEVICE_TYPES = {
+DEVICE_CODES = {
     "3": "idfa",
     "4": "sha1udid",
     "5": "md5udid",
@@ -665,7 +665,7 @@ def _parse_line(line):
     uid_type = "xandr"
     if "^" in line:
         line, _, code = line.rpartition("^")
-        uid_type = DEVICE_TYPES.get(code.strip())
+        uid_type = DEVICE_CODES.get(code.strip())
         if uid_type is None:
             return None
     uid, sep, rest = line.partition(",")
