@@ -275,6 +275,10 @@ class Partner:
     def base_url(self, account: Account) -> str:
         return (account.base_url or self.default_base_url).rstrip("/")
 
+    # The sandbox's demo account (POST /_sandbox/seed/demo) as this partner's (output settings, connection
+    # settings): a test verifies it against the seeded sandbox for every partner of the registry.
+    sandbox_demo: ClassVar[tuple[dict, dict]] = ({}, {})
+
     def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
         """The fields that point an output of this partner at the partner sandbox served at `sandbox_url`:
         "base_url" (the base URL override) and any output setting that must go with it, each exactly as the

@@ -128,6 +128,7 @@ class _Stop(Exception):
 
 class Braze(Partner):
     slug = "braze"
+    sandbox_demo = ({"api_key": "braze-demo-key"}, {})
     name = "Braze"
     pattern = "indirect"
     docs_url = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track/"

@@ -89,6 +89,7 @@ def _where(url: str) -> str:
 
 class Webhook(Partner):
     slug = "webhook"
+    sandbox_demo = ({"secret": "whsec-demo"}, {"identity_types": ["email"]})
     name = "Webhook"
     pattern = "direct"
     docs_url = "https://github.com/audience-relay/audience-relay#webhook-output"

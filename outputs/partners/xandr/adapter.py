@@ -109,6 +109,7 @@ def _refresh_days(value) -> str:
 
 class Xandr(Partner):
     slug = "xandr"
+    sandbox_demo = ({"username": "demo", "password": "demo-pass", "member_id": "1234"}, {"segment_id": "5678"})
     name = "AppNexus / Xandr"
     pattern = "direct"
     docs_url = "https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service"
