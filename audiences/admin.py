@@ -14,11 +14,11 @@ from audiences import criteria as criteria_lang
 from audiences.admin_profile_writes import ErasingDeletes, IdentitiesThroughIngest
 from audiences.api.filters import profiles_with_identity
 from audiences.api.views import audience_csv_response
-from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
 from audiences.permissions import HIDDEN, can_see_identities, require_identities
 from audiences.refresh import reevaluate_profiles, refresh_audience
 from audiences.stats import audience_breakdown, identity_breakdown
+from identities import IdentityType, InvalidIdentity, normalize
 
 
 class IdentityForm(forms.ModelForm):

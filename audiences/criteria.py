@@ -32,8 +32,8 @@ from django.db.models.lookups import (
 )
 from django.utils import timezone
 
-from audiences.identity_types import IdentityType
 from audiences.models import Event, Identity
+from identities import IdentityType
 
 MAX_CONDITIONS = 200
 MAX_DAYS = 3650

@@ -5,8 +5,8 @@ import re
 
 from django.db.models import Prefetch
 
-from audiences.identity_types import IdentityType
 from audiences.models import Identity, Membership
+from identities import IdentityType
 
 HEADER = ["external_id", "member_since", *IdentityType.values]
 

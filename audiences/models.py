@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from audiences.identity_types import IdentityType
+from identities import IdentityType
 
 
 class Profile(models.Model):

@@ -28,11 +28,10 @@ from django.db import connections, router, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from audiences.identity_types import IdentityType
 from audiences.models import Event, Identity, Profile
+from identities import DEVICE_TYPES, IdentityType
 
 DEFAULT_MIX = {"email": 0.5, "android_aaid": 0.8, "customer_id": 0.9, "ios_idfa": 0.15, "mobile_number": 0.3}
-DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
 # Types the seeder can make guaranteed-unique, normalized values for.
 SEEDABLE_TYPES = ("email", "customer_id", "mobile_number", *DEVICE_TYPES)
 

@@ -2,8 +2,8 @@
 
 from django.db.models import Count
 
-from audiences.identity_types import IdentityType
 from audiences.models import Identity
+from identities import IdentityType
 
 
 def identity_breakdown(profiles_queryset) -> dict[str, int]:

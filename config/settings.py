@@ -155,7 +155,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectionStatusEnum": "connections.models.Connection.Status",
         "MessageStateEnum": "connections.models.OutboxMessage.State",
         "VerificationStatusEnum": "connections.models.Connection.Verification",
-        "IdentityTypeEnum": "audiences.identity_types.IdentityType",
+        "IdentityTypeEnum": "identities.IdentityType",
         "CheckStatusEnum": ["ok", "warning", "failing"],  # one verification check's status
     },
 }

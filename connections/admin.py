@@ -12,11 +12,11 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from audiences.admin import AudienceAdmin
-from audiences.identity_types import IdentityType, plural_phrase
 from audiences.permissions import HIDDEN, IdentityPagesAdmin, can_see_identities
 from connections import last_problem, operations, reverify, services, timing
 from connections.api.filters import candidate_values, duplicate_of, pending_of, with_pending
 from connections.models import Connection, Delivery, OutboxMessage
+from identities import IdentityType, plural_phrase
 from outputs import schema
 from outputs.admin import OutputAdmin
 from outputs.models import Output
@@ -110,7 +110,7 @@ class PartnerFilter(admin.SimpleListFilter):
     parameter_name = "partner"
 
     def lookups(self, request, model_admin):
-        return registry.CHOICES
+        return registry.choices()
 
     def queryset(self, request, queryset):
         return queryset.filter(output__kind=self.value()) if self.value() else queryset

@@ -9,36 +9,20 @@ from dataclasses import asdict, dataclass
 
 from django.db.models import Count, Exists, Max, OuterRef
 
-from audiences.identity_types import plural_phrase
 from audiences.models import Identity, Membership
 from connections.models import Connection, OutboxMessage
+from identities import ADVERTISING_TYPES, DEVICE_TYPES, SINGULARS, plural_phrase
 from outputs.partners.base import Partner
 from outputs.partners.http import TransportError
-
-TYPE_NOUNS = {
-    "email": "an email address",
-    "customer_id": "a customer ID",
-    "mobile_number": "a mobile number",
-    "ios_idfa": "an iOS advertising ID",
-    "ios_idfv": "an iOS vendor ID",
-    "android_aaid": "an Android advertising ID",
-    "android_uuid": "an Android UUID",
-    "facebook_id": "a Facebook ID",
-    "google_id": "a Google ID",
-    "microsoft_id": "a Microsoft ID",
-    "other": "another identity",
-}
-DEVICE = {"ios_idfa", "ios_idfv", "android_aaid", "android_uuid"}
-ADVERTISING = {"ios_idfa", "android_aaid"}
 
 
 def types_phrase(types) -> str:
     types = sorted(types)
     if set(types) == {"email"}:
         return "email addresses"
-    if types and set(types) <= ADVERTISING:
+    if types and set(types) <= set(ADVERTISING_TYPES):
         return "mobile advertising IDs"
-    if types and set(types) <= DEVICE:
+    if types and set(types) <= set(DEVICE_TYPES):
         return "device IDs"
     return plural_phrase(types)
 
@@ -120,8 +104,8 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
         reachable_reason = f"This connection forwards no identity types, so {name} receives nothing."
     else:
         held = [t for t in types if per_type.get(t)]
-        have = "; ".join(f"{_has(per_type[t])} {TYPE_NOUNS[t]}" for t in held)
-        have = have or "None has " + _or([TYPE_NOUNS[t] for t in types])
+        have = "; ".join(f"{_has(per_type[t])} {SINGULARS[t]}" for t in held)
+        have = have or "None has " + _or([SINGULARS[t] for t in types])
         receives = f"{reachable:,}"
         if len(held) > 1:
             # A member may hold several of the types, so the lines above need not add up to the members reached.

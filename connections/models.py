@@ -1,8 +1,8 @@
 from django.db import models
 from django.db.models import Q
 
-from audiences.identity_types import IdentityType
 from audiences.models import Audience
+from identities import IdentityType
 from outputs.models import Output
 from staff import dates
 

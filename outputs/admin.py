@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from audiences.identity_types import plural_phrase
+from identities import plural_phrase
 from outputs import schema
 from outputs.models import Output
 from outputs.partners import registry
@@ -182,10 +182,21 @@ class CredentialsFilter(admin.SimpleListFilter):
         return queryset.filter(credentials_ok__isnull=True) if value is None else queryset.filter(credentials_ok=value)
 
 
+class PartnerFilter(admin.SimpleListFilter):
+    title = "partner"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return registry.choices()
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
 @admin.register(Output)
 class OutputAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "credentials", "credentials_checked_at", "base_url"]
-    list_filter = ["kind", CredentialsFilter]
+    list_display = ["name", "partner", "credentials", "credentials_checked_at", "base_url"]
+    list_filter = [PartnerFilter, CredentialsFilter]
     search_fields = ["name"]
     actions = ["check_selected"]
     readonly_fields = ["partner", "secrets_set", "credentials_status"]
@@ -239,7 +250,7 @@ class OutputAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         kind = request.GET.get("kind") or request.POST.get("kind")
-        if kind not in registry.PARTNERS:
+        if kind not in registry.slugs():
             context = {
                 **self.admin_site.each_context(request),
                 "partners": [(p, plural_phrase(p.identity_types)) for p in registry.all_partners()],
@@ -252,9 +263,9 @@ class OutputAdmin(admin.ModelAdmin):
         form_url = form_url or reverse("admin:outputs_output_add")
         return super().add_view(request, form_url, {**(extra_context or {}), "partner_kind": kind})
 
-    @admin.display(description="partner")
+    @admin.display(description="partner", ordering="kind")
     def partner(self, obj):
-        return registry.LABELS.get(obj.kind, obj.kind) if obj else ""
+        return registry.label(obj.kind) if obj else ""
 
     @admin.display(description="settings")
     def settings_values(self, obj):

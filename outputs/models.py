@@ -7,7 +7,8 @@ from outputs.partners import registry
 class Output(models.Model):
     """A configured partner account: which partner, its settings, and its credentials (encrypted)."""
 
-    kind = models.CharField("partner", max_length=30, choices=registry.CHOICES)
+    # Validated against the partner registry, not declared as choices: a new partner needs no migration.
+    kind = models.CharField("partner", max_length=30, validators=[registry.validate_kind])
     name = models.CharField(max_length=255, unique=True)
     settings = models.JSONField(default=dict, blank=True, help_text="Non-secret settings, per the partner's schema.")
     # A Fernet token of a JSON object {setting name: value}; never plaintext.

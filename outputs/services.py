@@ -35,7 +35,7 @@ def clean_base_url(url: str, kind: str) -> str:
     """
     url = (url or "").strip()
     problem = netguard.refusal(url) if url else ""
-    if not problem and isinstance(kind, str) and kind in registry.PARTNERS:
+    if not problem and isinstance(kind, str) and kind in registry.slugs():
         problem = destinations.base_url_refusal(registry.get(kind), url)
     if problem:
         raise ValidationError({"base_url": [problem]})

@@ -6,8 +6,8 @@ from django.db.models import Q
 from django_filters.constants import EMPTY_VALUES
 from django_filters.fields import IsoDateTimeField
 
-from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Event, Profile
+from identities import IdentityType, InvalidIdentity, normalize
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):

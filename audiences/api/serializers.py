@@ -3,8 +3,8 @@ from rest_framework import serializers
 
 from audiences import criteria as criteria_lang
 from audiences.api.fields import AttributesField, refuse_control_characters
-from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience, Event, Membership, Profile
+from identities import IdentityType, InvalidIdentity, normalize
 
 
 class IdentitySerializer(serializers.Serializer):

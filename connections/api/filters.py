@@ -5,9 +5,9 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from audiences.api.filters import IdOrNameFilter, UtcDateTimeFilter
-from audiences.identity_types import IdentityType, InvalidIdentity, normalize
 from audiences.models import Audience
 from connections.models import Connection, Delivery, OutboxMessage
+from identities import IdentityType, InvalidIdentity, normalize
 from outputs.models import Output
 from outputs.partners import registry
 
@@ -56,7 +56,7 @@ class ConnectionFilter(django_filters.FilterSet):
     output = IdOrNameFilter(field_name="output", of=Output)
     status = django_filters.ChoiceFilter(choices=Connection.Status.choices)
     partner = django_filters.ChoiceFilter(
-        field_name="output__kind", choices=registry.CHOICES, help_text="Partner slug."
+        field_name="output__kind", choices=registry.choices, help_text="Partner slug."
     )
     verification = django_filters.ChoiceFilter(
         field_name="verification_status", choices=Connection.Verification.choices, help_text="The last verification."

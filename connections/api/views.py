@@ -5,11 +5,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from audiences.api.views import AudienceViewSet
-from audiences.identity_types import IdentityType
 from connections import operations, services
 from connections.api import serializers as s
 from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
 from connections.models import Connection, OutboxMessage
+from identities import IdentityType
 from outputs.api.views import OutputViewSet
 from staff import audit
 

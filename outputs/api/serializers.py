@@ -9,7 +9,7 @@ from outputs.services import clean_base_url, clean_output_settings
 
 
 class OutputSerializer(serializers.ModelSerializer):
-    kind = serializers.ChoiceField(choices=registry.CHOICES)
+    kind = serializers.ChoiceField(choices=registry.choices(), help_text="The partner's slug (see /api/v1/partners/).")
     settings = StorableDictField(  # PostgreSQL cannot store NUL in JSON: a 400, not a 500
         required=False,
         help_text="The partner's output settings (see /api/v1/partners/). Secrets may be written here but "

@@ -1,3 +1,4 @@
+import django_filters
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import Http404
@@ -14,6 +15,14 @@ from outputs.partners.destinations import shown
 from outputs.permissions import CHANGE_CREDENTIALS, credentials_refused, destination_refused
 from outputs.services import check_credentials, describe_check, facts, saved
 from staff import audit
+
+
+class OutputFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=registry.choices, help_text="Partner slug.")
+
+    class Meta:
+        model = Output
+        fields = ["kind", "name"]
 
 
 def _moved(serializer, partner) -> list[tuple[str, str, str]]:
@@ -38,7 +47,7 @@ class OutputViewSet(viewsets.ModelViewSet):
 
     queryset = Output.objects.all()
     serializer_class = OutputSerializer
-    filterset_fields = ["kind", "name"]
+    filterset_class = OutputFilter
 
     # Apps whose objects depend on an output install guards here (connections does, in its API module):
     # guard(request, output) raises a ValidationError to refuse the delete, answers for it with a Response,

@@ -18,7 +18,7 @@ Action = Literal["add", "remove"]
 
 
 # --- identity normalization: the values we store are already normalized per
-# type (see audiences.identity_types); these shape them the way a partner wants.
+# type (see identities); these shape them the way a partner wants.
 
 
 def raw(value: str) -> str:
@@ -274,6 +274,10 @@ class Partner:
 
     def base_url(self, account: Account) -> str:
         return (account.base_url or self.default_base_url).rstrip("/")
+
+    # The sandbox's demo account (POST /_sandbox/seed/demo) as this partner's (output settings, connection
+    # settings): a test verifies it against the seeded sandbox for every partner of the registry.
+    sandbox_demo: ClassVar[tuple[dict, dict]] = ({}, {})
 
     def sandbox_destination(self, sandbox_url: str) -> dict[str, str]:
         """The fields that point an output of this partner at the partner sandbox served at `sandbox_url`:

@@ -188,11 +188,60 @@ class Partner:
     def error_response(self, status, retry_after=None):  # pragma: no cover - every partner overrides it
         raise NotImplementedError
 
+    # Whether ``revoke`` applies: POST /_sandbox/revoke names only partners with a credential to revoke.
+    revocable = True
+
     def revoke(self, credential):
         return False
 
     def index(self, base):
         return {}
+
+    def control_routes(self):
+        """This partner's ``/_sandbox/<name>/...`` routes: (method, pattern after the name, handler(request, ...))."""
+        return []
+
+    def seed_demo(self, base):
+        """Create this partner's demo account where missing (``POST /_sandbox/seed/demo``); return it with the URL
+        an output points at. What the sandbox already holds is left as it is."""
+        return {}
+
+    def demo_summary(self, demo):
+        """The demo account in a few words, for ``manage.py partner_sandbox --seed-demo``."""
+        return ""
+
+
+# --- what control routes answer --------------------------------------------------------------------------------
+
+
+def control_body(action):
+    """A control route taking a JSON object and answering 201 with what ``action(payload)`` returns."""
+
+    def handler(request):
+        try:
+            payload = request.json() if request.body else {}
+        except BadJSON:
+            return json_response(400, {"error": "The request body is not valid JSON."})
+        if not isinstance(payload, dict):
+            return json_response(400, {"error": "The request body must be a JSON object."})
+        try:
+            return json_response(201, action(payload))
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+
+    return handler
+
+
+def found(value, kind, ident):
+    if value is None:
+        return json_response(404, {"error": f"No {kind} '{ident}' in the sandbox."})
+    return json_response(200, value)
+
+
+def deleted(done, kind, ident):
+    if not done:
+        return json_response(404, {"error": f"No {kind} '{ident}' in the sandbox."})
+    return json_response(200, {"deleted": ident})
 
 
 def retry_after_header(retry_after):

@@ -27,7 +27,6 @@ from urllib.parse import quote, quote_plus
 
 from .common import Partial, Response
 
-PARTNERS = ("mailchimp", "braze", "xandr", "facebook", "webhook")
 KINDS = ("status", "timeout", "drop", "slow", "answer", "huge", "cut", "stall", "bad_gzip", "echo")
 # Faults that replace the partner's answer with one of their own.
 ANSWERS = ("answer", "huge", "cut", "stall", "bad_gzip", "echo")
@@ -179,7 +178,8 @@ def _number(spec, field, default, minimum=0.0, maximum=None):
 
 
 class FaultBook:
-    def __init__(self):
+    def __init__(self, partners):
+        self.partners = partners  # the names a fault may target
         self._lock = threading.Lock()
         self._faults = []
         self._next_id = 1
@@ -188,8 +188,8 @@ class FaultBook:
         if not isinstance(spec, dict):
             raise FaultError("The fault must be a JSON object.")
         partner = spec.get("partner", "*")
-        if partner not in PARTNERS and partner != "*":
-            raise FaultError(f"'partner' must be one of {', '.join(PARTNERS)} (or '*'), not {partner!r}.")
+        if partner not in self.partners and partner != "*":
+            raise FaultError(f"'partner' must be one of {', '.join(self.partners)} (or '*'), not {partner!r}.")
         kind = spec.get("kind")
         if kind not in KINDS:
             raise FaultError(f"'kind' must be one of {', '.join(KINDS)}, not {kind!r}.")

@@ -15,15 +15,11 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .braze import Braze
 from .common import DROP, Partial, Request, dumps, iso_stamp, json_response, reason
 from .control import Control, seed_demo
-from .facebook import Facebook
-from .faults import ANSWERS, PARTNERS, FaultBook, answer
-from .mailchimp import Mailchimp
+from .emulators import discover
+from .faults import ANSWERS, FaultBook, answer
 from .state import FORMAT, StateFile
-from .webhook import Webhook
-from .xandr import Xandr
 
 
 class PartnerSandbox:
@@ -31,14 +27,8 @@ class PartnerSandbox:
         """``state_file``: a JSON file the partners' data is loaded from at start and saved to after changes
         (see state.py); None keeps it in memory only, as the tests do."""
         self.verbose = verbose
-        self.faults = FaultBook()
-        self.partners = {
-            "mailchimp": Mailchimp(self),
-            "braze": Braze(self),
-            "xandr": Xandr(self),
-            "facebook": Facebook(self),
-            "webhook": Webhook(self),
-        }
+        self.partners = {emulator.name: emulator(self) for emulator in discover()}
+        self.faults = FaultBook(tuple(self.partners))
         self.control = Control(self)
         self.state = StateFile(state_file, self) if state_file else None
         # Days the sandbox's clock runs ahead of the real one (POST /_sandbox/clock): rules that act after days
@@ -129,7 +119,10 @@ class PartnerSandbox:
             raise TypeError("clock_offset is not a number")
         for name, partner in self.partners.items():
             with partner.lock:
-                partner.load(saved["partners"][name])
+                if name in saved["partners"]:
+                    partner.load(saved["partners"][name])
+                else:  # a partner added since the state was saved starts empty
+                    partner.reset()
         self.clock_offset = float(clock_offset)
 
     def seed_demo(self):
@@ -147,10 +140,10 @@ class PartnerSandbox:
 
     def _reset_stats(self):
         with self._stats_lock:
-            self._requests = dict.fromkeys(PARTNERS, 0)
-            self._max_concurrent = dict.fromkeys(PARTNERS, 0)
+            self._requests = dict.fromkeys(self.partners, 0)
+            self._max_concurrent = dict.fromkeys(self.partners, 0)
             if not hasattr(self, "_in_flight"):
-                self._in_flight = dict.fromkeys(PARTNERS, 0)
+                self._in_flight = dict.fromkeys(self.partners, 0)
 
     def stats(self):
         with self._stats_lock:

@@ -5,7 +5,7 @@ import json
 
 from django.db import migrations
 
-from audiences.identity_types import IdentityType
+from identities import IdentityType
 
 LABELS = dict(IdentityType.choices)
 
@@ -14,8 +14,8 @@ def forget_identity_values(apps, schema_editor):
     LogEntry = apps.get_model("admin", "LogEntry")
     alias = schema_editor.connection.alias
     # Only entries of a profile's identity inline hold one; a one-off pass over those, not the whole history.
-    for pk, raw in LogEntry.objects.using(alias).filter(change_message__contains='"identity"').values_list(
-        "pk", "change_message"
+    for pk, raw in (
+        LogEntry.objects.using(alias).filter(change_message__contains='"identity"').values_list("pk", "change_message")
     ):
         try:
             parts = json.loads(raw)

@@ -80,7 +80,7 @@ def objects(db):
         "audiences": [rules.pk, static.pk],
         "connections": [connection.pk],
         "outputs": [output.pk],
-        "partners": list(registry.PARTNERS),
+        "partners": registry.slugs(),
         "profiles": ["u0", "u1", "u2"],
     }
 

@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from audiences import seeding
-from audiences.identity_types import normalize
 from audiences.models import Event, Identity, Profile
 from audiences.seeding import DEFAULT_MIX, parse_mix, seed_profiles
+from identities import normalize
 
 pytestmark = pytest.mark.django_db
 

@@ -28,8 +28,15 @@ from connections.funnel import compute
 from connections.hints import HINTS
 from connections.models import Connection, OutboxMessage
 from connections.verification import cap_check, verify
+from outputs import schema
 from outputs.models import Output
-from outputs.partners import braze, facebook, mailchimp, webhook, xandr
+from outputs.partners import registry
+from outputs.partners.braze import adapter as braze
+from outputs.partners.facebook import adapter as facebook
+from outputs.partners.mailchimp import adapter as mailchimp
+from outputs.partners.webhook import adapter as webhook
+from outputs.partners.xandr import adapter as xandr
+from outputs.services import clean_output_settings
 from staff import dates
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import (
@@ -299,31 +306,16 @@ NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 def unreachable_output(kind):
-    if kind == "mailchimp":
-        return MailchimpOutputFactory(base_url=NOWHERE + "/mailchimp/{dc}"), {"list_id": LIST_ID}
-    if kind == "braze":
-        settings = {"rest_endpoint": "https://rest.iad-01.braze.com"}
-        return output("braze", settings, {"api_key": BRAZE_KEY}, NOWHERE), {"identifier": "email"}
-    if kind == "xandr":
-        settings = {"username": XANDR_USER, "member_id": MEMBER}
-        return output("xandr", settings, {"password": XANDR_PASSWORD}, NOWHERE), {"segment_id": SEGMENT}
-    if kind == "facebook":
-        settings = {"ad_account_id": ACT, "api_version": "v21.0"}
-        return output("facebook", settings, {"access_token": FB_TOKEN}, NOWHERE), {"audience_id": FB_AUDIENCE}
-    out = output("webhook", {"url": NOWHERE + "/hook"}, {"secret": WEBHOOK_SECRET}, "")
-    return out, {"identity_types": ["email"]}
+    """The partner's sandbox demo account, pointed where nothing answers."""
+    partner = registry.get(kind)
+    fields = partner.sandbox_destination(NOWHERE)
+    settings, connection_settings = partner.sandbox_demo
+    plain, secrets = clean_output_settings(kind, {**settings, **{k: v for k, v in fields.items() if k != "base_url"}})
+    out = output(kind, plain, secrets, fields.get("base_url", ""))
+    return out, schema.clean_settings(partner.connection_settings, connection_settings)
 
 
-@pytest.mark.parametrize(
-    "kind, name",
-    [
-        ("mailchimp", "Mailchimp"),
-        ("braze", "Braze"),
-        ("xandr", "AppNexus / Xandr"),
-        ("facebook", "Facebook Custom Audiences"),
-        ("webhook", "Webhook"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "name"), registry.choices())
 def test_it_warns_that_it_could_not_reach_the_partner(sandbox, kind, name):
     out, settings = unreachable_output(kind)
     conn = ConnectionFactory(output=out, settings=settings)

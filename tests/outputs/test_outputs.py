@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -205,3 +206,14 @@ def test_no_secret_reaches_the_logs(api, sandbox, caplog):
         api.post(f"/api/v1/outputs/{output_id}/check/")
     assert caplog.records
     assert KEY not in caplog.text
+
+
+def test_an_output_of_no_known_partner_does_not_validate():
+    output = Output(kind="myspace", name="x")
+
+    with pytest.raises(ValidationError) as refused:
+        output.full_clean()
+
+    assert refused.value.message_dict == {
+        "kind": ["unknown partner 'myspace'; expected one of mailchimp, braze, xandr, facebook, webhook"]
+    }

@@ -16,7 +16,7 @@ import requests
 
 from outputs.partners.base import Account, Message
 from outputs.partners.registry import get
-from outputs.partners.webhook import signature
+from outputs.partners.webhook.adapter import signature
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec-example-0123456789"

@@ -68,19 +68,10 @@ class Command(RelayCommand):
             write(f"  {line}")
         if options["seed_demo"]:
             demo = sandbox.seed_demo()
-            mc, xa, br, fb, wh = (demo[p] for p in ("mailchimp", "xandr", "braze", "facebook", "webhook"))
             write("Demo accounts:")
-            write(f"  Mailchimp: API key {mc['api_key']}, list {mc['list_id']}")
-            write(
-                f"  AppNexus / Xandr: user {xa['username']}, password {xa['password']}, member {xa['member_id']}, "
-                f"segment {xa['segment_id']}"
-            )
-            write(f"  Braze: REST API key {br['api_key']}")
-            write(
-                f"  Facebook Custom Audiences: access token {fb['access_token']}, ad account {fb['ad_account_id']}, "
-                f"audience {fb['audience_id']}"
-            )
-            write(f"  Webhook: endpoint {wh['name']}, signing secret {wh['secret']}")
+            for partner in registry.all_partners():
+                if partner.slug in demo:
+                    write(f"  {partner.name}: {sandbox.partners[partner.slug].demo_summary(demo[partner.slug])}")
         write("Press Ctrl-C to stop.")
         self.stdout.flush()
         # bin/serve stops its processes with SIGTERM: stop as on Ctrl-C, so the last changes are saved.

@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from audiences.identity_types import IdentityType
+from identities import IdentityType
 from outputs.partners import http
 from outputs.partners.base import Account, Message
 from outputs.partners.registry import get
-from outputs.partners.webhook import signature, verify_signature
+from outputs.partners.webhook.adapter import signature, verify_signature
 from outputs.schema import clean_value
 
 SECRET = "whsec-sandbox-s3cret-value"

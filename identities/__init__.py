@@ -1,4 +1,6 @@
-"""Identity types and how each value is normalized before it is stored.
+"""The identity vocabulary: identity types, their nouns, and how each value is normalized before it is stored.
+
+Every app imports it (audiences, the partners, connections); it imports none of them.
 
 Normalization happens once, on the way in, so that `(type, value)` is unique
 for real and every partner sees the same canonical value.
@@ -26,7 +28,25 @@ class IdentityType(models.TextChoices):
     OTHER = "other", "Other"
 
 
-DEVICE_TYPES = frozenset({"ios_idfa", "ios_idfv", "android_aaid", "android_uuid"})
+# Mobile device IDs, in the vocabulary's order; each is a UUID.
+DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
+
+ADVERTISING_TYPES = ("ios_idfa", "android_aaid")  # the resettable advertising IDs among them
+
+# How a sentence names one identity of a type: "None has an email address."
+SINGULARS = {
+    "email": "an email address",
+    "customer_id": "a customer ID",
+    "mobile_number": "a mobile number",
+    "ios_idfa": "an iOS advertising ID",
+    "ios_idfv": "an iOS vendor ID",
+    "android_aaid": "an Android advertising ID",
+    "android_uuid": "an Android UUID",
+    "facebook_id": "a Facebook ID",
+    "google_id": "a Google ID",
+    "microsoft_id": "a Microsoft ID",
+    "other": "another identity",
+}
 
 # How a sentence names many identities of a type: "Braze accepts only customer IDs."
 PLURALS = {

@@ -1,6 +1,6 @@
 import pytest
 
-from audiences.identity_types import InvalidIdentity, normalize
+from identities import InvalidIdentity, normalize
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlparse
 
+from identities import DEVICE_TYPES
 from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
@@ -44,7 +45,6 @@ from outputs.partners.base import (
     raw,
 )
 
-DEVICE_TYPES = ("ios_idfa", "ios_idfv", "android_aaid", "android_uuid")
 MATCHED_BY = {"external_id": "external ID", "email": "email address", "device_alias": "device ID alias"}
 IDENTIFIER_TYPES = {
     "external_id": {"customer_id"},
@@ -128,6 +128,7 @@ class _Stop(Exception):
 
 class Braze(Partner):
     slug = "braze"
+    sandbox_demo = ({"api_key": "braze-demo-key"}, {})
     name = "Braze"
     pattern = "indirect"
     docs_url = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track/"

@@ -8,9 +8,11 @@ import io
 import fastavro
 import pytest
 
-from outputs.partners import http, xandr, xandr_files
+from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.registry import get
+from outputs.partners.xandr import adapter as xandr
+from outputs.partners.xandr import files as xandr_files
 
 IDFA = "aebe52e7-03ee-455a-b3c4-e57283966239"
 AAID = "38400000-8cf0-11bd-b23e-10b96e40000d"

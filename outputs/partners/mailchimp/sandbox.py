@@ -10,8 +10,25 @@ import hashlib
 import re
 import time
 
-from .common import BadJSON, Partner, empty_response, iso_stamp, json_response, new_id, retry_after_header
+from outputs.sandbox.common import (
+    BadJSON,
+    Partner,
+    control_body,
+    deleted,
+    empty_response,
+    found,
+    iso_stamp,
+    json_response,
+    new_id,
+    retry_after_header,
+)
 
+DEMO = {
+    "api_key": "0123456789abcdef0123456789abcdef-us6",
+    "dc": "us6",
+    "list_id": "a1b2c3d4e5",
+    "list_name": "Audience Relay demo",
+}
 PROBLEM_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
 MAX_BATCH = 500  # "Up to 500 members may be added or updated with each API call."
 MAX_CONNECTIONS = 10  # "Each user account is permitted up to 10 simultaneous connections."
@@ -256,6 +273,45 @@ class Mailchimp(Partner):
                 return False
             account["revoked"] = True
             return True
+
+    def control_routes(self):
+        return [
+            ("POST", r"accounts", control_body(lambda b: self.add_account(b.get("api_key")))),
+            (
+                "POST",
+                r"lists",
+                control_body(
+                    lambda b: self.add_list(
+                        b.get("api_key"),
+                        b.get("list_id"),
+                        b.get("name"),
+                        b.get("double_optin", False),
+                        b.get("required_merge_fields"),
+                    )
+                ),
+            ),
+            ("GET", r"lists/(?P<ident>[^/]+)", lambda r, ident: found(self.inspect(ident), "list", ident)),
+            ("DELETE", r"lists/(?P<ident>[^/]+)", lambda r, ident: deleted(self.delete_list(ident), "list", ident)),
+            (
+                "POST",
+                r"rejections",
+                control_body(lambda b: self.reject(b.get("email"), b.get("kind"), b.get("count", 1))),
+            ),
+            (
+                "POST",
+                r"contact_acts",
+                control_body(lambda b: self.contact_acts(b.get("list_id"), b.get("email"), b.get("action"))),
+            ),
+        ]
+
+    def seed_demo(self, base):
+        demo = DEMO
+        if demo["list_id"] not in self.lists:
+            self.add_list(demo["api_key"], demo["list_id"], demo["list_name"], double_optin=False)
+        return {**demo, "base_url": f"{base}/mailchimp/{demo['dc']}/3.0"}
+
+    def demo_summary(self, demo):
+        return f"API key {demo['api_key']}, list {demo['list_id']}"
 
     def index(self, base):
         return {"prefix": f"{base}/mailchimp/{{dc}}/3.0", "stands_for": "https://{dc}.api.mailchimp.com/3.0"}

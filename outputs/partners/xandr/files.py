@@ -72,4 +72,4 @@ def _avro(segment: int, entries) -> bytes:
 
 @functools.cache
 def schema():
-    return fastavro.parse_schema(json.loads((Path(__file__).parent / "xandr_bss.avsc").read_text()))
+    return fastavro.parse_schema(json.loads((Path(__file__).parent / "bss.avsc").read_text()))

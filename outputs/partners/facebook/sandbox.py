@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 
-from .common import Partner, json_response, retry_after_header
+from outputs.sandbox.common import Partner, control_body, deleted, found, json_response, retry_after_header
 
 MAX_RECORDS = (
     10_000  # "You can add an unlimited number of records for an audience, but only a maximum of 10000 at a time."
@@ -46,6 +46,14 @@ HASHED_KEYS = frozenset(
         "COUNTRY",
     )
 )
+
+# The demo account (POST /_sandbox/seed/demo).
+DEMO = {
+    "access_token": "EAAdemo",
+    "ad_account_id": "act_1001",
+    "audience_id": "23850000000000001",
+    "audience_name": "Audience Relay demo",
+}
 RAW_KEYS = frozenset(("MADID", "MOBILE_ADVERTISER_ID", "EXTERN_ID", "UID", "APPUID", "PAGEUID", "LOOKALIKE_VALUE"))
 AUDIENCE_FIELDS = frozenset(
     (
@@ -250,6 +258,57 @@ class Facebook(Partner):
                 return False
             token["expired_at"] = time.time()
             return True
+
+    def control_routes(self):
+        return [
+            (
+                "POST",
+                r"tokens",
+                control_body(
+                    lambda b: self.add_token(
+                        b.get("access_token"),
+                        b.get("ad_account_id"),
+                        b.get("tos_accepted", True),
+                        b.get("business_verified", True),
+                        b.get("admin", True),
+                        b.get("expired", False),
+                    )
+                ),
+            ),
+            (
+                "POST",
+                r"audiences",
+                control_body(
+                    lambda b: self.add_audience(
+                        b.get("audience_id"), b.get("ad_account_id"), b.get("name"), b.get("flagged", False)
+                    )
+                ),
+            ),
+            (
+                "POST",
+                r"rate_limit",
+                control_body(lambda b: self.set_rate_limit(b.get("ad_account_id"), b.get("calls_per_hour"))),
+            ),
+            ("POST", r"clock", control_body(lambda b: self.advance(b.get("minutes")))),
+            ("GET", r"audiences/(?P<ident>[^/]+)", lambda r, ident: found(self.inspect(ident), "audience", ident)),
+            (
+                "DELETE",
+                r"audiences/(?P<ident>[^/]+)",
+                lambda r, ident: deleted(self.delete_audience(ident), "audience", ident),
+            ),
+        ]
+
+    def seed_demo(self, base):
+        if DEMO["access_token"] not in self.tokens:
+            self.add_token(DEMO["access_token"], DEMO["ad_account_id"])
+        if DEMO["audience_id"] not in self.audiences:
+            self.add_audience(DEMO["audience_id"], DEMO["ad_account_id"], DEMO["audience_name"])
+        return {**DEMO, "base_url": f"{base}/facebook"}
+
+    def demo_summary(self, demo):
+        return (
+            f"access token {demo['access_token']}, ad account {demo['ad_account_id']}, audience {demo['audience_id']}"
+        )
 
     def index(self, base):
         return {"prefix": f"{base}/facebook", "stands_for": "https://graph.facebook.com"}

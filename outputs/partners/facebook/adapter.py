@@ -94,6 +94,7 @@ def _audience(value: str) -> str:
 
 class FacebookCustomAudiences(Partner):
     slug = "facebook"
+    sandbox_demo = ({"access_token": "EAAdemo", "ad_account_id": "act_1001"}, {"audience_id": "23850000000000001"})
     name = "Facebook Custom Audiences"
     pattern = "direct"
     docs_url = "https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences"

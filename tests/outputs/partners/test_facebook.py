@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from outputs.partners import http
 from outputs.partners.base import Account, Message, raw, sha256_phone
-from outputs.partners.facebook import FacebookCustomAudiences, hashed_email, madid
+from outputs.partners.facebook.adapter import FacebookCustomAudiences, hashed_email, madid
 from outputs.partners.registry import get
 from outputs.schema import clean_value
 

@@ -74,6 +74,7 @@ class _Stop(Exception):
 
 class Mailchimp(Partner):
     slug = "mailchimp"
+    sandbox_demo = ({"api_key": "0123456789abcdef0123456789abcdef-us6"}, {"list_id": "a1b2c3d4e5"})
     name = "Mailchimp"
     pattern = "direct"
     docs_url = "https://mailchimp.com/developer/marketing/api/list-members/"

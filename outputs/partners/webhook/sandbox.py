@@ -10,7 +10,10 @@ import hmac
 import json
 import time
 
-from .common import Partner, json_response, reason, retry_after_header
+from outputs.sandbox.common import Partner, control_body, found, json_response, reason, retry_after_header
+
+# The demo account (POST /_sandbox/seed/demo).
+DEMO = {"name": "demo", "secret": "whsec-demo"}
 
 FRESH_SECONDS = 300
 MAX_DELIVERIES = 10_000  # per endpoint; the oldest are dropped first
@@ -74,6 +77,26 @@ class Webhook(Partner):
             if endpoint is None:
                 return None
             return {"name": name, "status": endpoint["status"], "deliveries": list(endpoint["deliveries"])}
+
+    revocable = False  # the signing secret is ours to change, not the endpoint's to revoke
+
+    def control_routes(self):
+        return [
+            (
+                "POST",
+                r"endpoints",
+                control_body(lambda b: self.add_endpoint(b.get("name"), b.get("secret"), b.get("status", 200))),
+            ),
+            ("GET", r"endpoints/(?P<ident>[^/]+)", lambda r, ident: found(self.inspect(ident), "endpoint", ident)),
+        ]
+
+    def seed_demo(self, base):
+        if DEMO["name"] not in self.endpoints:
+            self.add_endpoint(DEMO["name"], DEMO["secret"])
+        return {**DEMO, "url": f"{base}/webhook/{DEMO['name']}"}
+
+    def demo_summary(self, demo):
+        return f"endpoint {demo['name']}, signing secret {demo['secret']}"
 
     def index(self, base):
         return {"prefix": f"{base}/webhook/{{endpoint}}"}

@@ -16,7 +16,7 @@ import json
 import time
 from urllib.parse import urljoin, urlsplit
 
-from audiences.identity_types import IdentityType
+from identities import IdentityType
 from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
@@ -89,6 +89,7 @@ def _where(url: str) -> str:
 
 class Webhook(Partner):
     slug = "webhook"
+    sandbox_demo = ({"secret": "whsec-demo"}, {"identity_types": ["email"]})
     name = "Webhook"
     pattern = "direct"
     docs_url = "https://github.com/audience-relay/audience-relay#webhook-output"

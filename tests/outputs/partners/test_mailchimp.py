@@ -8,7 +8,7 @@ import requests
 
 from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
-from outputs.partners.mailchimp import Mailchimp, subscriber_hash
+from outputs.partners.mailchimp.adapter import Mailchimp, subscriber_hash
 from outputs.partners.registry import get
 from outputs.sandbox.client import SandboxError
 from outputs.schema import clean_value

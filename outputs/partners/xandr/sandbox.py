@@ -21,8 +21,20 @@ import secrets
 import time
 import zlib
 
-from . import xandr_avro
-from .common import BadJSON, Partner, iso_stamp, json_response, retry_after_header, utc_stamp
+from outputs.partners.xandr import sandbox_avro as xandr_avro
+from outputs.sandbox.common import (
+    BadJSON,
+    Partner,
+    control_body,
+    found,
+    iso_stamp,
+    json_response,
+    retry_after_header,
+    utc_stamp,
+)
+
+# The demo account (POST /_sandbox/seed/demo).
+DEMO = {"username": "demo", "password": "demo-pass", "member_id": 1234, "segment_id": 5678}
 
 TOKEN_LIFETIME = 2 * 60 * 60  # "the token remains valid for 2 hours"
 COMPLETE_AFTER = 1.0  # seconds after the upload, or the second poll, whichever comes first
@@ -36,7 +48,7 @@ UNREADABLE = "validating-error"
 # "The maximum expiration that can be set is 180 days. Users are automatically removed from segments after 180
 # days." (Initial BSS account setup); EXPIRATION 0 means that maximum (Legacy BSS file format).
 MAX_EXPIRATION_MINUTES = 180 * 24 * 60
-DEVICE_TYPES = {
+DEVICE_CODES = {
     "3": "idfa",
     "4": "sha1udid",
     "5": "md5udid",
@@ -271,6 +283,42 @@ class Xandr(Partner):
                     del self.tokens[token]
                 return True
             return self.tokens.pop(credential, None) is not None
+
+    def control_routes(self):
+        return [
+            (
+                "POST",
+                r"accounts",
+                control_body(
+                    lambda b: self.add_account(
+                        b.get("username"), b.get("password"), b.get("member_id"), b.get("file_format")
+                    )
+                ),
+            ),
+            (
+                "POST",
+                r"segments",
+                control_body(lambda b: self.add_segment(b.get("member_id"), b.get("segment_id"), b.get("short_name"))),
+            ),
+            (
+                "GET",
+                r"segments/(?P<ident>[^/]+)",
+                lambda r, ident: found(self.inspect(ident, r.base_url()), "segment", ident),
+            ),
+        ]
+
+    def seed_demo(self, base):
+        if DEMO["username"] not in self.accounts:
+            self.add_account(DEMO["username"], DEMO["password"], DEMO["member_id"])
+        if DEMO["segment_id"] not in self.segments:
+            self.add_segment(DEMO["member_id"], DEMO["segment_id"], "Audience Relay demo")
+        return {**DEMO, "base_url": f"{base}/xandr"}
+
+    def demo_summary(self, demo):
+        return (
+            f"user {demo['username']}, password {demo['password']}, member {demo['member_id']}, "
+            f"segment {demo['segment_id']}"
+        )
 
     def index(self, base):
         return {"prefix": f"{base}/xandr", "stands_for": "https://api.appnexus.com"}
@@ -617,7 +665,7 @@ def _parse_line(line):
     uid_type = "xandr"
     if "^" in line:
         line, _, code = line.rpartition("^")
-        uid_type = DEVICE_TYPES.get(code.strip())
+        uid_type = DEVICE_CODES.get(code.strip())
         if uid_type is None:
             return None
     uid, sep, rest = line.partition(",")

@@ -9,7 +9,10 @@ carries the ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` headers the "Rat
 import re
 import time
 
-from .common import BadJSON, Partner, json_response, reason, retry_after_header
+from outputs.sandbox.common import BadJSON, Partner, control_body, json_response, reason, retry_after_header
+
+# The demo account (POST /_sandbox/seed/demo).
+DEMO = {"api_key": "braze-demo-key"}
 
 MAX_OBJECTS = 75  # "75 events, 75 purchases, and 75 attributes per API request"
 # Custom attribute arrays hold 25 values unless Braze raises an attribute's maximum (up to 100); past it the
@@ -149,6 +152,23 @@ class Braze(Partner):
                 return False
             key["revoked"] = True
             return True
+
+    def control_routes(self):
+        return [
+            ("POST", r"keys", control_body(lambda b: self.add_key(b.get("api_key"), b.get("permissions")))),
+            ("GET", r"users", lambda r: json_response(200, self.inspect())),
+            ("POST", r"rate_limit", control_body(lambda b: self.set_rate_limit(b.get("per_minute")))),
+            ("POST", r"array_cap", control_body(lambda b: self.set_array_cap(b.get("cap")))),
+            ("POST", r"maintenance", control_body(lambda b: self.set_maintenance(b.get("on")))),
+        ]
+
+    def seed_demo(self, base):
+        if DEMO["api_key"] not in self.keys:
+            self.add_key(DEMO["api_key"])
+        return {**DEMO, "base_url": f"{base}/braze"}
+
+    def demo_summary(self, demo):
+        return f"REST API key {demo['api_key']}"
 
     def index(self, base):
         return {"prefix": f"{base}/braze", "stands_for": "https://rest.<instance>.braze.com"}

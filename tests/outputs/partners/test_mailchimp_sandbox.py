@@ -6,7 +6,8 @@ import requests
 
 from outputs.sandbox.client import SandboxError
 
-from .conftest import MC_KEY, MC_LIST
+MC_KEY = "0123456789abcdef0123456789abcdef-us6"
+MC_LIST = "a1b2c3d4e5"
 
 API_KEY_INVALID = {
     "type": "https://mailchimp.com/developer/marketing/docs/errors/",

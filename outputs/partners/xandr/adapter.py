@@ -6,7 +6,7 @@ phase is "completed". Xandr asks for at most one upload a minute and allows up
 to 24 hours to process a file, so messages are queued and uploaded at an
 interval; a job still running after a short wait is remembered, and the next
 attempt checks that job instead of uploading the same entries again. The file is
-in the output's format, BSS Avro or legacy BSS (outputs.partners.xandr_files).
+in the output's format, BSS Avro or legacy BSS (outputs.partners.xandr.files).
 
 https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service
 """
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from outputs.partners import http, redact, xandr_files
+from outputs.partners import http, redact
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -34,6 +34,7 @@ from outputs.partners.base import (
     Setting,
     raw,
 )
+from outputs.partners.xandr import files as xandr_files
 
 # EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
 ADD_EXPIRATION = 0
@@ -108,6 +109,7 @@ def _refresh_days(value) -> str:
 
 class Xandr(Partner):
     slug = "xandr"
+    sandbox_demo = ({"username": "demo", "password": "demo-pass", "member_id": "1234"}, {"segment_id": "5678"})
     name = "AppNexus / Xandr"
     pattern = "direct"
     docs_url = "https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service"

@@ -7,7 +7,7 @@ import requests
 
 from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
-from outputs.partners.braze import Braze, _wait
+from outputs.partners.braze.adapter import Braze, _wait
 from outputs.partners.registry import get
 from outputs.schema import clean_value
 
