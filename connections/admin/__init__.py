@@ -1,0 +1,3 @@
+"""The connections admin: importing the modules registers their ModelAdmins."""
+
+from connections.admin import connection  # noqa: F401
