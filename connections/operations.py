@@ -8,8 +8,8 @@ from django.db import transaction
 
 from connections import funnel as funnel_mod
 from connections import services, verification
-from connections.api.filters import pending_of
 from connections.models import Connection, OutboxMessage
+from connections.queries import pending_of
 
 Status = Connection.Status
 

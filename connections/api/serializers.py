@@ -4,8 +4,8 @@ from rest_framework import serializers
 from audiences.api.fields import StorableDictField
 from audiences.models import Audience
 from connections import last_problem, services
-from connections.api.filters import duplicate_of, pending_of
 from connections.models import Connection, Delivery, OutboxMessage
+from connections.queries import duplicate_of, pending_of
 from outputs.models import Output
 
 MAX_INT = 2**31 - 1

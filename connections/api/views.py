@@ -4,13 +4,12 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from audiences.api.views import AudienceViewSet
 from audiences.identity_types import IdentityType
-from connections import operations, services
+from connections import operations
 from connections.api import serializers as s
-from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
+from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter
 from connections.models import Connection, OutboxMessage
-from outputs.api.views import OutputViewSet
+from connections.queries import with_pending
 from staff import audit
 
 REMOVE_CHOICE = OpenApiParameter(
@@ -20,14 +19,6 @@ REMOVE_CHOICE = OpenApiParameter(
     description="true: remove the audience's members from the partner first (202, deleted once sent); "
     "false: leave them there and delete now (204).",
 )
-DISCONNECT_CHOICE = OpenApiParameter(
-    "disconnect",
-    OpenApiTypes.STR,
-    enum=["remove", "keep"],
-    description="When connections remain: remove = disconnect them, removing their members from the partners "
-    "first (202; delete again once they are gone); keep = disconnect them leaving the members, then delete (204).",
-)
-
 PAGE = OpenApiParameter("page", OpenApiTypes.INT, description="Page number (newest first).")
 MESSAGE_PARAMETERS = [
     PAGE,
@@ -208,54 +199,3 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
         return filterset.qs
-
-
-def delete_guard(field: str):
-    """Refuse to delete an audience or output that still has connections, unless told how to disconnect them."""
-
-    def guard(request, obj):
-        conns = list(services.connections_of(**{field: obj}))
-        if not conns:
-            return None
-        choice = request.query_params.get("disconnect")
-        if choice is None:
-            raise serializers.ValidationError(
-                {
-                    "connections": [
-                        f"Disconnect these first: {services.describe_connections(conns)}, "
-                        f"or pass ?disconnect=remove or ?disconnect=keep."
-                    ]
-                }
-            )
-        if choice not in ("remove", "keep"):
-            raise serializers.ValidationError(
-                {
-                    "disconnect": [
-                        "Must be remove (remove the members from the partners first) or keep (leave them there)."
-                    ]
-                }
-            )
-        if choice == "keep":
-            operations.disconnect_all(conns, remove_from_partner=False)
-            return None
-        operations.disconnect_all(conns, remove_from_partner=True)
-        body = {
-            "status": "disconnecting",
-            "detail": f"Removing the members from the partners first: {services.describe_connections(conns)}. "
-            f"The {field} can be deleted once these connections are gone.",
-            "connections": [c.pk for c in conns],
-        }
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    return guard
-
-
-# audiences and outputs know nothing of connections; connections installs its delete guard on their viewsets.
-AudienceViewSet.delete_guards = [*AudienceViewSet.delete_guards, delete_guard("audience")]
-OutputViewSet.delete_guards = [*OutputViewSet.delete_guards, delete_guard("output")]
-for viewset in (AudienceViewSet, OutputViewSet):
-    # Documents ?disconnect= and the 202 its guard answers with.
-    viewset.destroy = extend_schema(
-        parameters=[DISCONNECT_CHOICE],
-        responses={202: s.DisconnectingSerializer, 204: OpenApiResponse(description="Deleted.")},
-    )(viewset.destroy)

@@ -3,9 +3,9 @@ from django.core.exceptions import ValidationError
 from audiences.models import Audience
 from config.commands import RelayCommand, called_wrongly
 from connections import operations, services
-from connections.api.filters import duplicate_of
 from connections.management.commands._common import console
 from connections.models import Connection
+from connections.queries import duplicate_of
 from outputs.models import Output
 
 
