@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from connections import last_problem, operations, reverify, timing
+from connections import last_problem, reverify, services, timing
 from connections.admin.html import ago, badge, render, status_html, table
 from connections.admin.operations import OPERATIONS
 from connections.models import Connection
@@ -70,7 +70,7 @@ class ChangePageParts:
     @admin.display(description="size funnel")
     def size_funnel(self, conn):
         """Why the partner holds fewer than the audience, step by step, with a bar per step."""
-        funnel = operations.funnel(conn)
+        funnel = services.funnel(conn)
         top = max(funnel.steps[0].count or 0, 1)
         steps = [
             {
@@ -100,4 +100,6 @@ class ChangePageParts:
         problem = last_problem.of(conn)
         if problem is None:
             return "None."
-        return render("connection/last_error.html", problem=problem, since=problem.since[:1].upper() + problem.since[1:])
+        return render(
+            "connection/last_error.html", problem=problem, since=problem.since[:1].upper() + problem.since[1:]
+        )

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from audiences.identity_types import plural_phrase
 from audiences.permissions import HIDDEN, can_see_identities
-from connections import last_problem, operations, reverify, services, timing
+from connections import last_problem, reverify, services, timing
 from connections.admin.change_page import ChangePageParts
 from connections.admin.filters import HasErrorFilter, PartnerFilter
 from connections.admin.forms import PREFIX, form_for
@@ -203,13 +203,13 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
             for field in Connection._meta.concrete_fields:
                 setattr(obj, field.attname, getattr(conn, field.attname))
             obj._state.adding = False
-            self.message_user(request, operations.connected(conn), messages.SUCCESS)
+            self.message_user(request, services.connected(conn), messages.SUCCESS)
             return
         conn = Connection.objects.get(pk=obj.pk)
         queued = services.update_connection(conn, form.settings_values(), mode, minutes, messages_)
         if queued or conn.status in (Status.PAUSED, Status.FAULTED):
             level = messages.INFO if conn.status == Status.ACTIVE else messages.WARNING
-            self.message_user(request, operations.updated(conn, queued), level)
+            self.message_user(request, services.updated(conn, queued), level)
 
     def response_add(self, request, obj, post_url_continue=None):
         # The change page shows the backfill going out; Django's own "added" message would repeat ours.
@@ -251,7 +251,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
 
     def _verify(self, request, conns):
         for conn in conns:
-            sentence = operations.verify(conn)
+            sentence = services.verify(conn)
             audit.record(request.user, conn, sentence)
             self.message_user(request, sentence, VERIFY_MESSAGE_LEVEL[conn.verification_status])
 
@@ -275,7 +275,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
                     request.user, conn, sentence, "delete" if op == "disconnect-keep" else "change", object_id=pk
                 )
                 self.message_user(request, sentence, messages.SUCCESS)
-            except operations.Refused as exc:
+            except services.Refused as exc:
                 self.message_user(request, str(exc), messages.WARNING)
 
     def _confirm(self, request, op, conns, action):

@@ -3,7 +3,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from connections import operations, services
+from connections import services
 from connections.models import Connection
 from connections.queries import duplicate_of
 from outputs import schema
@@ -69,7 +69,7 @@ class ConnectionFormBase(forms.ModelForm):
         if existing is None and data.get("audience"):
             twin = duplicate_of(data["audience"], self.output, cleaned)
             if twin is not None:
-                self.add_error(None, f"{operations.label(twin)} already exists with these settings.")
+                self.add_error(None, f"{services.label(twin)} already exists with these settings.")
         return data
 
 

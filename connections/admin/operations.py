@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.contrib import admin
 
-from connections import operations
+from connections import services
 from connections.models import Connection
 
 Status = Connection.Status
@@ -32,21 +32,21 @@ OPERATIONS = {
         "Yes, send now",
         "The messages waiting for these connections are sent now, even for an interval upload or a message "
         "that is backing off after an error.",
-        run=lambda conn: operations.sync(conn),
+        run=lambda conn: services.sync(conn),
         applies=lambda conn: conn.status in (Status.ACTIVE, Status.DISCONNECTING),
     ),
     "pause": Operation(
         "Pause",
         "Yes, pause",
         "Sending stops. Membership changes keep queueing and go out when you resume.",
-        run=lambda conn: operations.pause(conn),
+        run=lambda conn: services.pause(conn),
         applies=lambda conn: conn.status == Status.ACTIVE,
     ),
     "resume": Operation(
         "Resume",
         "Yes, resume",
         "Sending starts again after a pause or a fault: the waiting messages go out now.",
-        run=lambda conn: operations.resume(conn),
+        run=lambda conn: services.resume(conn),
         applies=lambda conn: conn.status in (Status.PAUSED, Status.FAULTED),
     ),
     "retry-failed": Operation(
@@ -54,14 +54,14 @@ OPERATIONS = {
         "Yes, retry them",
         "Messages that failed (their retry window ran out) are queued again with a new window. Rejected messages "
         "stay rejected: the partner refused them.",
-        run=lambda conn: operations.retry_failed(conn)[1],
+        run=lambda conn: services.retry_failed(conn)[1],
     ),
     "disconnect-remove": Operation(
         "Disconnect (remove members from partner)",
         "Yes, remove the members and disconnect",
         "Every current member of the audience is removed at the partner; the connection is deleted once those "
         "removals are sent. Later membership changes are no longer forwarded.",
-        run=lambda conn: operations.disconnect(conn, remove_from_partner=True)[1],
+        run=lambda conn: services.disconnect(conn, remove_from_partner=True)[1],
         applies=lambda conn: conn.status != Status.DISCONNECTING,
         permission="delete",
     ),
@@ -70,7 +70,7 @@ OPERATIONS = {
         "Yes, disconnect and keep the members",
         "The connection is deleted now. The audience's members stay at the partner as they are; later "
         "membership changes are no longer forwarded.",
-        run=lambda conn: operations.disconnect(conn, remove_from_partner=False)[1],
+        run=lambda conn: services.disconnect(conn, remove_from_partner=False)[1],
         permission="delete",
     ),
 }

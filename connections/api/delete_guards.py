@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from connections import operations, services
+from connections import services
 from connections.api import serializers as s
 
 DISCONNECT_CHOICE = OpenApiParameter(
@@ -48,9 +48,9 @@ def delete_guard(field: str):
                 }
             )
         if choice == "keep":
-            operations.disconnect_all(conns, remove_from_partner=False)
+            services.disconnect_all(conns, remove_from_partner=False)
             return None
-        operations.disconnect_all(conns, remove_from_partner=True)
+        services.disconnect_all(conns, remove_from_partner=True)
         body = {
             "status": "disconnecting",
             "detail": f"Removing the members from the partners first: {services.describe_connections(conns)}. "

@@ -5,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from audiences.identity_types import IdentityType
-from connections import operations
+from connections import services
 from connections.api import serializers as s
 from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter
 from connections.models import Connection, OutboxMessage
@@ -40,7 +40,7 @@ def _snapshot(conn: Connection) -> dict:
     return {**{name: getattr(conn, name) for name in fields}, **conn.settings}
 
 
-def _refused(exc: operations.Refused):
+def _refused(exc: services.Refused):
     return serializers.ValidationError({"status": [str(exc)]})
 
 
@@ -74,7 +74,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conn = serializer.save()
-        audit.record(request.user, conn, audit.api(operations.connected(conn)), "add")
+        audit.record(request.user, conn, audit.api(services.connected(conn)), "add")
         fresh = self._reload(conn)
         fresh.queued_on_connect = conn.queued_on_connect
         return Response(s.CreatedConnectionSerializer(fresh).data, status=status.HTTP_201_CREATED)
@@ -101,7 +101,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
                 }
             )
         pk = conn.pk
-        outcome, detail = operations.disconnect(conn, choice == "true")
+        outcome, detail = services.disconnect(conn, choice == "true")
         action = "delete" if outcome == "deleted" else "change"
         audit.record(request.user, conn, audit.api(detail), action, object_id=pk)
         if outcome == "deleted":
@@ -124,8 +124,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Stop sending; membership changes keep queueing until the connection is resumed."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.pause(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.pause(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -134,8 +134,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Back to active after a pause or a fault; waiting messages go out now."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.resume(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.resume(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -144,8 +144,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Send what is waiting now, even for an interval connection or a message backing off."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.sync(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.sync(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -153,7 +153,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def retry_failed(self, request, pk=None):
         """Give messages that failed (gave up after the retry window) another window; `requeued` counts them."""
         conn = self.get_object()
-        count, detail = operations.retry_failed(conn)
+        count, detail = services.retry_failed(conn)
         return self._operation(conn, detail, requeued=count)
 
     @extend_schema(request=None, responses=s.VerificationSerializer)
@@ -163,7 +163,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         and store the result on the connection; each check that did not pass carries a hint. Changes nothing at
         the partner."""
         conn = self.get_object()
-        detail = operations.verify(conn)
+        detail = services.verify(conn)
         audit.record(request.user, conn, audit.api(detail))
         body = {"status": conn.verification_status, "verified_at": conn.verified_at,
                 "checks": conn.verification_checks, "detail": detail}  # fmt: skip
@@ -174,7 +174,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def funnel(self, request, pk=None):
         """Why the partner holds fewer than the audience: each step's count, how many it lost and why."""
         conn = self.get_object()
-        return Response(s.FunnelSerializer(operations.funnel(conn).as_dict()).data)
+        return Response(s.FunnelSerializer(services.funnel(conn).as_dict()).data)
 
     @extend_schema(parameters=MESSAGE_PARAMETERS, filters=False, responses=s.MessageSerializer(many=True))
     @action(detail=True, methods=["get"])

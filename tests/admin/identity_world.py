@@ -18,7 +18,7 @@ from django.db import connection as db
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience, Profile
 from audiences.static import change_static_members
-from connections import engine, operations, services
+from connections import engine, services
 from staff.models import ApiToken, AuditEntry
 from tests.audiences.factories import EventFactory
 from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
@@ -66,7 +66,7 @@ def seed(sandbox) -> dict:
     sandbox.mailchimp_rejection(REFUSED_EMAIL, "fake")
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
     engine.drain(conn.pk)
-    operations.verify(conn)
+    services.verify(conn)
     # The history as Django wrote it before an identity's name left out its value, then the migration.
     AuditEntry.objects.create(
         user=_user("olderadmin", is_superuser=True),

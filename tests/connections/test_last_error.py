@@ -11,7 +11,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from connections import engine, operations, services
+from connections import engine, services
 from connections.models import Connection
 from staff import dates
 from tests.connections.factories import MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
@@ -93,7 +93,7 @@ def test_a_new_error_after_a_recovery_is_current_again(api, sandbox, faulted):
 def test_checks_that_pass_after_the_fix_say_so_before_anything_is_sent(admin_client, api, sandbox, faulted):
     conn = fixed_and_resumed(sandbox, faulted, drain=False)
     # No worker has sent the waiting members yet: only the checks can say the key works again.
-    operations.verify(conn)
+    services.verify(conn)
     conn.refresh_from_db()
     assert conn.verification_status == "ok", conn.verification_checks
 

@@ -8,7 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from config.commands import RelayCommand, called_wrongly
-from connections import engine, operations, reverify, services
+from connections import engine, reverify, services
+from connections import services as operations  # its `label` reads as what it does here
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
 
