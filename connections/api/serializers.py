@@ -75,7 +75,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
     delivery_mode = serializers.ChoiceField(
         choices=Connection.Mode.choices, required=False, help_text="Default: the partner's delivery mode."
     )
-    # The columns are positive integers (at most 2³¹-1 on PostgreSQL): out of range was a database error.
+    # The columns are positive integers (at most 2³¹-1 on PostgreSQL): out of range would be a database error.
     interval_minutes = serializers.IntegerField(
         required=False,
         allow_null=True,
