@@ -12,13 +12,14 @@ from django.views.decorators.http import require_POST
 
 from audiences import criteria as criteria_lang
 from audiences.admin_profile_writes import ErasingDeletes, IdentitiesThroughIngest
-from audiences.api.filters import profiles_with_identity
-from audiences.api.views import audience_csv_response
+from audiences.export import audience_csv_response
 from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
 from audiences.permissions import HIDDEN, can_see_identities, require_identities
+from audiences.queries import profiles_with_identity
 from audiences.refresh import reevaluate_profiles, refresh_audience
 from audiences.stats import audience_breakdown, identity_breakdown
 from identities import IdentityType, InvalidIdentity, normalize
+from staff.admin_seams import AdminSeams, SeamedAdmin
 
 
 class IdentityForm(forms.ModelForm):
@@ -161,8 +162,10 @@ class AudienceForm(forms.ModelForm):
 
 
 @admin.register(Audience)
-class AudienceAdmin(admin.ModelAdmin):
+class AudienceAdmin(SeamedAdmin, admin.ModelAdmin):
     form = AudienceForm
+    # Apps built on audiences add inlines and delete pages here from their AppConfig.ready() (connections does).
+    seams = AdminSeams()
     list_display = ["name", "kind", "size", "last_refreshed_at", "summary"]
     list_filter = ["kind"]
     search_fields = ["name", "description"]

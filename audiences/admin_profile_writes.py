@@ -1,8 +1,8 @@
 """The profile admin's writes take the API's paths: deleting erases, identity edits go through the ingest.
 
-Without this the admin was a side door: a deleted profile stayed at every partner (and in the audience
-sizes), and an identity edited inline reached no partner. Kept apart from `audiences.admin` so the profile
-admin's display code and its writes can change independently.
+So the admin is no side door: a profile deleted there leaves every partner (and the audience sizes) as an
+erased one does, and an identity edited inline reaches the partners as an ingested one does. Kept apart
+from `audiences.admin` so the profile admin's display code and its writes can change independently.
 """
 
 from django.contrib import admin, messages

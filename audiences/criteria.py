@@ -9,6 +9,9 @@ See docs/criteria.md for the full language. Public API: `validate`, `compile_cri
 
 Every compiled condition is two-valued (TRUE or FALSE, never SQL NULL), so `not`,
 `exclude` and `ne` behave as plain negation even for profiles that lack an attribute.
+
+One module past 400 lines on purpose: validation, compilation and description each walk the same node
+shapes (SHAPES below), and a change to the grammar changes all three together.
 """
 
 import json

@@ -4,6 +4,8 @@ import csv
 import re
 
 from django.db.models import Prefetch
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
 
 from audiences.models import Identity, Membership
 from identities import IdentityType
@@ -44,3 +46,9 @@ def csv_rows(audience):
             by_type.setdefault(identity.type, []).append(identity.value)
         cells = [member.profile.external_id] + [" | ".join(by_type.get(t, ())) for t in IdentityType.values]
         yield writer.writerow([defuse(cells[0]), member.since.isoformat(), *map(defuse, cells[1:])])
+
+
+def audience_csv_response(audience):
+    response = StreamingHttpResponse(csv_rows(audience), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slugify(audience.name) or "audience"}-members.csv"'
+    return response

@@ -154,8 +154,8 @@ def _materialized(matching_sql, params):
 
 def _lock_rule_audiences() -> None:
     # Per-profile re-evaluations take turns, and wait for (and block) a full refresh, which holds the row
-    # FOR UPDATE. A shared lock let two of them in together, and both then updating an audience's size
-    # deadlocked (the API load soak found it). In id order, so two lockers never cross. SQLite serialises
+    # FOR UPDATE. An exclusive lock, not a shared one: two re-evaluations holding a shared lock together would
+    # deadlock when both update an audience's size. In id order, so two lockers never cross. SQLite serialises
     # writers on its own.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -1,5 +1,8 @@
 """Generate realistic demo/benchmark data: profiles, identities and travel-video events.
 
+(Just over 400 lines: the PostgreSQL COPY path and the bulk_create path write the same generated rows and
+are kept side by side so they stay alike.)
+
 `seed_profiles()` streams the data chunk by chunk, so memory stays bounded
 whatever the count. On PostgreSQL every chunk is written with `COPY` into
 ids reserved from the table's sequence up front; elsewhere (SQLite) with

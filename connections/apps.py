@@ -10,6 +10,8 @@ class ConnectionsConfig(AppConfig):
 
         from audiences import hooks
         from connections import fanout, reverify
+        from connections.admin import inlines
+        from connections.api import delete_guards
         from connections.schedules import ensure_schedules
         from outputs import hooks as output_hooks
 
@@ -17,4 +19,6 @@ class ConnectionsConfig(AppConfig):
         hooks.on_identities_changed(fanout.fan_out_identity_changes)
         hooks.on_profiles_erased(fanout.forget_erased)
         output_hooks.on_output_changed(reverify.output_changed)
+        inlines.register()
+        delete_guards.register()
         post_migrate.connect(ensure_schedules, sender=self)

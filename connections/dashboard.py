@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from audiences.models import Audience
 from connections import reverify
-from connections.api.filters import with_pending
 from connections.charts import Bucket, hourly_bars
 from connections.models import Connection, Delivery
+from connections.queries import with_pending
 from staff import dates
 
 Status = Connection.Status

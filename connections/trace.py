@@ -14,13 +14,13 @@ from django.db.models import Q
 from django.shortcuts import render
 from django.urls import reverse
 
-from audiences.api.filters import profiles_with_identity
 from audiences.models import Identity, Membership, Profile
 from audiences.permissions import require_identities
+from audiences.queries import profiles_with_identity
 from connections import dashboard
-from connections.api.filters import candidate_values
 from connections.funnel import types_phrase
 from connections.models import Connection, Delivery, OutboxMessage
+from connections.queries import candidate_values
 from identities import IdentityType
 from staff import dates
 

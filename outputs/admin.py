@@ -32,6 +32,7 @@ from outputs.services import (
     saved,
 )
 from staff import audit, dates
+from staff.admin_seams import AdminSeams, SeamedAdmin
 
 PREFIX = "setting__"
 # Checking credentials calls the partner and records its answer on the output: the button, the confirmation page
@@ -194,7 +195,9 @@ class PartnerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Output)
-class OutputAdmin(admin.ModelAdmin):
+class OutputAdmin(SeamedAdmin, admin.ModelAdmin):
+    # Apps built on outputs add inlines and delete pages here from their AppConfig.ready() (connections does).
+    seams = AdminSeams()
     list_display = ["name", "partner", "credentials", "credentials_checked_at", "base_url"]
     list_filter = [PartnerFilter, CredentialsFilter]
     search_fields = ["name"]

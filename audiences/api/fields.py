@@ -4,10 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from audiences.criteria import text_problem
-
-
-def has_control_characters(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+from audiences.text import has_control_characters
 
 
 def refuse_control_characters(text: str) -> None:

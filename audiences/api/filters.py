@@ -7,7 +7,8 @@ from django_filters.constants import EMPTY_VALUES
 from django_filters.fields import IsoDateTimeField
 
 from audiences.models import Audience, Event, Profile
-from identities import IdentityType, InvalidIdentity, normalize
+from audiences.queries import profiles_with_identity
+from identities import IdentityType
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -75,19 +76,6 @@ class ProfileFilter(django_filters.FilterSet):
 
     def filter_identity(self, queryset, name, value):
         return queryset.filter(pk__in=profiles_with_identity(value))
-
-
-def profiles_with_identity(raw: str):
-    """Profile IDs holding `raw` under any type, normalizing it the way each type stores values."""
-    from audiences.models import Identity
-
-    candidates = {raw.strip()}
-    for identity_type in IdentityType.values:
-        try:
-            candidates.add(normalize(identity_type, raw))
-        except InvalidIdentity:
-            pass
-    return Identity.objects.filter(value__in=candidates).values("profile_id")
 
 
 class EventFilter(django_filters.FilterSet):

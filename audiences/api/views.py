@@ -1,7 +1,6 @@
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import Http404, StreamingHttpResponse
-from django.utils.text import slugify
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,13 +10,14 @@ from audiences.api import serializers as s
 from audiences.api.filters import EventFilter, ProfileFilter
 from audiences.criteria import compile_criteria
 from audiences.erasure import erase_external_ids, erase_profiles
-from audiences.export import csv_rows
+from audiences.export import audience_csv_response
 from audiences.ingest import ProfileInput, ingest_events, upsert_profiles
 from audiences.models import Audience, Event, Membership, Profile
 from audiences.refresh import refresh_audience
 from audiences.static import UnknownProfiles, change_static_members, resolve_profiles
 from audiences.stats import identity_breakdown
 from audiences.tasks import queue_refresh
+from config.api_seams import DeleteGuards
 
 
 class ProfileViewSet(
@@ -101,18 +101,17 @@ class AudienceViewSet(viewsets.ModelViewSet):
     filterset_fields = ["kind", "name"]
     identity_actions = {"members", "export"}  # a read of either lists every member's identities
 
-    # Apps whose objects depend on an audience install guards here (connections does, in its API module):
-    # guard(request, audience) raises a ValidationError to refuse the delete, answers for it with a Response,
-    # or returns None to let it go ahead. Guards run in the delete's transaction.
-    delete_guards: list = []
+    # Apps whose rows depend on an audience guard its deletion through this seam, from their AppConfig.ready()
+    # (connections does): see config/api_seams.py. Guards run in the delete's transaction.
+    delete_guards = DeleteGuards()
 
+    @extend_schema(parameters=delete_guards.parameters, responses=delete_guards.responses)
     @transaction.atomic
     def destroy(self, request, *args, **kwargs):
         audience = self.get_object()
-        for guard in self.delete_guards:
-            response = guard(request, audience)
-            if response is not None:
-                return response
+        response = self.delete_guards.run(request, audience)
+        if response is not None:
+            return response
         try:
             audience.delete()
         except ProtectedError as exc:
@@ -197,9 +196,3 @@ class AudienceViewSet(viewsets.ModelViewSet):
     def export(self, request, pk=None):
         """Every member with its identities, as CSV."""
         return audience_csv_response(self.get_object())
-
-
-def audience_csv_response(audience):
-    response = StreamingHttpResponse(csv_rows(audience), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{slugify(audience.name) or "audience"}-members.csv"'
-    return response

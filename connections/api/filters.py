@@ -1,54 +1,14 @@
-"""Query helpers and filter sets shared by the connections API, admin and commands."""
+"""The filter sets of the connections API (the query helpers they use are in `connections.queries`)."""
 
 import django_filters
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
 
 from audiences.api.filters import IdOrNameFilter, UtcDateTimeFilter
 from audiences.models import Audience
 from connections.models import Connection, Delivery, OutboxMessage
-from identities import IdentityType, InvalidIdentity, normalize
+from connections.queries import candidate_values
+from identities import IdentityType
 from outputs.models import Output
 from outputs.partners import registry
-
-WAITING = [OutboxMessage.State.PENDING, OutboxMessage.State.IN_FLIGHT]
-
-
-def with_pending(queryset):
-    """Annotate `pending` (messages waiting or in flight) with one correlated subquery, not a query per row."""
-    waiting = (
-        OutboxMessage.objects.filter(connection=OuterRef("pk"), state__in=WAITING)
-        .order_by()
-        .values("connection")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return queryset.annotate(pending=Coalesce(Subquery(waiting, output_field=IntegerField()), Value(0)))
-
-
-def pending_of(conn: Connection) -> int:
-    if hasattr(conn, "pending"):
-        return conn.pending
-    return OutboxMessage.objects.filter(connection=conn, state__in=WAITING).count()
-
-
-def candidate_values(raw: str) -> set[str]:
-    """`raw` as typed and as each identity type would store it, so 'Jane@Example.com ' finds 'jane@example.com'."""
-    candidates = {raw.strip()}
-    for identity_type in IdentityType.values:
-        try:
-            candidates.add(normalize(identity_type, raw))
-        except InvalidIdentity:
-            pass
-    return candidates - {""}
-
-
-def duplicate_of(audience, output, settings: dict):
-    """An existing connection of `audience` to `output` with the same settings, if any."""
-    for conn in Connection.objects.filter(audience=audience, output=output).only("pk", "settings"):
-        if conn.settings == settings:
-            return conn
-    return None
 
 
 class ConnectionFilter(django_filters.FilterSet):

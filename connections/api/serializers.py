@@ -4,8 +4,8 @@ from rest_framework import serializers
 from audiences.api.fields import StorableDictField
 from audiences.models import Audience
 from connections import last_problem, services
-from connections.api.filters import duplicate_of, pending_of
 from connections.models import Connection, Delivery, OutboxMessage
+from connections.queries import duplicate_of, pending_of
 from outputs.models import Output
 
 MAX_INT = 2**31 - 1
@@ -75,7 +75,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
     delivery_mode = serializers.ChoiceField(
         choices=Connection.Mode.choices, required=False, help_text="Default: the partner's delivery mode."
     )
-    # The columns are positive integers (at most 2³¹-1 on PostgreSQL): out of range was a database error.
+    # The columns are positive integers (at most 2³¹-1 on PostgreSQL): out of range would be a database error.
     interval_minutes = serializers.IntegerField(
         required=False,
         allow_null=True,

@@ -4,13 +4,12 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from audiences.api.views import AudienceViewSet
-from connections import operations, services
+from connections import services
 from connections.api import serializers as s
-from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter, with_pending
+from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter
 from connections.models import Connection, OutboxMessage
+from connections.queries import with_pending
 from identities import IdentityType
-from outputs.api.views import OutputViewSet
 from staff import audit
 
 REMOVE_CHOICE = OpenApiParameter(
@@ -20,14 +19,6 @@ REMOVE_CHOICE = OpenApiParameter(
     description="true: remove the audience's members from the partner first (202, deleted once sent); "
     "false: leave them there and delete now (204).",
 )
-DISCONNECT_CHOICE = OpenApiParameter(
-    "disconnect",
-    OpenApiTypes.STR,
-    enum=["remove", "keep"],
-    description="When connections remain: remove = disconnect them, removing their members from the partners "
-    "first (202; delete again once they are gone); keep = disconnect them leaving the members, then delete (204).",
-)
-
 PAGE = OpenApiParameter("page", OpenApiTypes.INT, description="Page number (newest first).")
 MESSAGE_PARAMETERS = [
     PAGE,
@@ -49,7 +40,7 @@ def _snapshot(conn: Connection) -> dict:
     return {**{name: getattr(conn, name) for name in fields}, **conn.settings}
 
 
-def _refused(exc: operations.Refused):
+def _refused(exc: services.Refused):
     return serializers.ValidationError({"status": [str(exc)]})
 
 
@@ -83,7 +74,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conn = serializer.save()
-        audit.record(request.user, conn, audit.api(operations.connected(conn)), "add")
+        audit.record(request.user, conn, audit.api(services.connected(conn)), "add")
         fresh = self._reload(conn)
         fresh.queued_on_connect = conn.queued_on_connect
         return Response(s.CreatedConnectionSerializer(fresh).data, status=status.HTTP_201_CREATED)
@@ -110,7 +101,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
                 }
             )
         pk = conn.pk
-        outcome, detail = operations.disconnect(conn, choice == "true")
+        outcome, detail = services.disconnect(conn, choice == "true")
         action = "delete" if outcome == "deleted" else "change"
         audit.record(request.user, conn, audit.api(detail), action, object_id=pk)
         if outcome == "deleted":
@@ -133,8 +124,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Stop sending; membership changes keep queueing until the connection is resumed."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.pause(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.pause(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -143,8 +134,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Back to active after a pause or a fault; waiting messages go out now."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.resume(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.resume(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -153,8 +144,8 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         """Send what is waiting now, even for an interval connection or a message backing off."""
         conn = self.get_object()
         try:
-            return self._operation(conn, operations.sync(conn))
-        except operations.Refused as exc:
+            return self._operation(conn, services.sync(conn))
+        except services.Refused as exc:
             raise _refused(exc) from None
 
     @extend_schema(request=None, responses=s.OperationResultSerializer)
@@ -162,7 +153,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def retry_failed(self, request, pk=None):
         """Give messages that failed (gave up after the retry window) another window; `requeued` counts them."""
         conn = self.get_object()
-        count, detail = operations.retry_failed(conn)
+        count, detail = services.retry_failed(conn)
         return self._operation(conn, detail, requeued=count)
 
     @extend_schema(request=None, responses=s.VerificationSerializer)
@@ -172,7 +163,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         and store the result on the connection; each check that did not pass carries a hint. Changes nothing at
         the partner."""
         conn = self.get_object()
-        detail = operations.verify(conn)
+        detail = services.verify(conn)
         audit.record(request.user, conn, audit.api(detail))
         body = {"status": conn.verification_status, "verified_at": conn.verified_at,
                 "checks": conn.verification_checks, "detail": detail}  # fmt: skip
@@ -183,7 +174,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def funnel(self, request, pk=None):
         """Why the partner holds fewer than the audience: each step's count, how many it lost and why."""
         conn = self.get_object()
-        return Response(s.FunnelSerializer(operations.funnel(conn).as_dict()).data)
+        return Response(s.FunnelSerializer(services.funnel(conn).as_dict()).data)
 
     @extend_schema(parameters=MESSAGE_PARAMETERS, filters=False, responses=s.MessageSerializer(many=True))
     @action(detail=True, methods=["get"])
@@ -208,54 +199,3 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
         return filterset.qs
-
-
-def delete_guard(field: str):
-    """Refuse to delete an audience or output that still has connections, unless told how to disconnect them."""
-
-    def guard(request, obj):
-        conns = list(services.connections_of(**{field: obj}))
-        if not conns:
-            return None
-        choice = request.query_params.get("disconnect")
-        if choice is None:
-            raise serializers.ValidationError(
-                {
-                    "connections": [
-                        f"Disconnect these first: {services.describe_connections(conns)}, "
-                        f"or pass ?disconnect=remove or ?disconnect=keep."
-                    ]
-                }
-            )
-        if choice not in ("remove", "keep"):
-            raise serializers.ValidationError(
-                {
-                    "disconnect": [
-                        "Must be remove (remove the members from the partners first) or keep (leave them there)."
-                    ]
-                }
-            )
-        if choice == "keep":
-            operations.disconnect_all(conns, remove_from_partner=False)
-            return None
-        operations.disconnect_all(conns, remove_from_partner=True)
-        body = {
-            "status": "disconnecting",
-            "detail": f"Removing the members from the partners first: {services.describe_connections(conns)}. "
-            f"The {field} can be deleted once these connections are gone.",
-            "connections": [c.pk for c in conns],
-        }
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    return guard
-
-
-# audiences and outputs know nothing of connections; connections installs its delete guard on their viewsets.
-AudienceViewSet.delete_guards = [*AudienceViewSet.delete_guards, delete_guard("audience")]
-OutputViewSet.delete_guards = [*OutputViewSet.delete_guards, delete_guard("output")]
-for viewset in (AudienceViewSet, OutputViewSet):
-    # Documents ?disconnect= and the 202 its guard answers with.
-    viewset.destroy = extend_schema(
-        parameters=[DISCONNECT_CHOICE],
-        responses={202: s.DisconnectingSerializer, 204: OpenApiResponse(description="Deleted.")},
-    )(viewset.destroy)

@@ -7,6 +7,7 @@ from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api_seams import DeleteGuards
 from outputs import permissions
 from outputs.api.serializers import CheckSerializer, OutputSerializer, PartnerSerializer
 from outputs.models import Output
@@ -49,10 +50,9 @@ class OutputViewSet(viewsets.ModelViewSet):
     serializer_class = OutputSerializer
     filterset_class = OutputFilter
 
-    # Apps whose objects depend on an output install guards here (connections does, in its API module):
-    # guard(request, output) raises a ValidationError to refuse the delete, answers for it with a Response,
-    # or returns None to let it go ahead. Guards run in the delete's transaction.
-    delete_guards: list = []
+    # Apps whose rows depend on an output guard its deletion through this seam, from their AppConfig.ready()
+    # (connections does): see config/api_seams.py. Guards run in the delete's transaction.
+    delete_guards = DeleteGuards()
 
     def _refuse_without_permission(self, serializer, kind: str) -> None:
         """Writing a secret or moving a destination needs the credentials permission: 403 naming each one."""
@@ -93,13 +93,13 @@ class OutputViewSet(viewsets.ModelViewSet):
         audit.record(self.request.user, output, audit.api(" ".join(sentences)))
         saved(output, stored, self.request.user, moved=bool(moves))
 
+    @extend_schema(parameters=delete_guards.parameters, responses=delete_guards.responses)
     @transaction.atomic
     def destroy(self, request, *args, **kwargs):
         output = self.get_object()
-        for guard in self.delete_guards:
-            response = guard(request, output)
-            if response is not None:
-                return response
+        response = self.delete_guards.run(request, output)
+        if response is not None:
+            return response
         audit.record(request.user, output, audit.api("Deleted."), "delete")
         try:
             output.delete()

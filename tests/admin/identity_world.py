@@ -18,7 +18,7 @@ from django.db import connection as db
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience, Profile
 from audiences.static import change_static_members
-from connections import operations, services
+from connections import services
 from connections.drain import drain
 from staff.models import ApiToken, AuditEntry
 from tests.audiences.factories import EventFactory
@@ -67,7 +67,7 @@ def seed(sandbox) -> dict:
     sandbox.mailchimp_rejection(REFUSED_EMAIL, "fake")
     conn = services.connect(audience, sandbox_output(sandbox), {"list_id": LIST_ID})
     drain(conn.pk)
-    operations.verify(conn)
+    services.verify(conn)
     # The history as Django wrote it before an identity's name left out its value, then the migration.
     AuditEntry.objects.create(
         user=_user("olderadmin", is_superuser=True),

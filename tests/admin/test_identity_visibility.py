@@ -12,7 +12,7 @@ from django.urls import URLPattern, reverse
 
 import config.urls
 from audiences.permissions import HIDDEN, REFUSED
-from connections.admin import OPERATIONS
+from connections.admin.operations import OPERATIONS
 from tests.admin import identity_world as world
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 
 from audiences.models import Audience, RefreshRun
-from connections.admin import OPERATIONS
+from connections.admin.operations import OPERATIONS
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from staff.models import ApiToken

@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from connections.admin import OPERATIONS
+from connections.admin.operations import OPERATIONS
 from tests.admin import identity_world as world
 from tests.audiences.factories import AudienceFactory
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from connections import operations
+from connections import services
 from connections.funnel import types_phrase
 from connections.models import Delivery
 from outputs.models import Output
@@ -115,7 +115,7 @@ def test_resuming_with_one_message_waiting_says_it_goes_out(admin_client):
     conn = ConnectionFactory(status="paused")
     message(conn, "ada@example.com", next_attempt_at=timezone.now())
 
-    assert operations.resume(conn).endswith(": 1 message waiting goes out now.")
+    assert services.resume(conn).endswith(": 1 message waiting goes out now.")
 
 
 def test_it_names_what_a_partner_accepts_as_people_say_it(admin_client):

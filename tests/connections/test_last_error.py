@@ -11,7 +11,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from connections import operations, services
+from connections import services
 from connections.drain import drain
 from connections.models import Connection
 from staff import dates
@@ -94,7 +94,7 @@ def test_a_new_error_after_a_recovery_is_current_again(api, sandbox, faulted):
 def test_checks_that_pass_after_the_fix_say_so_before_anything_is_sent(admin_client, api, sandbox, faulted):
     conn = fixed_and_resumed(sandbox, faulted, send=False)
     # No worker has sent the waiting members yet: only the checks can say the key works again.
-    operations.verify(conn)
+    services.verify(conn)
     conn.refresh_from_db()
     assert conn.verification_status == "ok", conn.verification_checks
 

@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from rich.console import Console
 from rich.table import Table
 
-from audiences.api.fields import has_control_characters
 from audiences.erasure import ErasureResult, describe, erase_external_ids
+from audiences.text import has_control_characters
 from config.commands import RelayCommand, called_wrongly
 
 # Who the audit entries name when --user is not given: a user that cannot sign in, created on first use.

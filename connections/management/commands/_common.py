@@ -3,8 +3,8 @@
 from rich.console import Console
 
 from config.commands import called_wrongly
-from connections.api.filters import with_pending
 from connections.models import Connection
+from connections.queries import with_pending
 
 
 def get_connection(pk: int) -> Connection:

@@ -2,10 +2,10 @@ from django.core.exceptions import ValidationError
 
 from audiences.models import Audience
 from config.commands import RelayCommand, called_wrongly
-from connections import operations, services
-from connections.api.filters import duplicate_of
+from connections import services
 from connections.management.commands._common import console
 from connections.models import Connection
+from connections.queries import duplicate_of
 from outputs.models import Output
 
 
@@ -51,13 +51,13 @@ class Command(RelayCommand):
             twin = duplicate_of(audience_obj, output_obj, cleaned)
             if twin is not None:
                 raise called_wrongly(
-                    f"{operations.label(twin)} already exists with these settings (connection {twin.pk})."
+                    f"{services.label(twin)} already exists with these settings (connection {twin.pk})."
                 )
             conn = services.connect(audience_obj, output_obj, values, mode, every_minutes, every_messages)
         except ValidationError as exc:
             raise called_wrongly(self._problems(exc)) from None
         out = console(self)
-        out.print(operations.connected(conn))
+        out.print(services.connected(conn))
         out.print(f"Connection ID: [bold]{conn.pk}[/bold]")
         out.print(f"Queued: {conn.queued_on_connect:,}")
 

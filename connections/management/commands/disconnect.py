@@ -1,5 +1,5 @@
 from config.commands import RelayCommand
-from connections import operations
+from connections import services
 from connections.management.commands._common import console, get_connection
 
 
@@ -26,7 +26,7 @@ class Command(RelayCommand):
 
     def handle(self, *args, id, remove_from_partner, keep_at_partner, **options):
         conn = get_connection(id)
-        _, sentence = operations.disconnect(conn, remove_from_partner=remove_from_partner)
+        _, sentence = services.disconnect(conn, remove_from_partner=remove_from_partner)
         out = console(self)
         out.print(sentence)
         if remove_from_partner:

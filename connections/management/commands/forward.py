@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from config.commands import RelayCommand, called_wrongly
-from connections import operations, policy, reverify, services
+from connections import policy, reverify, services
 from connections.drain import drain
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection, OutboxMessage
@@ -60,18 +60,18 @@ class Command(RelayCommand):
         for conn in conns:
             if conn.status not in policy.SENDING:
                 reason = f" ({conn.status_reason})" if conn.status_reason else ""
-                out.print(f"Skipped {operations.label(conn)}: it is {conn.get_status_display().lower()}{reason}. "
+                out.print(f"Skipped {services.label(conn)}: it is {conn.get_status_display().lower()}{reason}. "
                           f"Resume it to send.")  # fmt: skip
                 continue
             totals = self._drain(conn, out, max_seconds)
             rows.append((conn, totals))
             if totals["fault"]:
-                faults.append(f"{operations.label(conn)}: {totals['fault']}")
+                faults.append(f"{services.label(conn)}: {totals['fault']}")
         if rows:
             out.print(self._table(rows))
             for conn, totals in rows:
                 if totals["note"]:
-                    out.print(f"{operations.label(conn)}: {totals['note']}")
+                    out.print(f"{services.label(conn)}: {totals['note']}")
         elif not conns:
             out.print("There are no connections.")
         if faults:
@@ -92,7 +92,7 @@ class Command(RelayCommand):
             transient=True,
             disable=not out.is_terminal,
         ) as progress:
-            task = progress.add_task(operations.label(conn), total=due_count(conn))
+            task = progress.add_task(services.label(conn), total=due_count(conn))
 
             def on_batch(counts):
                 progress.advance(task, counts["messages"])
@@ -143,7 +143,7 @@ class Command(RelayCommand):
             counts = [t["batches"], t["accepted"] + t["rejected"], t["accepted"], t["rejected"], t["retried"]]
             counts += [t["failed"], t["messages"] - sum(t[k] for k in ("accepted", "rejected", "retried", "failed"))]
             table.add_row(
-                str(conn.pk), operations.label(conn), *(f"{n:,}" for n in counts), f"{t['seconds']:.2f}", _what(t)
+                str(conn.pk), services.label(conn), *(f"{n:,}" for n in counts), f"{t['seconds']:.2f}", _what(t)
             )
         return table
 

@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from config.commands import RelayCommand
-from connections import operations
+from connections import services
 from connections.management.commands._common import console, get_connection
 
 
@@ -14,6 +14,6 @@ class Command(RelayCommand):
     def handle(self, *args, id, **options):
         conn = get_connection(id)
         try:
-            console(self).print(operations.pause(conn))
-        except operations.Refused as exc:
+            console(self).print(services.pause(conn))
+        except services.Refused as exc:
             raise CommandError(str(exc)) from None

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from audiences.models import Audience
 from config.commands import RelayCommand, called_wrongly
-from connections import operations, verification
+from connections import services, verification
 from connections.funnel import Funnel
 from connections.management.commands._common import console, get_connection
 from connections.models import Connection
@@ -25,7 +25,7 @@ def verify_each(conns) -> list[tuple[Connection, Funnel]]:
     with _quiet():
         for conn in conns:
             verification.verify(conn)
-            results.append((conn, operations.funnel(conn)))
+            results.append((conn, services.funnel(conn)))
     return results
 
 
@@ -45,7 +45,7 @@ def table(results) -> Table:
     """One row per connection: its status, each check that needs attention with its hint, the ok ones named."""
     t = Table("ID", "Connection", "Status", "Checks", title="Verification", title_justify="left", show_lines=True)
     for conn, _ in results:
-        t.add_row(str(conn.pk), operations.label(conn), Text(conn.verification_status, STYLE[conn.verification_status]),
+        t.add_row(str(conn.pk), services.label(conn), Text(conn.verification_status, STYLE[conn.verification_status]),
                   _checks(conn.verification_checks))  # fmt: skip
     return t
 
@@ -68,7 +68,7 @@ def render(out: Console, results) -> None:
     """The table, then each connection's funnel in one sentence per line (never wrapped, so it can be grepped)."""
     out.print(table(results))
     for conn, funnel in results:
-        out.print(Text.assemble((f"{operations.label(conn)} (ID {conn.pk}): ", "bold"), funnel.summary), soft_wrap=True)
+        out.print(Text.assemble((f"{services.label(conn)} (ID {conn.pk}): ", "bold"), funnel.summary), soft_wrap=True)
 
 
 def as_json(conn: Connection, funnel: Funnel) -> dict:
@@ -125,7 +125,7 @@ class Command(RelayCommand):
             else:
                 out.print("No connection matches." if connection or audience or output else "There are no connections.")
         if failing:
-            names = ", ".join(f"{operations.label(conn)} (ID {conn.pk})" for conn in failing)
+            names = ", ".join(f"{services.label(conn)} (ID {conn.pk})" for conn in failing)
             noun = "connection" if len(results) == 1 else "connections"
             verb = "is" if len(failing) == 1 else "are"
             raise CommandError(f"{len(failing)} of {len(results)} {noun} {verb} failing: {names}.", returncode=1)

@@ -1,0 +1,43 @@
+"""The outbox: every message queued for a partner, its state and its next attempt."""
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from audiences.permissions import IdentityPagesAdmin
+from connections.admin.filters import ConnectionListFilter, IdentityTypeFilter
+from connections.admin.readonly import ReadOnlyAdmin
+from connections.models import OutboxMessage
+from connections.queries import candidate_values
+from staff import cells, dates
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
+    # One column for when (the next attempt of a waiting message, the last change of the others) keeps every
+    # column on screen from 1280 px up.
+    list_display = ["id", "connection", "type", "value", "action", "state", "attempts", "when", "error"]
+    list_filter = ["state", ConnectionListFilter, IdentityTypeFilter, "action"]
+    list_select_related = ["connection__audience", "connection__output"]
+    search_fields = ["value"]
+    search_help_text = "An identity value as typed (an email address is found whatever its case)."
+    ordering = ["-id"]
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(value__in=candidate_values(search_term)), False
+
+    @admin.display(description="type", ordering="identity_type")
+    def type(self, message):
+        return message.get_identity_type_display()
+
+    @admin.display(description="when", ordering="updated_at")
+    def when(self, message):
+        """A waiting message's next attempt ("next 3 Dec 2026, 09:47:03"), any other's last change."""
+        if message.state == OutboxMessage.State.PENDING:
+            return format_html("next {}", dates.when(message.next_attempt_at))
+        return dates.when(message.updated_at)
+
+    @admin.display(description="last error")
+    def error(self, message):
+        return cells.clip(message.last_error, 9)
