@@ -10,6 +10,7 @@ fixed plain sentences. No retries here: the forwarding engine decides when to tr
 
 from __future__ import annotations
 
+import functools
 import http.client
 import time
 from collections.abc import Collection
@@ -123,10 +124,18 @@ class _GuardedAdapter(requests.adapters.HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
+def timeout() -> float:
+    """Seconds a request waits to connect, and for each part of the answer: PARTNER_HTTP_TIMEOUT, read at each
+    request, so a change of the setting (a test's, an operator's) holds from the next request on."""
+    return settings.PARTNER_HTTP_TIMEOUT
+
+
 class RelaySession(requests.Session):
-    def __init__(self, timeout: float, guarded: bool = True):
+    """A session whose every request has a timeout: none given is PARTNER_HTTP_TIMEOUT, and none at all is
+    refused, since a partner that never answers would hold a worker for good."""
+
+    def __init__(self, guarded: bool = True):
         super().__init__()
-        self.timeout = timeout
         # No proxy or .netrc from the environment: a proxy would connect for us, past the address check,
         # and .netrc would add credentials nobody configured on an output.
         self.trust_env = False
@@ -137,27 +146,23 @@ class RelaySession(requests.Session):
         self.mount("https://", adapter)
 
     def request(self, method, url, **kwargs):
-        kwargs.setdefault("timeout", self.timeout)
+        if kwargs.setdefault("timeout", timeout()) is None:
+            raise ValueError("Every request to a partner needs a timeout.")
         kwargs.setdefault("allow_redirects", False)
         return super().request(method, url, **kwargs)
 
 
-# Two sessions, so a connection opened while private destinations were allowed is never reused once they
-# are not: the guarded one (production) and the plain one (development, tests, the demo's sandbox), which
-# costs nothing more per request than it did before the guard existed.
-_session: RelaySession | None = None
-_guarded_session: RelaySession | None = None
-
-
 def session() -> RelaySession:
-    global _session, _guarded_session
-    if netguard.allowed_private():
-        if _session is None:
-            _session = RelaySession(settings.PARTNER_HTTP_TIMEOUT, guarded=False)
-        return _session
-    if _guarded_session is None:
-        _guarded_session = RelaySession(settings.PARTNER_HTTP_TIMEOUT, guarded=True)
-    return _guarded_session
+    return _session(guarded=not netguard.allowed_private())
+
+
+# One session of each kind for the life of the process, for its pooled connections; it holds no setting.
+# Two, so a connection opened while private destinations were allowed is never reused once they are not: the
+# guarded one (production) and the plain one (development, tests, the demo's sandbox), which costs nothing more
+# per request than it did before the guard existed.
+@functools.cache
+def _session(guarded: bool) -> RelaySession:
+    return RelaySession(guarded=guarded)
 
 
 # --- one request ----------------------------------------------------------------------------------------------
@@ -190,9 +195,10 @@ def call(
         _record(attempts, method, path, None, started, refused=problem)
         raise DestinationRefused(problem)
     response = None
+    seconds = timeout()
     try:
-        response = session().request(method, url, stream=True, **kwargs)
-        _read(response, host)
+        response = session().request(method, url, stream=True, timeout=seconds, **kwargs)
+        _read(response, host, seconds)
     except netguard.Refused as exc:
         _record(attempts, method, path, None, started, refused=str(exc))
         raise DestinationRefused(str(exc)) from None
@@ -201,7 +207,7 @@ def call(
         raise
     except requests.Timeout:
         _record(attempts, method, path, None, started)
-        raise TransportError(f"The request timed out after {session().timeout:g} seconds.") from None
+        raise TransportError(f"The request timed out after {seconds:g} seconds.") from None
     except requests.ConnectionError:
         _record(attempts, method, path, None, started)
         raise TransportError(f"A connection error occurred: could not reach {host}.") from None
@@ -212,7 +218,7 @@ def call(
         # Raised while reading the body, which requests does not wrap when it is read as a stream (requests'
         # own errors, OSErrors too, are worded above).
         _record(attempts, method, path, response.status_code if response is not None else None, started)
-        raise TransportError(_broken_answer(exc, host)) from None
+        raise TransportError(_broken_answer(exc, host, seconds)) from None
     _record(attempts, method, path, response.status_code, started, _excerpt(response))
     fault = _about_destination(response, host, url, expect_json, handles)
     if fault is not None:
@@ -224,9 +230,9 @@ def call(
     return response
 
 
-def _broken_answer(exc: Exception, host: str) -> str:
+def _broken_answer(exc: Exception, host: str, seconds: float) -> str:
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
-        return f"{host} stopped sending its answer for more than {session().timeout:g} seconds."
+        return f"{host} stopped sending its answer for more than {seconds:g} seconds."
     if isinstance(exc, urllib3.exceptions.DecodeError):
         return f"{host} sent an answer that could not be decompressed."
     return f"{host} closed the connection before its answer was complete."
@@ -274,7 +280,7 @@ def _not_json(response: requests.Response) -> str:
     return ""
 
 
-def _read(response: requests.Response, host: str) -> None:
+def _read(response: requests.Response, host: str, seconds: float) -> None:
     """Read the body into the response, refusing one bigger than PARTNER_MAX_ANSWER_BYTES."""
     limit = settings.PARTNER_MAX_ANSWER_BYTES
     too_big = TransportError(f"{host} answered with more than {_size(limit)}; the answer was not read.")
@@ -288,7 +294,7 @@ def _read(response: requests.Response, host: str) -> None:
     body = bytearray()
     # The timeout bounds each wait for bytes; this bounds the whole answer, so a partner dripping a byte
     # every few seconds cannot hold a worker until the task is killed.
-    deadline = time.monotonic() + 4 * session().timeout
+    deadline = time.monotonic() + 4 * seconds
     raw = response.raw
     # read1: what has arrived, up to CHUNK_BYTES (iter_content would wait for a whole chunk, past the deadline).
     while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
@@ -298,7 +304,7 @@ def _read(response: requests.Response, host: str) -> None:
             raise too_big
         if time.monotonic() > deadline:
             response.close()
-            raise TransportError(f"{host} took more than {4 * session().timeout:g} seconds to send its answer.")
+            raise TransportError(f"{host} took more than {4 * seconds:g} seconds to send its answer.")
     response._content = bytes(body)  # what requests does itself once a streamed body is read in full
     raw.release_conn()  # read in full: the connection goes back to the pool for the next request
 

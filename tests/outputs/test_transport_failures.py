@@ -9,7 +9,6 @@ from connections import services
 from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs import crypto
-from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.registry import get
 from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
@@ -24,9 +23,8 @@ BROKEN = {
 
 
 @pytest.fixture(autouse=True)
-def short_timeout(settings, monkeypatch):
-    settings.PARTNER_HTTP_TIMEOUT = TIMEOUT  # a stalled answer gives up quickly …
-    monkeypatch.setattr(http, "_session", None)  # … in a session made with it (the session keeps its timeout)
+def short_timeout(settings):
+    settings.PARTNER_HTTP_TIMEOUT = TIMEOUT  # a stalled answer gives up quickly: read at each request
 
 
 @pytest.fixture

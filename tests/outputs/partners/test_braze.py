@@ -5,7 +5,6 @@ import time
 import pytest
 import requests
 
-from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.braze.adapter import Braze, _wait
 from outputs.partners.registry import get
@@ -343,7 +342,6 @@ def test_it_retries_on_a_server_error(partner, braze):
 
 def test_it_retries_on_a_timeout(partner, braze, settings, monkeypatch):
     settings.PARTNER_HTTP_TIMEOUT = 0.3
-    monkeypatch.setattr(http, "_session", None)
     braze.fault("braze", "timeout", delay=2)
 
     result = partner.send(account(braze), {}, [add(1, "u1")])

@@ -8,7 +8,6 @@ import pytest
 import requests
 from django.utils import timezone
 
-from outputs.partners import http
 from outputs.partners.base import Account, Message, raw, sha256_phone
 from outputs.partners.facebook.adapter import FacebookCustomAudiences, hashed_email, madid
 from outputs.partners.registry import get
@@ -382,7 +381,6 @@ def test_it_retries_on_a_server_error(sandbox, partner, account):
 
 def test_it_retries_on_a_timeout(sandbox, partner, account, settings, monkeypatch):
     settings.PARTNER_HTTP_TIMEOUT = 0.5
-    monkeypatch.setattr(http, "_session", None)
     sandbox.fault(partner="facebook", path="/users", kind="timeout", delay=2)
 
     result = partner.send(account, CONNECTION, emails(2))

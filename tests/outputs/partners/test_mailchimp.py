@@ -6,7 +6,6 @@ import time
 import pytest
 import requests
 
-from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.mailchimp.adapter import Mailchimp, subscriber_hash
 from outputs.partners.registry import get
@@ -476,7 +475,6 @@ def test_it_retries_on_a_server_error(partner, mailchimp):
 
 def test_it_retries_on_a_timeout(partner, mailchimp, settings, monkeypatch):
     settings.PARTNER_HTTP_TIMEOUT = 0.3
-    monkeypatch.setattr(http, "_session", None)
     mailchimp.fault("mailchimp", "timeout", delay=2)
 
     result = partner.send(account(mailchimp), CONNECTION, [add(1, "ada@example.com")])

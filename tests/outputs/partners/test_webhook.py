@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from identities import IdentityType
-from outputs.partners import http
 from outputs.partners.base import Account, Message
 from outputs.partners.registry import get
 from outputs.partners.webhook.adapter import signature, verify_signature
@@ -219,7 +218,6 @@ def test_it_retries_on_a_server_error(sandbox, partner, account):
 
 def test_it_retries_on_a_timeout(sandbox, partner, account, settings, monkeypatch):
     settings.PARTNER_HTTP_TIMEOUT = 0.5
-    monkeypatch.setattr(http, "_session", None)
     sandbox.fault(partner="webhook", kind="timeout", delay=2)
 
     result = partner.send(account, CONNECTION, [add(1)])
@@ -327,7 +325,6 @@ def test_it_declares_every_identity_type_raw(partner):
 def test_a_receiver_dripping_its_answer_is_cut_off_at_four_timeouts(partner, settings, monkeypatch):
     """The timeout bounds each wait for bytes; a receiver sending a byte just inside it must not hold a worker."""
     settings.PARTNER_HTTP_TIMEOUT = 0.5
-    monkeypatch.setattr(http, "_session", None)
 
     class Dripping(BaseHTTPRequestHandler):
         def do_POST(self):

@@ -8,7 +8,6 @@ import io
 import fastavro
 import pytest
 
-from outputs.partners import http
 from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.registry import get
 from outputs.partners.xandr import adapter as xandr
@@ -189,7 +188,6 @@ def test_it_retries_on_a_server_error(sandbox, partner, account):
 
 def test_it_retries_on_a_timeout(sandbox, partner, account, settings, monkeypatch):
     settings.PARTNER_HTTP_TIMEOUT = 0.5
-    monkeypatch.setattr(http, "_session", None)
     sandbox.fault(partner="xandr", path="/batch-segment", kind="timeout", delay=2)
 
     result = partner.send(account, CONNECTION, [add(1)])
