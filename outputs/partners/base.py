@@ -8,11 +8,12 @@ in `connections` does the bookkeeping, retries and backoff.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+
+from outputs.partners import destinations, redact
 
 Action = Literal["add", "remove"]
 
@@ -178,68 +179,13 @@ DESTINATION_HINT = (
     "ALLOW_BASE_URL_OVERRIDE is on, for development and the partner sandbox."
 )
 
-# The methods that talk to the partner: each runs with its partner known to outputs.partners.http, which sends
-# nothing to a host the partner does not declare unless overrides are allowed (outputs.partners.destinations).
-_TALKING = ("check_credentials", "verify", "send", "partner_count")
-
-
-def _working(method):
-    @functools.wraps(method)
-    def working(self, *args, **kwargs):
-        from outputs.partners import destinations
-
-        with destinations.working_for(self):
-            return method(self, *args, **kwargs)
-
-    return working
-
-
-def _finishing(send):
-    """Every partner's `send` ends here, so no partner module can forget what concerns them all.
-
-    - A refused destination (outputs.netguard) faults the connection: the URL must change, a retry cannot
-      help. A partner module sees it as a TransportError, like any request without an answer, and may have
-      turned it into retry outcomes; its attempt says it was refused.
-    - So does an answer about the destination itself (a redirect, 401/403/404/410 the partner module does not
-      read itself, a web page where JSON was expected: outputs.partners.http.DestinationAnswer), whatever the
-      partner module made of it: only a rejection the partner attributes to one member is final, so nothing
-      else may turn a batch into rejections. The fault gives every message of the batch back to the queue.
-    - What a delivery record keeps of the partner's answers loses the output's secrets and the batch's
-      identities (outputs.partners.redact).
-    """
-
-    @functools.wraps(send)
-    def finished(self, account, connection_settings, messages):
-        from outputs.partners import http, redact  # http imports this module
-
-        try:
-            result = send(self, account, connection_settings, messages)
-        except http.DestinationRefused as exc:
-            result, refused = SendResult(), str(exc)
-        except http.DestinationAnswer as exc:
-            result, refused = SendResult(fault=exc.fault), ""
-        else:
-            refused = next((a.refused for a in result.attempts if a.refused), "")
-        if refused and result.fault is None:
-            result.fault = Fault("destination", refused, DESTINATION_HINT)
-        if result.fault is None:
-            result.fault = next((a.fault for a in result.attempts if a.fault), None)
-        redact.batch(result, self, account, messages)
-        return result
-
-    return finished
-
 
 class Partner:
-    """Base of every partner module: declarations as class attributes, three methods to write."""
+    """Base of every partner module: declarations as class attributes, and the hooks `_check_credentials`,
+    `_verify` and `_send` (and `_partner_count` where the partner's API says how many it holds) to write.
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "send" in cls.__dict__:
-            cls.send = _finishing(cls.__dict__["send"])
-        for name in _TALKING:
-            if name in cls.__dict__:
-                setattr(cls, name, _working(cls.__dict__[name]))
+    Callers use the public methods of the same names, which do around each hook what concerns every partner.
+    """
 
     slug: ClassVar[str]
     name: ClassVar[str]
@@ -263,6 +209,8 @@ class Partner:
     count_is_estimate: ClassVar[bool] = False
     # Days after which the partner drops a member it was not sent again (Xandr: 180); None when it keeps them.
     membership_expires_days: ClassVar[int | None] = None
+    # How a secret the partner echoes back is shown in what we keep of its answers (`scrub`).
+    secret_mark: ClassVar[str] = redact.SECRET
 
     def accepted_types(self, connection_settings: dict) -> set[str]:
         """Identity types this connection forwards; a partner may let a connection narrow them."""
@@ -286,9 +234,14 @@ class Partner:
         every partner and verifies against the sandbox, so they cannot drift from `base_url`."""
         return {"base_url": f"{sandbox_url}/{self.slug}"}
 
+    # --- what callers use: the shared work around each hook ------------------------------------------------
+    # Requests made inside run with their partner known to outputs.partners.http, which sends nothing to a host
+    # the partner does not declare unless overrides are allowed (outputs.partners.destinations).
+
     def check_credentials(self, account: Account) -> Check:
         """Whether the output's credentials work; raises TransportError when the partner does not answer."""
-        raise NotImplementedError
+        with destinations.working_for(self):
+            return self._check_credentials(account)
 
     def verify(self, account: Account, connection_settings: dict) -> list[Check]:
         """Credentials, destination and account preconditions, each with a hint when it fails.
@@ -296,11 +249,69 @@ class Partner:
         A partner that does not answer raises TransportError (the caller says "Could not reach …" the same way
         for every partner); a temporary error answer (429, 5xx) is a warning, not a failure.
         """
-        raise NotImplementedError
+        with destinations.working_for(self):
+            return self._verify(account, connection_settings)
+
+    def partner_count(self, account: Account, connection_settings: dict) -> int | None:
+        """How many members the partner reports holding, where its API says; None when it cannot tell."""
+        with destinations.working_for(self):
+            return self._partner_count(account, connection_settings)
 
     def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
-        """Deliver one batch; every message gets an outcome unless a fault stops the batch."""
+        """Deliver one batch; every message gets an outcome unless a fault stops the batch.
+
+        What concerns every partner is done here, so no partner module can forget it:
+        - A refused destination (outputs.netguard) faults the connection: the URL must change, a retry cannot
+          help. A partner module sees it as a TransportError, like any request without an answer, and may have
+          turned it into retry outcomes; its attempt says it was refused.
+        - So does an answer about the destination itself (a redirect, 401/403/404/410 the partner module does
+          not read itself, a web page where JSON was expected: outputs.partners.http.DestinationAnswer),
+          whatever the partner module made of it: only a rejection the partner attributes to one member is
+          final, so nothing else may turn a batch into rejections. The fault gives every message of the batch
+          back to the queue.
+        - What a delivery record keeps of the partner's answers loses the output's secrets and the batch's
+          identities (outputs.partners.redact).
+        """
+        from outputs.partners import http  # http imports this module
+
+        try:
+            with destinations.working_for(self):
+                result = self._send(account, connection_settings, messages)
+        except http.DestinationRefused as exc:
+            result, refused = SendResult(), str(exc)
+        except http.DestinationAnswer as exc:
+            result, refused = SendResult(fault=exc.fault), ""
+        else:
+            refused = next((a.refused for a in result.attempts if a.refused), "")
+        if refused and result.fault is None:
+            result.fault = Fault("destination", refused, DESTINATION_HINT)
+        if result.fault is None:
+            result.fault = next((a.fault for a in result.attempts if a.fault), None)
+        for attempt in result.attempts:
+            attempt.response_excerpt = self.scrub(account, attempt.response_excerpt)
+        redact.batch(result, self, account, messages)
+        return result
+
+    def scrub(self, account: Account, text: str, *extra: str) -> str:
+        """Partner text is shown to people: `text` without the output's secrets (nor `extra` ones, such as a
+        session token), which partners echo in their answers ("Invalid API key: …")."""
+        return redact.secrets(text, *redact.account_secrets(self, account), *extra, mark=self.secret_mark)
+
+    # --- what a partner writes ------------------------------------------------------------------------------
+
+    def _check_credentials(self, account: Account) -> Check:
         raise NotImplementedError
+
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        raise NotImplementedError
+
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+        raise NotImplementedError
+
+    def _partner_count(self, account: Account, connection_settings: dict) -> int | None:
+        return None
+
+    # --- optional: a list several connections share ---------------------------------------------------------
 
     def shared_list(self, output_settings: dict, connection_settings: dict) -> SharedList | None:
         """When the partner keeps a member's audiences in one list that connections of an output share (a Braze
@@ -314,7 +325,3 @@ class Partner:
     def cap_check(self, over: int, shared: SharedList, connection_settings: dict) -> Check:
         """The check for `over` members (0: none) past the cap of the list they share, worded by the partner."""
         raise NotImplementedError
-
-    def partner_count(self, account: Account, connection_settings: dict) -> int | None:
-        """How many members the partner reports holding, where its API says; None when it cannot tell."""
-        return None

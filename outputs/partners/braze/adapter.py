@@ -30,7 +30,7 @@ import time
 from urllib.parse import urlparse
 
 from identities import DEVICE_TYPES
-from outputs.partners import http, redact
+from outputs.partners import http
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -44,6 +44,7 @@ from outputs.partners.base import (
     SharedList,
     raw,
 )
+from outputs.partners.plumbing import TRANSIENT_HINT, Stop, chunks, sentence
 
 MATCHED_BY = {"external_id": "external ID", "email": "email address", "device_alias": "device ID alias"}
 IDENTIFIER_TYPES = {
@@ -66,7 +67,6 @@ HINTS = {
         "Check the REST endpoint in the output settings: it is listed for your dashboard's instance at "
         "https://www.braze.com/docs/api/basics/#endpoints, such as https://rest.iad-01.braze.com."
     ),
-    "transient": "This is usually temporary; verification runs again on its schedule.",
     "string_cap": (
         "Braze keeps at most 255 characters in a string attribute, so these members' lists are not sent. Switch "
         "this connection to one attribute per audience (setting 'Membership written as'), or give some of the "
@@ -78,6 +78,7 @@ HINTS = {
         "attribute's maximum array length in Braze (Data Settings → Custom Attributes, up to 100) and set the "
         "output's array cap to match."
     ),
+    "transient": TRANSIENT_HINT,
 }
 
 ATTRIBUTE, ARRAY, STRING = "attribute", "array", "string"
@@ -117,13 +118,6 @@ def _check_attribute_name(value: str) -> str:
     if len(value) > 255 or value.startswith("$"):
         return "A Braze custom attribute name has at most 255 characters and does not start with $."
     return ""
-
-
-class _Stop(Exception):
-    """The rest of the batch cannot go: a fault, or an outcome every unsettled message shares."""
-
-    def __init__(self, fault: Fault | None = None, outcome: Outcome | None = None):
-        self.fault, self.outcome = fault, outcome
 
 
 class Braze(Partner):
@@ -205,6 +199,7 @@ class Braze(Partner):
     batch_size = 75  # attribute objects per /users/track request
     max_concurrency = 10  # Braze limits by request rate, not by connections: 10 in parallel stay far below it
     requests_per_second = 1000.0  # 3,000 requests per three seconds
+    secret_mark = "…"  # "Invalid API key: …": the key's place in Braze's sentence stays readable
 
     def accepted_types(self, connection_settings: dict) -> set[str]:
         return set(IDENTIFIER_TYPES[connection_settings.get("identifier") or "external_id"])
@@ -216,9 +211,9 @@ class Braze(Partner):
         # The REST endpoint field takes only an instance's endpoint: any one will do, the override wins.
         return {"base_url": f"{sandbox_url}/{self.slug}", "rest_endpoint": f"https://{REST_HOSTS[0]}"}
 
-    # --- the three methods ---------------------------------------------------
+    # --- the hooks -------------------------------------------------------------
 
-    def check_credentials(self, account: Account) -> Check:
+    def _check_credentials(self, account: Account) -> Check:
         # Braze has no ping: an empty /users/track call proves both the key and its users.track permission.
         response = self._track(account, {"attributes": []})  # no answer: TransportError, for the caller to word
         if response.status_code < 300:
@@ -231,14 +226,14 @@ class Braze(Partner):
             return Check("credentials", "ok", "Braze accepted the API key for users.track.")
         if response.status_code == 429 or response.status_code >= 500:
             detail = f"Could not check the API key: Braze answered HTTP {response.status_code}."
-            return Check("credentials", "warning", detail, HINTS["transient"])
+            return Check("credentials", "warning", detail, TRANSIENT_HINT)
         host = urlparse(self.base_url(account)).netloc or "not set"
         detail = f"Braze answered HTTP {response.status_code} at {host}/users/track, which Braze does not."
         return Check("credentials", "failing", detail, HINTS["endpoint"])
 
-    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
         # Braze has no list to look up: the attribute is created by the first write.
-        credentials = self.check_credentials(account)
+        credentials = self._check_credentials(account)
         if credentials.status != "ok":
             return [credentials, Check("destination", "warning", "Not checked: the API key must work first.")]
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
@@ -291,7 +286,7 @@ class Braze(Partner):
         )
         return Check("array cap", "warning", detail, HINTS["array_cap"].format(cap=cap))
 
-    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
         accepted = self.accepted_types(connection_settings)
         identifier = connection_settings.get("identifier") or "external_id"
@@ -309,23 +304,18 @@ class Braze(Partner):
             except _Unwritable as exc:
                 result.outcomes[m.key] = Outcome("rejected", str(exc))
         sendable = [m for m in sendable if m.key in changes]
-        # Callers hand over at most batch_size messages; chunking again keeps a bigger list within
-        # Braze's 75 attribute objects a request instead of failing it.
         try:
-            for start in range(0, len(sendable), self.batch_size):
-                chunk = sendable[start : start + self.batch_size]
+            for chunk in chunks(sendable, self.batch_size):
                 objects = [_attribute_object(m, identifier, changes[m.key]) for m in chunk]
                 self._send_chunk(account, chunk, objects, result)
-        except _Stop as stop:
-            result.fault = stop.fault
-            if stop.outcome:
-                result.mark_all(sendable, stop.outcome)
+        except Stop as stop:
+            stop.settle(result, sendable)
         except http.TransportError as exc:
             result.mark_all(sendable, Outcome("retry", str(exc)))
         return result
 
     def _send_chunk(self, account, chunk, objects, result) -> None:
-        """One /users/track call; settles its messages, or raises _Stop when the rest should not go."""
+        """One /users/track call; settles its messages, or raises Stop when the rest should not go."""
         response = self._track(account, {"attributes": objects}, result)
         status = response.status_code
         body = http.json_or_empty(response)
@@ -333,44 +323,39 @@ class Braze(Partner):
             rejected = {}
             for error in body.get("errors") or []:
                 if isinstance(error, dict) and error.get("input_array", "attributes") == "attributes":
-                    rejected[error.get("index")] = _scrub(str(error.get("type") or ""), account).rstrip(".")
+                    rejected[error.get("index")] = self.scrub(account, str(error.get("type") or "")).rstrip(".")
             for index, m in enumerate(chunk):
                 reason = rejected.get(index)
                 outcome = (
-                    ACCEPTED if reason is None else Outcome("rejected", _sentence("Braze rejected this user", reason))
+                    ACCEPTED if reason is None else Outcome("rejected", sentence("Braze rejected this user", reason))
                 )
                 result.outcomes[m.key] = outcome
             return
         fault = self._fault(account, response)
         if fault:
-            raise _Stop(fault=fault)
+            raise Stop(fault=fault)
         if status == 429:
-            raise _Stop(outcome=Outcome("retry", "Braze is rate limiting requests (HTTP 429).", _wait(response)))
+            raise Stop(outcome=Outcome("retry", "Braze is rate limiting requests (HTTP 429).", _wait(response)))
         if status >= 500:
-            raise _Stop(outcome=Outcome("retry", f"Braze had a server error (HTTP {status})."))
-        message = _scrub(str(body.get("message") or ""), account).rstrip(".")
-        details = [_scrub(str(e), account).rstrip(".") for e in body.get("errors") or [] if isinstance(e, str)]
-        reason = _sentence(f"Braze refused the request (HTTP {status})", "; ".join([message, *details]).strip("; "))
+            raise Stop(outcome=Outcome("retry", f"Braze had a server error (HTTP {status})."))
+        message = self.scrub(account, str(body.get("message") or "")).rstrip(".")
+        details = [self.scrub(account, str(e)).rstrip(".") for e in body.get("errors") or [] if isinstance(e, str)]
+        reason = sentence(f"Braze refused the request (HTTP {status})", "; ".join([message, *details]).strip("; "))
         result.mark_all(chunk, Outcome("rejected", reason))
 
     # --- HTTP and error classes ------------------------------------------------
 
     def _track(self, account, payload, result: SendResult | None = None):
         headers = {"Authorization": f"Bearer {account.settings.get('api_key', '')}"}
-        attempts = result.attempts if result is not None else None
-        try:
-            return http.call(
-                "POST",
-                f"{self.base_url(account)}/users/track",
-                attempts,
-                expect_json=True,
-                handles=(401, 403, 404),  # worded by _fault: a key without users.track, the wrong instance
-                json=payload,
-                headers=headers,
-            )
-        finally:
-            if attempts:  # the delivery record keeps the answer: it must not keep a key Braze echoed
-                attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)
+        return http.call(
+            "POST",
+            f"{self.base_url(account)}/users/track",
+            result.attempts if result is not None else None,
+            expect_json=True,
+            handles=(401, 403, 404),  # worded by _fault: a key without users.track, the wrong instance
+            json=payload,
+            headers=headers,
+        )
 
     def _fault(self, account, response) -> Fault | None:
         status = response.status_code
@@ -448,12 +433,3 @@ def _wait(response) -> float | None:
         return max(0.0, float(response.headers["X-RateLimit-Reset"]) - time.time())
     except (KeyError, ValueError):
         return None
-
-
-def _sentence(lead: str, detail: str) -> str:
-    return f"{lead}: {detail}." if detail else f"{lead}."
-
-
-def _scrub(text: str, account: Account) -> str:
-    """Partner text is shown to people: make sure it never carries the key."""
-    return redact.secrets(text, account.settings.get("api_key"), mark="…")

@@ -33,6 +33,7 @@ from outputs.partners.base import (
     sha256_hex,
     sha256_phone,
 )
+from outputs.partners.plumbing import TRANSIENT_HINT, Stop, chunks, failing
 
 MAX_RECORDS = 10_000  # per request, per the Custom Audience Users reference
 TERMS_URL = "https://www.facebook.com/customaudiences/app/tos/?act={act}"
@@ -65,7 +66,7 @@ HINTS = {
     "or has it shared with it.",
     "refused": "Facebook refused the request in a way Audience Relay does not know; its answer is above. Check the "
     "settings of this output and connection against it.",
-    "transient": "This is usually temporary; verification runs again on its schedule.",
+    "transient": TRANSIENT_HINT,
 }
 
 
@@ -138,21 +139,21 @@ class FacebookCustomAudiences(Partner):
 
     # --- checks ----------------------------------------------------------------
 
-    def check_credentials(self, account: Account) -> Check:
+    def _check_credentials(self, account: Account) -> Check:
         act = account.settings.get("ad_account_id")
         try:
             found = self._get(account, act, "id,name,tos_accepted")
-        except _Stop as stop:
-            return _failing("credentials", stop)
+        except Stop as stop:
+            return failing("credentials", stop, HINTS["refused"])
         name = f" ({found['name']})" if found.get("name") else ""
         return Check("credentials", "ok", f"The token can read ad account {act}{name}.")
 
-    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
         act = account.settings.get("ad_account_id")
         try:
             found = self._get(account, act, "id,name,tos_accepted,business")
-        except _Stop as stop:
-            return [_failing("credentials", stop)]
+        except Stop as stop:
+            return [failing("credentials", stop, HINTS["refused"])]
         checks = [Check("credentials", "ok", f"The token can read ad account {act}.")]
         if not found.get("business"):
             detail = f"Ad account {act} does not belong to a business portfolio."
@@ -171,8 +172,8 @@ class FacebookCustomAudiences(Partner):
         fields = "id,name,operation_status,permission_for_actions,approximate_count_lower_bound"
         try:
             found = self._get(account, audience_id, fields)
-        except _Stop as stop:
-            return _failing("audience", stop)
+        except Stop as stop:
+            return failing("audience", stop, HINTS["refused"])
         label = f"Audience {found.get('name') or audience_id} ({audience_id})"
         status = found.get("operation_status") or {}
         if isinstance(status, dict) and str(status.get("code")) == "471":
@@ -189,15 +190,15 @@ class FacebookCustomAudiences(Partner):
             return Check("audience", "warning", f"{detail}. Facebook says: {status.get('description')}.")
         return Check("audience", "ok", detail + ".")
 
-    def partner_count(self, account: Account, connection_settings: dict) -> int | None:
+    def _partner_count(self, account: Account, connection_settings: dict) -> int | None:
         try:
             return _count(self._get(account, connection_settings["audience_id"], "approximate_count_lower_bound"))
-        except _Stop:
+        except Stop:
             return None
 
     # --- sending ---------------------------------------------------------------
 
-    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
         groups: dict[tuple[str, str], list[Message]] = {}
         for m in messages:
@@ -207,29 +208,26 @@ class FacebookCustomAudiences(Partner):
                 result.outcomes[m.key] = Outcome("rejected", reason)
             else:
                 groups.setdefault((m.action, schema), []).append(m)
-        chunks = [
-            (action, schema, group[start : start + MAX_RECORDS])
+        requests = [
+            (action, schema, chunk)
             for (action, schema), group in groups.items()
-            for start in range(0, len(group), MAX_RECORDS)
+            for chunk in chunks(group, MAX_RECORDS)
         ]
         try:
-            for action, schema, chunk in chunks:
+            for action, schema, chunk in requests:
                 try:
-                    self._send(account, connection_settings, action, schema, chunk, result)
-                except _Stop as stop:
+                    self._send_chunk(account, connection_settings, action, schema, chunk, result)
+                except Stop as stop:
                     if stop.fault or stop.outcome.status == "retry":
                         raise  # a person must act, or Facebook is busy: the rest of the batch waits too
                     result.mark_all(chunk, stop.outcome)  # a refusal concerns this request only
-        except _Stop as stop:
-            if stop.fault:
-                result.fault = stop.fault
-            else:
-                result.mark_all(messages, stop.outcome)
-        finally:
-            _scrub_attempts(result.attempts, account.settings.get("access_token"))
+        except Stop as stop:
+            stop.settle(result, messages)
         return result
 
-    def _send(self, account, connection_settings, action, schema, chunk: list[Message], result: SendResult) -> None:
+    def _send_chunk(
+        self, account, connection_settings, action, schema, chunk: list[Message], result: SendResult
+    ) -> None:
         values = [self.identity_types[m.identity_type](m.value) for m in chunk]
         session = {
             "session_id": secrets.randbits(53),  # ours to choose, unique per upload; one request is one session
@@ -280,20 +278,12 @@ class FacebookCustomAudiences(Partner):
             # missing permission, an audience that is gone.
             response = http.call(method, url, attempts, expect_json=True, handles=(401, 403, 404), **kwargs)
         except http.TransportError as exc:
-            raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
+            raise Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
         body = http.json_or_empty(response)
         error = body.get("error")
         if response.ok and not isinstance(error, dict):
             return body
-        raise _Stop(*_classify(account, response, error if isinstance(error, dict) else {}, node))
-
-
-class _Stop(Exception):
-    """Ends a send: the fault stops the batch, or every message still without an outcome gets `outcome`."""
-
-    def __init__(self, outcome: Outcome | None = None, fault: Fault | None = None):
-        super().__init__(outcome.reason if outcome else fault.message)
-        self.outcome, self.fault = outcome, fault
+        raise Stop(*_classify(account, response, error if isinstance(error, dict) else {}, node))
 
 
 def _classify(account: Account, response, error: dict, node: str) -> tuple[Outcome | None, Fault | None]:
@@ -303,8 +293,8 @@ def _classify(account: Account, response, error: dict, node: str) -> tuple[Outco
     status = response.status_code
     code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
     # Graph prefixes messages with their code, "(#2663) Terms of service…": the sentence reads better without.
-    text = re.sub(r"^\(#\d+\)\s*", "", _scrub(str(error.get("error_user_msg") or error.get("message") or ""), token))
-    text = text.strip()
+    text = redact.secrets(str(error.get("error_user_msg") or error.get("message") or ""), token)
+    text = re.sub(r"^\(#\d+\)\s*", "", text).strip()
     lowered = text.lower() + " " + str(error.get("error_user_title") or "").lower()
 
     if status == 429 or code in THROTTLED:
@@ -381,23 +371,3 @@ def _int(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _scrub(text: str, secret) -> str:
-    return redact.secrets(text, secret)
-
-
-def _scrub_attempts(attempts: list, secret) -> None:
-    for attempt in attempts:
-        attempt.response_excerpt = _scrub(attempt.response_excerpt, secret)
-
-
-def _failing(name: str, stop: _Stop) -> Check:
-    """A check from what stopped it: a fault fails it, a temporary answer warns, no answer is the caller's."""
-    if stop.fault:
-        return Check(name, "failing", stop.fault.message, stop.fault.hint)
-    if isinstance(stop.__cause__, http.TransportError):
-        raise stop.__cause__
-    if stop.outcome.status == "retry":
-        return Check(name, "warning", f"Could not check the {name}: {stop.outcome.reason}", HINTS["transient"])
-    return Check(name, "failing", stop.outcome.reason, HINTS["refused"])

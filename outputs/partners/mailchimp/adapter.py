@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-from outputs.partners import http, redact
+from outputs.partners import http
 from outputs.partners.base import ACCEPTED, Account, Check, Fault, Message, Outcome, Partner, SendResult, Setting, raw
+from outputs.partners.plumbing import TRANSIENT_HINT, Stop, chunks, sentence
 
 API_KEY = re.compile(r"^[0-9a-f]{32}-([a-z]{2}[0-9]{1,3})$")
 ALREADY_A_MEMBER = "ERROR_CONTACT_EXISTS"
@@ -38,11 +39,11 @@ HINTS = {
         "Check the List ID in the connection settings: in Mailchimp, Audience → Settings → "
         "Audience name and defaults shows it as the Audience ID."
     ),
-    "transient": "This is usually temporary; verification runs again on its schedule.",
     "base_url": (
         "Check the base URL override of this output: empty for Mailchimp itself; otherwise it stands for "
         "https://{dc}.api.mailchimp.com, without /3.0 (`manage.py partner_sandbox` prints the sandbox's)."
     ),
+    "transient": TRANSIENT_HINT,
 }
 KEY_FORM = "The Mailchimp API key is not in the expected form."
 
@@ -63,13 +64,6 @@ def _check_api_key(value: str) -> str:
     return (
         "This is not a Mailchimp API key: expected 32 letters and digits, a dash and your data center, such as …-us6."
     )
-
-
-class _Stop(Exception):
-    """The rest of the batch cannot go: a fault, or an outcome every unsettled message shares."""
-
-    def __init__(self, fault: Fault | None = None, outcome: Outcome | None = None):
-        self.fault, self.outcome = fault, outcome
 
 
 class Mailchimp(Partner):
@@ -129,10 +123,11 @@ class Mailchimp(Partner):
     )
     batch_size = 500  # the batch subscribe endpoint takes at most 500 members
     max_concurrency = 10  # simultaneous connections per key
+    secret_mark = "…"  # "Key … is disabled": the key's place in Mailchimp's sentence stays readable
 
-    # --- the three methods ---------------------------------------------------
+    # --- the hooks -------------------------------------------------------------
 
-    def check_credentials(self, account: Account) -> Check:
+    def _check_credentials(self, account: Account) -> Check:
         dc = data_center(account.settings.get("api_key", ""))
         if not dc:
             return Check("credentials", "failing", KEY_FORM, HINTS["key_format"])
@@ -144,14 +139,14 @@ class Mailchimp(Partner):
             return Check("credentials", "failing", fault.message, fault.hint)
         if response.status_code == 429 or response.status_code >= 500:
             detail = f"Could not check the API key: Mailchimp answered HTTP {response.status_code}."
-            return Check("credentials", "warning", detail, HINTS["transient"])
+            return Check("credentials", "warning", detail, TRANSIENT_HINT)
         # /ping exists at every Mailchimp address: anything else (a 404) means the base URL leads elsewhere.
         url = f"{self.base_url(account)}/3.0/ping"
         detail = f"Mailchimp answered HTTP {response.status_code} at {url}: there is no Mailchimp API at this base URL."
         return Check("credentials", "failing", detail, HINTS["base_url"])
 
-    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
-        credentials = self.check_credentials(account)
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        credentials = self._check_credentials(account)
         if credentials.status != "ok":
             return [credentials, Check("destination", "warning", "Not checked: the API key must work first.")]
         list_id = connection_settings.get("list_id", "")
@@ -166,9 +161,9 @@ class Mailchimp(Partner):
             fault = self._missing_list(list_id)
             return [credentials, Check("destination", "failing", fault.message, fault.hint)]
         detail = f"Could not check the list: Mailchimp answered HTTP {response.status_code}."
-        return [credentials, Check("destination", "warning", detail, HINTS["transient"])]
+        return [credentials, Check("destination", "warning", detail, TRANSIENT_HINT)]
 
-    def partner_count(self, account: Account, connection_settings: dict) -> int | None:
+    def _partner_count(self, account: Account, connection_settings: dict) -> int | None:
         try:
             response = self._call(account, "GET", f"/lists/{connection_settings.get('list_id', '')}")
         except http.TransportError:
@@ -178,7 +173,7 @@ class Mailchimp(Partner):
         count = (http.json_or_empty(response).get("stats") or {}).get("member_count")
         return count if isinstance(count, int) else None
 
-    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
         if not data_center(account.settings.get("api_key", "")):
             result.fault = Fault("credentials", KEY_FORM, HINTS["key_format"])
@@ -192,19 +187,15 @@ class Mailchimp(Partner):
         removes = [m for m in emails if m.action == "remove"]
         list_id = connection_settings["list_id"]
         try:
-            # Callers hand over at most batch_size messages; chunking again keeps a bigger list within
-            # Mailchimp's 500 members a call instead of failing it.
-            for chunk in _chunks(adds, self.batch_size):
+            for chunk in chunks(adds, self.batch_size):
                 self._add(account, list_id, chunk, result)
             if account.settings.get("delete_on_subscription_end"):
                 self._archive(account, list_id, removes, result)
             else:
-                for chunk in _chunks(removes, self.batch_size):
+                for chunk in chunks(removes, self.batch_size):
                     self._batch(account, list_id, chunk, "unsubscribed", True, result)
-        except _Stop as stop:
-            result.fault = stop.fault
-            if stop.outcome:
-                result.mark_all(messages, stop.outcome)
+        except Stop as stop:
+            stop.settle(result, messages)
         except http.TransportError as exc:
             result.mark_all(messages, Outcome("retry", str(exc)))
         return result
@@ -256,7 +247,7 @@ class Mailchimp(Partner):
             elif error.get("error_code") == ALREADY_A_MEMBER and not update_existing:
                 existing.append(m)
             else:
-                reason = _scrub(str(error.get("error") or "Mailchimp did not accept this member."), account)
+                reason = self.scrub(account, str(error.get("error") or "Mailchimp did not accept this member."))
                 final = not any(phrase in reason for phrase in TEMPORARY)
                 result.outcomes[m.key] = Outcome("rejected" if final else "retry", reason)
         return existing
@@ -312,34 +303,30 @@ class Mailchimp(Partner):
     def _call(self, account, method, path, result: SendResult | None = None, **kwargs):
         url = f"{self.base_url(account)}/3.0{path}"
         attempts = result.attempts if result is not None else None
-        try:
-            key = account.settings.get("api_key", "")
-            # Mailchimp always answers JSON: anything else (a proxy's page, say) is no answer, not a success.
-            # It words a bad key (401/403) and a missing list or member (404) itself (_raise_for_request).
-            return http.call(
-                method, url, attempts, expect_json=True, handles=(401, 403, 404), auth=("relay", key), **kwargs
-            )
-        finally:
-            if attempts:  # the delivery record keeps the answer: it must not keep a key Mailchimp echoed
-                attempts[-1].response_excerpt = _scrub(attempts[-1].response_excerpt, account)
+        key = account.settings.get("api_key", "")
+        # Mailchimp always answers JSON: anything else (a proxy's page, say) is no answer, not a success.
+        # It words a bad key (401/403) and a missing list or member (404) itself (_raise_for_request).
+        return http.call(
+            method, url, attempts, expect_json=True, handles=(401, 403, 404), auth=("relay", key), **kwargs
+        )
 
     def _raise_for_request(self, account, list_id, response) -> None:
         """Stop the batch for answers that concern the whole request rather than one member."""
         status = response.status_code
         if status in (401, 403):
-            raise _Stop(fault=self._credentials_fault(account, response))
+            raise Stop(fault=self._credentials_fault(account, response))
         if status == 404:
-            raise _Stop(fault=self._missing_list(list_id))
+            raise Stop(fault=self._missing_list(list_id))
         if status == 429:
             # Mailchimp sends no reset time; Retry-After is honoured if present, else the engine backs off.
-            reason = _sentence("Mailchimp is limiting requests (HTTP 429)", self._problem(account, response))
-            raise _Stop(outcome=Outcome("retry", reason, http.retry_after(response)))
+            reason = sentence("Mailchimp is limiting requests (HTTP 429)", self._problem(account, response))
+            raise Stop(outcome=Outcome("retry", reason, http.retry_after(response)))
         if status >= 500:
-            raise _Stop(outcome=Outcome("retry", f"Mailchimp had a server error (HTTP {status})."))
+            raise Stop(outcome=Outcome("retry", f"Mailchimp had a server error (HTTP {status})."))
 
     def _credentials_fault(self, account, response) -> Fault:
         dc = data_center(account.settings.get("api_key", "")) or "?"
-        message = _sentence("Mailchimp rejected the API key", self._problem(account, response))
+        message = sentence("Mailchimp rejected the API key", self._problem(account, response))
         return Fault("credentials", message, HINTS["credentials"].format(dc=dc))
 
     def _missing_list(self, list_id) -> Fault:
@@ -351,24 +338,10 @@ class Mailchimp(Partner):
         fields = [e for e in body.get("errors") or [] if isinstance(e, dict) and e.get("message")]
         if fields:
             problems = "; ".join(f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in fields)
-            return _scrub(f"{body.get('title') or 'Invalid Resource'}: {problems}", account)
-        return _scrub(str(body.get("detail") or body.get("title") or "").strip(), account)
+            return self.scrub(account, f"{body.get('title') or 'Invalid Resource'}: {problems}")
+        return self.scrub(account, str(body.get("detail") or body.get("title") or "").strip())
 
     def _refused(self, account, response) -> str:
-        return _sentence(
+        return sentence(
             f"Mailchimp refused the request (HTTP {response.status_code})", self._problem(account, response)
         )
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _sentence(lead: str, detail: str) -> str:
-    return f"{lead}: {detail}" if detail else f"{lead}."
-
-
-def _scrub(text: str, account: Account) -> str:
-    """Partner text is shown to people: make sure it never carries the key."""
-    return redact.secrets(text, account.settings.get("api_key"), mark="…")

@@ -17,7 +17,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from identities import IdentityType
-from outputs.partners import http, redact
+from outputs.partners import http
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -31,6 +31,7 @@ from outputs.partners.base import (
     raw,
     sha256_hex,
 )
+from outputs.partners.plumbing import TRANSIENT_HINT
 
 SIGNATURE_VERSION = "v1"
 
@@ -40,7 +41,7 @@ HINTS = {
     "redirect": "Put the address the receiver redirects to in this output's URL: redirects are not followed, so "
     "that the data and its signature go only where you configured.",
     "identity_types": "Choose at least one identity type in this connection's settings.",
-    "transient": "This is usually temporary; verification runs again on its schedule.",
+    "transient": TRANSIENT_HINT,
 }
 
 
@@ -144,7 +145,7 @@ class Webhook(Partner):
 
     # --- checks ----------------------------------------------------------------
 
-    def check_credentials(self, account: Account) -> Check:
+    def _check_credentials(self, account: Account) -> Check:
         result = SendResult()
         outcome = self._post(account, {"audience": None, "messages": [], "test": True}, result)
         status = result.attempts[-1].status if result.attempts else None
@@ -153,13 +154,13 @@ class Webhook(Partner):
         if outcome.status == "retry":
             if status is None:  # no answer: the caller words it the same way for every partner
                 raise http.TransportError(outcome.reason)
-            return Check("receiver", "warning", f"Could not check the receiver: {outcome.reason}", HINTS["transient"])
+            return Check("receiver", "warning", f"Could not check the receiver: {outcome.reason}", TRANSIENT_HINT)
         if outcome.status != "accepted":
             return Check("receiver", "failing", outcome.reason, HINTS["url"])
         return Check("receiver", "ok", f"The webhook receiver accepted a signed test request (HTTP {status}).")
 
-    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
-        checks = [self.check_credentials(account)]
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        checks = [self._check_credentials(account)]
         types = sorted(self.accepted_types(connection_settings))
         if types:
             form = "SHA-256 hashes of " if connection_settings.get("hash_identities") else ""
@@ -171,7 +172,7 @@ class Webhook(Partner):
 
     # --- sending ---------------------------------------------------------------
 
-    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
         accepted = self.accepted_types(connection_settings)
         shape = sha256_hex if connection_settings.get("hash_identities") else raw
@@ -213,9 +214,6 @@ class Webhook(Partner):
             return Outcome("retry", result.fault.message)
         except http.TransportError as exc:
             return Outcome("retry", str(exc))
-        finally:
-            for attempt in result.attempts:
-                attempt.response_excerpt = _scrub(attempt.response_excerpt, secret)
         status = response.status_code
         if 200 <= status < 300:
             return ACCEPTED
@@ -235,7 +233,7 @@ class Webhook(Partner):
             reason = f"The webhook receiver rejected the batch (HTTP {status})"
             if "html" in (response.headers.get("Content-Type") or "").lower():
                 return Outcome("rejected", f"{reason} with an HTML page.")  # its markup would read as noise
-            detail = _scrub(" ".join(response.text.split()), secret)[:200]
+            detail = self.scrub(account, " ".join(response.text.split()))[:200]
             return Outcome("rejected", reason + (f": {detail}" if detail else "."))
         return Outcome("retry", result.fault.message)
 
@@ -249,7 +247,3 @@ def _redirect(response, url: str) -> Fault | None:
         "redirects are not followed: use the final URL."
     )
     return Fault("destination", message, HINTS["redirect"])
-
-
-def _scrub(text: str, secret: str) -> str:
-    return redact.secrets(text, secret)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from outputs.partners import http, redact
+from outputs.partners import http
 from outputs.partners.base import (
     ACCEPTED,
     Account,
@@ -34,6 +34,7 @@ from outputs.partners.base import (
     Setting,
     raw,
 )
+from outputs.partners.plumbing import TRANSIENT_HINT, Stop, failing
 from outputs.partners.xandr import files as xandr_files
 
 # EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
@@ -61,7 +62,7 @@ HINTS = {
     "inactive": "Activate segment {segment} in Xandr, or connect an active segment.",
     "refused": "Xandr refused the request in a way Audience Relay does not know; its answer is above. Check the "
     "settings of this output and connection, and ask your Xandr representative if they look right.",
-    "transient": "This is usually temporary; verification runs again on its schedule.",
+    "transient": TRANSIENT_HINT,
 }
 
 ENTRY_REASONS = {
@@ -77,14 +78,6 @@ _tokens: dict[str, str] = {}  # account key -> API token, kept for the life of t
 # (account, member, segment) -> {entry: (job, since)}
 _pending: dict[tuple, dict[xandr_files.Entry, tuple[str, float]]] = {}
 _lock = threading.Lock()
-
-
-class _Stop(Exception):
-    """Ends a send: the fault stops the batch, or every message still without an outcome gets `outcome`."""
-
-    def __init__(self, outcome: Outcome | None = None, fault: Fault | None = None):
-        super().__init__(outcome.reason if outcome else fault.message)
-        self.outcome, self.fault = outcome, fault
 
 
 @dataclass
@@ -173,24 +166,24 @@ class Xandr(Partner):
 
     # --- checks ----------------------------------------------------------------
 
-    def check_credentials(self, account: Account) -> Check:
+    def _check_credentials(self, account: Account) -> Check:
         s = self._session(account)
         try:
             self._login(s, fresh=True)
-        except _Stop as stop:
-            return _failing("credentials", stop)
+        except Stop as stop:
+            return failing("credentials", stop, HINTS["refused"])
         return Check("credentials", "ok", f"Signed in to Xandr as {account.settings.get('username')}.")
 
-    def verify(self, account: Account, connection_settings: dict) -> list[Check]:
-        checks = [self.check_credentials(account)]
+    def _verify(self, account: Account, connection_settings: dict) -> list[Check]:
+        checks = [self._check_credentials(account)]
         if checks[0].status != "ok":
             return checks
         s = self._session(account)
         try:
             self._login(s)
             checks.append(self._segment_check(s, connection_settings["segment_id"]))
-        except _Stop as stop:
-            checks.append(_failing("segment", stop))
+        except Stop as stop:
+            checks.append(failing("segment", stop, HINTS["refused"]))
         return checks
 
     def _segment_check(self, s: _Session, segment: int) -> Check:
@@ -203,21 +196,21 @@ class Xandr(Partner):
 
     # --- sending ---------------------------------------------------------------
 
-    def send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
+    def _send(self, account: Account, connection_settings: dict, messages: list[Message]) -> SendResult:
         result = SendResult()
         s = self._session(account)
         try:
-            self._send(s, int(connection_settings["segment_id"]), messages, result)
-        except _Stop as stop:
-            if stop.fault:
-                result.fault = stop.fault
-            else:
-                result.mark_all(messages, stop.outcome)
+            self._deliver(s, int(connection_settings["segment_id"]), messages, result)
+        except Stop as stop:
+            stop.settle(result, messages)
         finally:
-            result.attempts = _scrubbed(s.attempts, account.settings.get("password"), s.token)
+            # The session token is no setting of the output, so the base's scrubbing does not know it.
+            for attempt in s.attempts:
+                attempt.response_excerpt = self.scrub(account, attempt.response_excerpt, s.token)
+            result.attempts = s.attempts
         return result
 
-    def _send(self, s: _Session, segment: int, messages: list[Message], result: SendResult) -> None:
+    def _deliver(self, s: _Session, segment: int, messages: list[Message], result: SendResult) -> None:
         entries: dict[xandr_files.Entry, list[Message]] = {}
         for m in messages:
             if m.identity_type not in self.identity_types:
@@ -233,7 +226,7 @@ class Xandr(Partner):
         found = self._segment(s, segment)
         if found.get("state", "active") != "active":
             message = f"Xandr segment {segment} of member {s.member} is {found['state']}."
-            raise _Stop(fault=Fault("destination", message, HINTS["inactive"].format(segment=segment)))
+            raise Stop(fault=Fault("destination", message, HINTS["inactive"].format(segment=segment)))
 
         pending = _pending_for(s, segment)
         fresh = {e: msgs for e, msgs in entries.items() if e not in pending}
@@ -241,7 +234,7 @@ class Xandr(Partner):
             mine = {e: msgs for e, msgs in entries.items() if pending.get(e, ("",))[0] == job_id}
             try:
                 job = self._job(s, job_id)
-            except _Stop as stop:
+            except Stop as stop:
                 if not (stop.fault and stop.fault.kind == "destination"):
                     raise
                 job = {"phase": "error"}  # Xandr no longer knows the job
@@ -261,7 +254,7 @@ class Xandr(Partner):
         job = _one(job)
         job_id, upload_url = job.get("job_id"), job.get("upload_url")
         if not job_id or not upload_url:
-            raise _Stop(Outcome("retry", "Xandr did not return an upload job; the batch will be uploaded again."))
+            raise Stop(Outcome("retry", "Xandr did not return an upload job; the batch will be uploaded again."))
         body = xandr_files.render(s.file_format, segment, entries)
         headers = {"Content-Type": "application/octet-stream"}
         self._api(s, "POST", urljoin(s.base + "/", upload_url), data=body, headers=headers)
@@ -301,10 +294,10 @@ class Xandr(Partner):
         """Outcomes from a completed job: device IDs named in its error log are rejected, the rest accepted."""
         if job.get("num_unauth_segment"):
             message = f"Xandr does not allow member {s.member} to add users to segment {segment}."
-            raise _Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
+            raise Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
         if job.get("num_invalid_segment") or job.get("num_inactive_segment"):
             message = f"Xandr reports segment {segment} as invalid or inactive for member {s.member}."
-            raise _Stop(fault=Fault("destination", message, HINTS["segment"].format(member=s.member)))
+            raise Stop(fault=Fault("destination", message, HINTS["segment"].format(member=s.member)))
         errors = _named_ids(job.get("error_log_lines") or "")
         for entry, msgs in entries.items():
             counter = errors.get(entry.uid)
@@ -330,14 +323,14 @@ class Xandr(Partner):
         response = self._call(s, "POST", "/auth", json={"auth": credentials})
         body = _envelope(response)
         if response.status_code in (401, 403) or str(body.get("error_id", "")).startswith("NOAUTH"):
-            raise _Stop(fault=_auth_fault(body))
+            raise Stop(fault=_auth_fault(body))
         if response.status_code == 404:
             # /auth exists wherever the Xandr API is: a 404 says the base URL leads elsewhere, not a member.
             message = f"Xandr answered HTTP 404 at {s.base}/auth: there is no Xandr API at this base URL."
-            raise _Stop(fault=Fault("destination", message, HINTS["base_url"]))
+            raise Stop(fault=Fault("destination", message, HINTS["base_url"]))
         self._raise_for(s, response, body)
         if not body.get("token"):
-            raise _Stop(Outcome("retry", "Xandr did not return a token when signing in; the batch will be sent again."))
+            raise Stop(Outcome("retry", "Xandr did not return a token when signing in; the batch will be sent again."))
         s.token = body["token"]
         with _lock:
             _tokens[key] = s.token
@@ -351,7 +344,7 @@ class Xandr(Partner):
                 if first and body.get("error_id", "NOAUTH") == "NOAUTH":
                     self._login(s, fresh=True)
                     continue
-                raise _Stop(fault=_auth_fault(body))
+                raise Stop(fault=_auth_fault(body))
             self._raise_for(s, response, body)
             return body
         raise AssertionError("unreachable")
@@ -359,13 +352,13 @@ class Xandr(Partner):
     def _segment(self, s: _Session, segment: int) -> dict:
         try:
             body = self._api(s, "GET", "/segment", params={"id": segment, "member_id": s.member})
-        except _Stop as stop:
+        except Stop as stop:
             if stop.fault and stop.fault.kind == "destination":
                 stop.fault = _missing_segment(s, segment)
             raise
         found = _one(body.get("segment") or body.get("segments"))
         if not found:
-            raise _Stop(fault=_missing_segment(s, segment))
+            raise Stop(fault=_missing_segment(s, segment))
         return found
 
     def _call(self, s: _Session, method: str, url: str, **kwargs):
@@ -381,27 +374,27 @@ class Xandr(Partner):
                 **kwargs,
             )
         except http.TransportError as exc:
-            raise _Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
+            raise Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
 
     def _raise_for(self, s: _Session, response, body: dict) -> None:
         status, error_id = response.status_code, body.get("error_id") or ""
         error = body.get("error") or body.get("errors") or ""
         error = "; ".join(map(str, error)) if isinstance(error, list) else str(error)
-        error = _scrub(error, s.account.settings.get("password"), s.token)
+        error = self.scrub(s.account, error, s.token)
         if status == 429 or body.get("error_code") == "RATE_LIMIT_EXCEEDED":
             reason = "Xandr asked us to slow down" + (f": {error}" if error else " (HTTP 429).")
-            raise _Stop(Outcome("retry", reason.rstrip(".") + ".", http.retry_after(response, 60.0)))
+            raise Stop(Outcome("retry", reason.rstrip(".") + ".", http.retry_after(response, 60.0)))
         if status >= 500 or error_id == "SYSTEM":
-            raise _Stop(Outcome("retry", f"Xandr answered with HTTP {status}, a temporary error."))
+            raise Stop(Outcome("retry", f"Xandr answered with HTTP {status}, a temporary error."))
         if status == 403 or error_id == "UNAUTH":
             message = f"Xandr does not allow this user to upload segment data for member {s.member}."
-            raise _Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
+            raise Stop(fault=Fault("account", message, HINTS["no_access"].format(member=s.member)))
         if status == 404 or error_id == "NOTFOUND":
             message = f"Xandr could not find member {s.member} or the object asked for."
-            raise _Stop(fault=Fault("destination", message, HINTS["no_access"].format(member=s.member)))
+            raise Stop(fault=Fault("destination", message, HINTS["no_access"].format(member=s.member)))
         if status >= 400 or error_id or body.get("status") == "ERROR":
             detail = error or error_id or f"HTTP {status}"
-            raise _Stop(Outcome("rejected", f"Xandr rejected the request: {detail.rstrip('.')}."))
+            raise Stop(Outcome("rejected", f"Xandr rejected the request: {detail.rstrip('.')}."))
 
 
 def _account_key(s: _Session) -> str:
@@ -467,24 +460,3 @@ def _one(value) -> dict:
     if isinstance(value, list):
         value = value[0] if value else {}
     return value if isinstance(value, dict) else {}
-
-
-def _scrub(text: str, *secrets) -> str:
-    return redact.secrets(text, *secrets)
-
-
-def _scrubbed(attempts: list, *secrets) -> list:
-    for attempt in attempts:
-        attempt.response_excerpt = _scrub(attempt.response_excerpt, *secrets)
-    return attempts
-
-
-def _failing(name: str, stop: _Stop) -> Check:
-    """A check from what stopped it: a fault fails it, a temporary answer warns, no answer is the caller's."""
-    if stop.fault:
-        return Check(name, "failing", stop.fault.message, stop.fault.hint)
-    if isinstance(stop.__cause__, http.TransportError):
-        raise stop.__cause__
-    if stop.outcome.status == "retry":
-        return Check(name, "warning", f"Could not check the {name}: {stop.outcome.reason}", HINTS["transient"])
-    return Check(name, "failing", stop.outcome.reason, HINTS["refused"])
