@@ -44,6 +44,16 @@ from outputs.partners.base import (
     SharedList,
     raw,
 )
+from outputs.partners.braze.attributes import (
+    ARRAY,
+    ATTRIBUTE,
+    STRING,
+    STRING_CAP,
+    WRITES,
+    Unwritable,
+    attribute_object,
+    membership,
+)
 from outputs.partners.plumbing import TRANSIENT_HINT, Stop, chunks, sentence
 
 MATCHED_BY = {"external_id": "external ID", "email": "email address", "device_alias": "device ID alias"}
@@ -81,12 +91,7 @@ HINTS = {
     "transient": TRANSIENT_HINT,
 }
 
-ATTRIBUTE, ARRAY, STRING = "attribute", "array", "string"
-# Connections made before the choice existed have no "membership" key: they keep today's array attribute
-# (connections migration 0006 also writes it on them, so a form that saves them cannot switch them silently).
-LEGACY_MEMBERSHIP = ARRAY
 DEFAULT_ARRAY_CAP = 25
-STRING_CAP = 255  # characters a string attribute holds
 
 
 # The REST endpoint of each Braze instance, as listed at https://www.braze.com/docs/api/basics/#endpoints
@@ -238,9 +243,9 @@ class Braze(Partner):
             return [credentials, Check("destination", "warning", "Not checked: the API key must work first.")]
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
         matched_by = MATCHED_BY[connection_settings.get("identifier") or "external_id"]
-        if _membership(connection_settings) == ARRAY:
+        if membership(connection_settings) == ARRAY:
             detail = f"Users are tagged in the array attribute '{attribute}', matched by {matched_by}."
-        elif _membership(connection_settings) == STRING:
+        elif membership(connection_settings) == STRING:
             detail = (
                 f"Users are tagged in the string attribute '{attribute}' (audience IDs, comma-separated), "
                 f"matched by {matched_by}."
@@ -250,7 +255,7 @@ class Braze(Partner):
         return [credentials, Check("destination", "ok", detail)]
 
     def shared_list(self, output_settings: dict, connection_settings: dict) -> SharedList | None:
-        mode = _membership(connection_settings)
+        mode = membership(connection_settings)
         if mode == ATTRIBUTE:
             return None
         # Connections of one output share an array (or a string) when they match users alike and name the same
@@ -296,17 +301,17 @@ class Braze(Partner):
             Outcome("rejected", _wrong_type(identifier)),
         )
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
-        write = WRITES[_membership(connection_settings)]
+        write = WRITES[membership(connection_settings)]
         changes = {}
         for m in sendable:
             try:
                 changes[m.key] = write(m, attribute)
-            except _Unwritable as exc:
+            except Unwritable as exc:
                 result.outcomes[m.key] = Outcome("rejected", str(exc))
         sendable = [m for m in sendable if m.key in changes]
         try:
             for chunk in chunks(sendable, self.batch_size):
-                objects = [_attribute_object(m, identifier, changes[m.key]) for m in chunk]
+                objects = [attribute_object(m, identifier, changes[m.key]) for m in chunk]
                 self._send_chunk(account, chunk, objects, result)
         except Stop as stop:
             stop.settle(result, sendable)
@@ -369,51 +374,6 @@ class Braze(Partner):
             message = f"Braze has no /users/track endpoint at {host}."
             return Fault("destination", message, HINTS["endpoint"])
         return None
-
-
-def _membership(connection_settings: dict) -> str:
-    return connection_settings.get("membership") or LEGACY_MEMBERSHIP
-
-
-def _array_change(message: Message, attribute: str) -> dict:
-    # add/remove touch only this audience's value, so connections sharing the array never overwrite each other.
-    return {attribute: {"add" if message.action == "add" else "remove": [message.audience]}}
-
-
-def _attribute_change(message: Message, prefix: str) -> dict:
-    # null removes the attribute from the profile ("To remove custom attributes from user profiles, set the
-    # value to null"), so a user keeps no trace of audiences they left. Braze names hold 255 characters.
-    return {f"{prefix}: {message.audience}"[:255]: True if message.action == "add" else None}
-
-
-def _string_change(message: Message, attribute: str) -> dict:
-    # Braze replaces a string whole, so the value is the user's complete list as it is now, whatever this
-    # message's action: a repeated or late message writes the current state. An empty list is null, which
-    # removes the attribute from the profile.
-    if message.audiences is None:
-        raise ValueError("A Braze string attribute is written from the member's current audiences; none were given.")
-    value = ",".join(str(audience_id) for audience_id in sorted(message.audiences))
-    if len(value) > STRING_CAP:
-        raise _Unwritable(
-            f"This user is in {len(message.audiences)} audiences connected to this output; their IDs take "
-            f"{len(value)} characters, more than the {STRING_CAP} Braze keeps in the string attribute '{attribute}'."
-        )
-    return {attribute: value or None}
-
-
-WRITES = {ATTRIBUTE: _attribute_change, ARRAY: _array_change, STRING: _string_change}
-
-
-class _Unwritable(Exception):
-    """The member's change cannot be written as the connection is set up: rejected, never sent."""
-
-
-def _attribute_object(message: Message, identifier: str, change: dict) -> dict:
-    if identifier == "device_alias":
-        # Alias-only users are created only when _update_existing_only is false.
-        alias = {"alias_name": message.value, "alias_label": message.identity_type}
-        return {"user_alias": alias, "_update_existing_only": False, **change}
-    return {identifier: message.value, **change}
 
 
 def _wrong_type(identifier: str) -> str:

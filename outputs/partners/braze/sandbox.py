@@ -4,6 +4,9 @@ under ``/braze/``: ``{base}/braze/users/track`` stands for ``https://rest.<insta
 Bodies follow the Braze "Errors & Responses" page: ``{"message": "success"}`` (plus ``attributes_processed`` and
 a non-fatal ``errors`` array) on 201, ``{"message": <fatal error>, "errors": [...]}`` otherwise. Every answer
 carries the ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` headers the "Rate limits" page documents.
+
+One module of about 400 lines, on purpose: one reading of the ``/users/track`` reference, each rule beside the
+page it comes from.
 """
 
 import re

@@ -11,6 +11,9 @@ Throttling is Facebook's, not HTTP's: no ``Retry-After``, an error code (80003 f
 use case) and the ``X-Business-Use-Case-Usage`` header, whose ``estimated_time_to_regain_access`` is in minutes
 (https://developers.facebook.com/docs/graph-api/overview/rate-limiting/). A test sets an ad account's calls per
 hour (``set_rate_limit``) and moves this emulation's clock (``advance``) instead of waiting.
+
+One module of about 650 lines, on purpose: it is one reading of the Custom Audiences reference, each rule beside
+the page it comes from, so that checking it against the docs is reading it top to bottom.
 """
 
 import json

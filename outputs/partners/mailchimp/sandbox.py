@@ -3,6 +3,9 @@
 ``{base}/mailchimp/us6/3.0/lists/x`` stands for ``https://us6.api.mailchimp.com/3.0/lists/x``.
 Errors are RFC 7807 problem documents with ``Content-Type: application/problem+json``, as the Mailchimp
 error glossary (https://mailchimp.com/developer/marketing/docs/errors/) shows.
+
+One module of about 750 lines, on purpose: it is one reading of Mailchimp's reference, endpoint after endpoint,
+each rule beside the page it comes from, so that checking it against the docs is reading it top to bottom.
 """
 
 import base64

@@ -6,7 +6,9 @@ phase is "completed". Xandr asks for at most one upload a minute and allows up
 to 24 hours to process a file, so messages are queued and uploaded at an
 interval; a job still running after a short wait is remembered, and the next
 attempt checks that job instead of uploading the same entries again. The file is
-in the output's format, BSS Avro or legacy BSS (outputs.partners.xandr.files).
+in the output's format, BSS Avro or legacy BSS (outputs.partners.xandr.files); what its failures are called is
+in outputs.partners.xandr.hints. The rest stays one module, a little over 400 lines, so that the steps of an
+upload read in the order they happen.
 
 https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-service
 """
@@ -14,7 +16,6 @@ https://learn.microsoft.com/en-us/xandr/digital-platform-api/batch-segment-servi
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,8 +35,9 @@ from outputs.partners.base import (
     Setting,
     raw,
 )
-from outputs.partners.plumbing import TRANSIENT_HINT, Stop, failing
+from outputs.partners.plumbing import Stop, failing
 from outputs.partners.xandr import files as xandr_files
+from outputs.partners.xandr.hints import ENTRY_REASONS, HINTS, auth_fault, missing_segment, still_processing
 
 # EXPIRATION in minutes: 0 keeps the user for Xandr's maximum (180 days); -1 removes the user.
 ADD_EXPIRATION = 0
@@ -48,31 +50,6 @@ MAX_REFRESH_DAYS = 150
 # Xandr's processing SLA: after this a job we were waiting for is forgotten and its entries uploaded again.
 PENDING_FOR = 24 * 3600
 
-HINTS = {
-    "login": "Check the username and password of this output; the user needs API access to Xandr "
-    "(your Xandr representative can enable it).",
-    "disabled": "Use another Xandr user with API access, or ask your Xandr representative to reactivate this one.",
-    "password_expired": "Reset the password in Xandr and paste the new one into this output.",
-    "base_url": "Check the base URL override of this output: empty for Xandr itself (https://api.appnexus.com); "
-    "`manage.py partner_sandbox` prints the sandbox's.",
-    "no_access": "Check the member ID of this output, and ask your Xandr representative to give this user "
-    "access to member {member} and to enable the Batch Segment Service for it.",
-    "segment": "Check the segment ID of this connection: it must be a segment of member {member} "
-    "(Audience > Segments in Xandr).",
-    "inactive": "Activate segment {segment} in Xandr, or connect an active segment.",
-    "refused": "Xandr refused the request in a way Audience Relay does not know; its answer is above. Check the "
-    "settings of this output and connection, and ask your Xandr representative if they look right.",
-    "transient": TRANSIENT_HINT,
-}
-
-ENTRY_REASONS = {
-    "num_invalid_user": "Xandr has not seen this device ID, so it cannot be added to the segment.",
-    "num_invalid_format": "Xandr could not read the entry of this device ID in the upload file.",
-    "num_invalid_timestamp": "Xandr rejected the timestamp of this device ID's entry.",
-    "num_past_expiration": "Xandr rejected the entry of this device ID because its expiration has passed.",
-}
-# What separates the fields of an error log line, a legacy line ("uid,seg:exp^8") or a record written out as JSON.
-_LOG_SEPARATORS = re.compile(r"""[\s,;:^"'{}\[\]()]+""")
 
 _tokens: dict[str, str] = {}  # account key -> API token, kept for the life of the process
 # (account, member, segment) -> {entry: (job, since)}
@@ -243,7 +220,7 @@ class Xandr(Partner):
             elif job.get("phase") == "error":
                 fresh.update(mine)  # Xandr gave up on that file: upload these entries again
             else:
-                result.mark_all([m for msgs in mine.values() for m in msgs], _still_processing(job_id))
+                result.mark_all([m for msgs in mine.values() for m in msgs], still_processing(job_id))
             if job.get("phase") in ("completed", "error"):
                 _forget(pending, mine)
         if fresh:
@@ -274,7 +251,7 @@ class Xandr(Partner):
             since = time.time()
             with _lock:
                 pending.update({e: (job_id, since) for e in entries})
-            result.mark_all([m for msgs in entries.values() for m in msgs], _still_processing(job_id))
+            result.mark_all([m for msgs in entries.values() for m in msgs], still_processing(job_id))
 
     def _wait(self, s: _Session, job_id: str) -> dict:
         deadline, delay = time.monotonic() + self.job_wait, self.first_poll_delay
@@ -298,7 +275,7 @@ class Xandr(Partner):
         if job.get("num_invalid_segment") or job.get("num_inactive_segment"):
             message = f"Xandr reports segment {segment} as invalid or inactive for member {s.member}."
             raise Stop(fault=Fault("destination", message, HINTS["segment"].format(member=s.member)))
-        errors = _named_ids(job.get("error_log_lines") or "")
+        errors = xandr_files.named_ids(job.get("error_log_lines") or "")
         for entry, msgs in entries.items():
             counter = errors.get(entry.uid)
             outcome = ACCEPTED
@@ -323,7 +300,7 @@ class Xandr(Partner):
         response = self._call(s, "POST", "/auth", json={"auth": credentials})
         body = _envelope(response)
         if response.status_code in (401, 403) or str(body.get("error_id", "")).startswith("NOAUTH"):
-            raise Stop(fault=_auth_fault(body))
+            raise Stop(fault=auth_fault(body))
         if response.status_code == 404:
             # /auth exists wherever the Xandr API is: a 404 says the base URL leads elsewhere, not a member.
             message = f"Xandr answered HTTP 404 at {s.base}/auth: there is no Xandr API at this base URL."
@@ -344,7 +321,7 @@ class Xandr(Partner):
                 if first and body.get("error_id", "NOAUTH") == "NOAUTH":
                     self._login(s, fresh=True)
                     continue
-                raise Stop(fault=_auth_fault(body))
+                raise Stop(fault=auth_fault(body))
             self._raise_for(s, response, body)
             return body
         raise AssertionError("unreachable")
@@ -354,11 +331,11 @@ class Xandr(Partner):
             body = self._api(s, "GET", "/segment", params={"id": segment, "member_id": s.member})
         except Stop as stop:
             if stop.fault and stop.fault.kind == "destination":
-                stop.fault = _missing_segment(s, segment)
+                stop.fault = missing_segment(s.member, segment)
             raise
         found = _one(body.get("segment") or body.get("segments"))
         if not found:
-            raise Stop(fault=_missing_segment(s, segment))
+            raise Stop(fault=missing_segment(s.member, segment))
         return found
 
     def _call(self, s: _Session, method: str, url: str, **kwargs):
@@ -403,24 +380,6 @@ def _account_key(s: _Session) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _auth_fault(body: dict) -> Fault:
-    error_id = body.get("error_id")
-    if error_id == "NOAUTH_DISABLED":
-        return Fault("credentials", "The Xandr user of this output has been deactivated.", HINTS["disabled"])
-    if error_id == "NOAUTH_EXPIRED":
-        return Fault("credentials", "The password of this output's Xandr user has expired.", HINTS["password_expired"])
-    return Fault("credentials", "Xandr refused the username and password of this output.", HINTS["login"])
-
-
-def _missing_segment(s: _Session, segment: int) -> Fault:
-    message = f"Xandr segment {segment} was not found in member {s.member}."
-    return Fault("destination", message, HINTS["segment"].format(member=s.member))
-
-
-def _still_processing(job_id: str) -> Outcome:
-    return Outcome("retry", f"Xandr is still processing upload job {job_id}; the upload will be checked again.")
-
-
 def _pending_scope(s: _Session, segment: int) -> tuple:
     return (_account_key(s), s.member, segment)
 
@@ -438,16 +397,6 @@ def _pending_for(s: _Session, segment: int) -> dict:
         for entry in [entry for entry, (_, since) in pending.items() if since < cutoff]:
             del pending[entry]
     return pending
-
-
-def _named_ids(error_log: str) -> dict[str, str]:
-    """{identifier: counter} from a job's error log: each line is "<counter>-<the line or record it rejects>"."""
-    named = {}
-    for line in error_log.splitlines():
-        counter, _, rejected = line.strip().partition("-")
-        for token in _LOG_SEPARATORS.split(rejected):
-            named.setdefault(token, counter)
-    return named
 
 
 def _envelope(response) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -73,3 +74,17 @@ def _avro(segment: int, entries) -> bytes:
 @functools.cache
 def schema():
     return fastavro.parse_schema(json.loads((Path(__file__).parent / "bss.avsc").read_text()))
+
+
+# What separates the fields of an error log line, a legacy line ("uid,seg:exp^8") or a record written out as JSON.
+_LOG_SEPARATORS = re.compile(r"""[\s,;:^"'{}\[\]()]+""")
+
+
+def named_ids(error_log: str) -> dict[str, str]:
+    """{identifier: counter} from a job's error log: each line is "<counter>-<the line or record it rejects>"."""
+    named = {}
+    for line in error_log.splitlines():
+        counter, _, rejected = line.strip().partition("-")
+        for token in _LOG_SEPARATORS.split(rejected):
+            named.setdefault(token, counter)
+    return named

@@ -13,6 +13,10 @@ its job (``phase`` "error").
 
 Membership expires: a user stays in a segment for ``EXPIRATION`` minutes from the upload (0 means Xandr's maximum,
 180 days, which is also the cap), then leaves it. Expiry follows the sandbox's clock (``POST /_sandbox/clock``).
+
+One module of about 700 lines, on purpose: it is one reading of Xandr's reference (sign-in, segments, the Batch
+Segment Service and its file formats), each rule beside the page it comes from, so that checking it against the
+docs is reading it top to bottom; only the Avro container reader is apart (``sandbox_avro``).
 """
 
 import gzip
