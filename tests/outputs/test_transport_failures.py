@@ -9,7 +9,8 @@ from connections import services
 from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs import crypto
-from outputs.partners.base import Account, Message, Outcome
+from outputs.partners import http
+from outputs.partners.base import ACCEPTED, Account, Message, Outcome
 from outputs.partners.registry import get
 from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
 
@@ -81,6 +82,24 @@ def test_sending_into_a_broken_answer_is_retried_with_a_sentence(sandbox, host, 
 
     assert result.fault is None
     assert result.outcomes[1] == Outcome("retry", f"{host} {what}")
+
+
+def test_it_waits_as_long_as_the_timeout_says_at_the_time_of_the_request(sandbox, host, settings):
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
+    account = Account({"api_key": MAILCHIMP_KEY}, f"{sandbox.url}/mailchimp/{{dc}}")
+    mailchimp, message = get("mailchimp"), Message(1, "add", "email", "ada@example.com", "A")
+    assert mailchimp.send(account, {"list_id": LIST_ID}, [message]).outcomes[1] == ACCEPTED
+
+    settings.PARTNER_HTTP_TIMEOUT = 0.2  # changed after requests were made
+    sandbox.fault("mailchimp", kind="stall", delay=3)
+    result = mailchimp.send(account, {"list_id": LIST_ID}, [message])
+
+    assert result.outcomes[1] == Outcome("retry", f"{host} stopped sending its answer for more than 0.2 seconds.")
+
+
+def test_it_refuses_a_partner_request_without_a_timeout(sandbox):
+    with pytest.raises(ValueError, match="Every request to a partner needs a timeout."):
+        http.session().request("GET", f"{sandbox.url}/mailchimp/us6/3.0/ping", timeout=None)
 
 
 # --- stored secrets no configured key decrypts ----------------------------------------------------------------
