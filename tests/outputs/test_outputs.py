@@ -10,6 +10,7 @@ from django.db import connection
 
 from outputs import crypto
 from outputs.models import Output
+from outputs.partners import registry
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +96,7 @@ def test_the_partner_of_an_output_cannot_change(api):
 def test_the_catalog_lists_every_partner_with_its_schemas(api):
     partners = {p["slug"]: p for p in api.get("/api/v1/partners/").json()}
 
-    assert set(partners) == {"mailchimp", "braze", "xandr", "facebook", "webhook"}
+    assert list(partners) == registry.slugs()
     mailchimp = partners["mailchimp"]
     assert (mailchimp["pattern"], mailchimp["identity_types"]) == ("direct", ["email"])
     assert mailchimp["limits"]["batch_size"] == 500 and mailchimp["limits"]["max_concurrency"] == 10
@@ -106,6 +107,20 @@ def test_the_catalog_lists_every_partner_with_its_schemas(api):
     assert partners["xandr"]["delivery"]["mode"] == "interval"
     assert api.get("/api/v1/partners/mailchimp/").json()["name"] == "Mailchimp"
     assert api.get("/api/v1/partners/myspace/").status_code == 404
+
+
+@pytest.mark.parametrize("partner", registry.all_partners(), ids=lambda p: p.slug)
+def test_the_catalog_shows_each_partner_as_its_module_declares_it(api, partner):
+    shown = api.get(f"/api/v1/partners/{partner.slug}/").json()
+
+    assert (shown["name"], shown["pattern"]) == (partner.name, partner.pattern)
+    assert shown["identity_types"] == list(partner.identity_types)
+    assert shown["limits"]["batch_size"] == partner.batch_size
+    assert shown["limits"]["max_concurrency"] == partner.max_concurrency
+    assert shown["delivery"]["mode"] == partner.delivery.mode
+    for part in ("output_settings", "connection_settings"):
+        declared = [(s.name, s.secret, s.required) for s in getattr(partner, part)]
+        assert [(s["name"], s["secret"], s["required"]) for s in shown[part]] == declared, part
 
 
 def test_checking_credentials_answers_in_one_sentence_and_is_remembered(api, sandbox):
@@ -215,5 +230,5 @@ def test_an_output_of_no_known_partner_does_not_validate():
         output.full_clean()
 
     assert refused.value.message_dict == {
-        "kind": ["unknown partner 'myspace'; expected one of mailchimp, braze, xandr, facebook, webhook"]
+        "kind": [f"unknown partner 'myspace'; expected one of {', '.join(registry.slugs())}"]
     }
