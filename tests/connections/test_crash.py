@@ -17,12 +17,11 @@ from connections import services
 from connections.drain import drain
 from connections.models import OutboxMessage
 from outputs.models import Output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "0123456789abcdef0123456789abcdef-us6"
-LIST = "a1b2c3d4e5"
 WORKER = """
 import django, sys
 django.setup()
@@ -39,22 +38,22 @@ def database_url():
 
 
 def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(sandbox):
-    sandbox.mailchimp_account(KEY)
-    sandbox.mailchimp_list(KEY, LIST, "Crash test")
+    sandbox.mailchimp_account(MAILCHIMP_KEY)
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Crash test")
     output = Output(
         kind="mailchimp",
         name="Mailchimp",
         base_url=sandbox.url + "/mailchimp/{dc}",
         settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
     )
-    output.set_secrets({"api_key": KEY})
+    output.set_secrets({"api_key": MAILCHIMP_KEY})
     output.save()
     upsert_profiles(
         [ProfileInput(f"u{i}", {"status": "Premium"}, [("email", f"u{i}@example.com")]) for i in range(1200)]
     )
     audience = Audience.objects.create(name="Crash", criteria={"user": "status", "op": "eq", "value": "Premium"})
     refresh_audience(audience)
-    conn = services.connect(audience, output, {"list_id": LIST})
+    conn = services.connect(audience, output, {"list_id": LIST_ID})
     # Every request hangs for a while at the partner: the worker dies with its batches in flight.
     sandbox.fault("mailchimp", "slow", delay=3, count=3)
     env = {
@@ -79,7 +78,7 @@ def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(san
     report = drain(conn.pk)
 
     assert OutboxMessage.objects.filter(connection=conn).exclude(state="delivered").count() == 0
-    list_state = sandbox.mailchimp_list_state(LIST)
+    list_state = sandbox.mailchimp_list_state(LIST_ID)
     assert list_state["member_count"] == 1200
     duplicates = sandbox.stats()["duplicates"]["mailchimp"]
     assert duplicates <= in_flight  # at most the batches the dead worker had in flight went twice

@@ -2,9 +2,6 @@ import pytest
 
 from outputs.sandbox import PartnerSandbox, SandboxClient
 
-MC_KEY = "0123456789abcdef0123456789abcdef-us6"
-MC_LIST = "a1b2c3d4e5"
-
 
 @pytest.fixture(scope="session")
 def sandbox():

@@ -37,6 +37,7 @@ from tests.connections.verification.support import (
     output,
     reverify,
 )
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -212,7 +213,7 @@ def test_it_fails_a_faulted_connection_until_it_is_fixed_and_resumed(sandbox):
     )
     assert by_name(checks)["credentials"].status == "failing"
 
-    new_key = "fedcba9876543210fedcba9876543210-us6"
+    new_key = ANOTHER_MAILCHIMP_KEY
     sandbox.mailchimp_list(new_key, LIST_ID, "Potential Parisians")
     conn.output.set_secrets({"api_key": new_key})
     conn.output.save()

@@ -22,12 +22,13 @@ from tests.connections.verification.support import (
     mailchimp_connection,
     reverify,
 )
+from tests.outputs.factories import WRONG_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_fails_a_wrong_mailchimp_key(sandbox):
-    conn = mailchimp_connection(sandbox, api_key="ffffffffffffffffffffffffffffffff-us6")
+    conn = mailchimp_connection(sandbox, api_key=WRONG_MAILCHIMP_KEY)
 
     status, checks = verify(conn)
 
