@@ -4,14 +4,15 @@ from outputs.sandbox import PartnerSandbox, SandboxClient
 
 
 @pytest.fixture(scope="session")
-def sandbox():
+def sandbox_server():
+    """A partner sandbox of these tests' own (`sandbox`, in the root conftest, is a control client of another)."""
     with PartnerSandbox() as running:
         yield running
 
 
 @pytest.fixture
-def client(sandbox):
-    control = SandboxClient(sandbox.url)
+def client(sandbox_server):
+    control = SandboxClient(sandbox_server.url)
     control.reset()
     yield control
     control.close()
