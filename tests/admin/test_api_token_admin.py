@@ -12,10 +12,10 @@ from staff.models import ApiToken, AuditEntry
 from tests.admin.conftest import page
 from tests.admin.factories import ApiTokenFactory, UserFactory
 from tests.connections.factories import MAILCHIMP_KEY, MailchimpOutputFactory
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
-NEW_KEY = "fedcba9876543210fedcba9876543210-us6"
 REFUSED = "You may not change {}: changing credentials needs the “Can change output credentials” permission."
 READ_ONLY = (
     "This API token is read-only: it may only use GET, HEAD and OPTIONS. "
@@ -114,7 +114,9 @@ def test_a_write_token_of_a_user_without_the_credentials_permission_cannot_chang
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.plaintext}")
 
-    response = client.patch(f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": NEW_KEY}}, format="json")
+    response = client.patch(
+        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY}}, format="json"
+    )
 
     assert response.status_code == 403
     assert response.json() == {"settings": {"api_key": [REFUSED.format("api_key")]}}
@@ -125,17 +127,21 @@ def test_a_write_token_of_a_user_without_the_credentials_permission_cannot_chang
 def test_a_write_token_of_a_user_with_the_credentials_permission_changes_a_secret(api):
     output = MailchimpOutputFactory()
 
-    response = api.patch(f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": NEW_KEY}}, format="json")
+    response = api.patch(
+        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY}}, format="json"
+    )
 
     assert response.status_code == 200, response.json()
     output.refresh_from_db()
-    assert output.secrets == {"api_key": NEW_KEY}
+    assert output.secrets == {"api_key": ANOTHER_MAILCHIMP_KEY}
 
 
 def test_a_read_token_cannot_change_a_secret_even_with_the_permission(read_api):
     output = MailchimpOutputFactory()
 
-    response = read_api.patch(f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": NEW_KEY}}, format="json")
+    response = read_api.patch(
+        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY}}, format="json"
+    )
 
     assert response.status_code == 403
     assert response.json() == {"detail": READ_ONLY}
@@ -154,7 +160,7 @@ def _staff_who_adds_outputs(client, *extra):
 ADD = {
     "name": "Mailchimp (new)",
     "base_url": "",
-    "setting__api_key": NEW_KEY,
+    "setting__api_key": ANOTHER_MAILCHIMP_KEY,
     "setting__email_type": "html",
     "connections-TOTAL_FORMS": "0",
     "connections-INITIAL_FORMS": "0",
@@ -176,7 +182,7 @@ def test_staff_with_the_permission_add_an_output_with_a_secret_in_the_admin(clie
     response = staff.post("/admin/outputs/output/add/?kind=mailchimp", {**ADD, "kind": "mailchimp"})
 
     assert response.status_code == 302, page(response)
-    assert Output.objects.get().secrets == {"api_key": NEW_KEY}
+    assert Output.objects.get().secrets == {"api_key": ANOTHER_MAILCHIMP_KEY}
 
 
 def test_staff_allowed_to_add_tokens_may_only_mint_them_for_themselves(client, django_user_model):

@@ -9,10 +9,10 @@ from outputs.models import Output
 from staff import audit
 from tests.admin.conftest import page
 from tests.connections.factories import MAILCHIMP_KEY, ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
-NEW_KEY = "fedcba9876543210fedcba9876543210-us6"
 INLINES = {"connections-TOTAL_FORMS": "0", "connections-INITIAL_FORMS": "0"}
 
 
@@ -30,7 +30,7 @@ def no_secret_anywhere(*secrets):
 
 def test_it_records_an_admin_change_to_an_output_by_label_never_by_value(admin_client, admin_user):
     output = MailchimpOutputFactory()
-    data = {"name": "Mailchimp (renamed)", "base_url": output.base_url, "setting__api_key": NEW_KEY,
+    data = {"name": "Mailchimp (renamed)", "base_url": output.base_url, "setting__api_key": ANOTHER_MAILCHIMP_KEY,
             "setting__email_type": "text", **INLINES}  # fmt: skip
 
     assert admin_client.post(f"/admin/outputs/output/{output.pk}/change/", data).status_code == 302
@@ -38,7 +38,7 @@ def test_it_records_an_admin_change_to_an_output_by_label_never_by_value(admin_c
     [(who, what)] = history(output)
     assert who == admin_user.username
     assert what == "Changed Name, API key and Email type."  # labels, no values, no required star
-    assert no_secret_anywhere(NEW_KEY, MAILCHIMP_KEY)
+    assert no_secret_anywhere(ANOTHER_MAILCHIMP_KEY, MAILCHIMP_KEY)
 
 
 def test_it_records_api_changes_to_an_output_with_the_api_user(api, api_user):
@@ -48,7 +48,11 @@ def test_it_records_api_changes_to_an_output_with_the_api_user(api, api_user):
         "settings": {"api_key": MAILCHIMP_KEY, "email_type": "html"},
     }
     output_id = api.post("/api/v1/outputs/", body, format="json").json()["id"]
-    api.patch(f"/api/v1/outputs/{output_id}/", {"settings": {"api_key": NEW_KEY, "email_type": "text"}}, format="json")
+    api.patch(
+        f"/api/v1/outputs/{output_id}/",
+        {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY, "email_type": "text"}},
+        format="json",
+    )
     api.patch(f"/api/v1/outputs/{output_id}/", {"name": "Mailchimp (api)"}, format="json")
     output = Output.objects.get(pk=output_id)
 
@@ -57,7 +61,7 @@ def test_it_records_api_changes_to_an_output_with_the_api_user(api, api_user):
         ("integration", "API: Changed email_type and api_key."),
         ("integration", "API: Saved with no changes."),
     ]
-    assert no_secret_anywhere(NEW_KEY, MAILCHIMP_KEY)
+    assert no_secret_anywhere(ANOTHER_MAILCHIMP_KEY, MAILCHIMP_KEY)
 
     api.delete(f"/api/v1/outputs/{output_id}/")
     assert history(output)[-1] == ("integration", "API: Deleted.")

@@ -11,10 +11,10 @@ from rest_framework.test import APIClient
 from outputs.models import Output
 from tests.admin.conftest import page
 from tests.connections.factories import MAILCHIMP_KEY, ConnectionFactory, MailchimpOutputFactory
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
-NEW_KEY = "fedcba9876543210fedcba9876543210-us6"
 REFUSED = "You may not change {}: changing credentials needs the “Can change output credentials” permission."
 INLINES = {"connections-TOTAL_FORMS": "0", "connections-INITIAL_FORMS": "0"}
 
@@ -93,7 +93,8 @@ def test_an_operator_who_posts_a_secret_is_refused_and_nothing_changes(operator_
     output = MailchimpOutputFactory()
 
     response = operator_client.post(
-        f"/admin/outputs/output/{output.pk}/change/", form(output, setting__api_key=NEW_KEY, setting__email_type="text")
+        f"/admin/outputs/output/{output.pk}/change/",
+        form(output, setting__api_key=ANOTHER_MAILCHIMP_KEY, setting__email_type="text"),
     )
 
     assert REFUSED.format("API key") in page(response)
@@ -118,11 +119,13 @@ def test_an_operator_changes_other_settings_and_the_secret_is_kept(operator_clie
 def test_a_superuser_replaces_a_secret(admin_client):
     output = MailchimpOutputFactory()
 
-    response = admin_client.post(f"/admin/outputs/output/{output.pk}/change/", form(output, setting__api_key=NEW_KEY))
+    response = admin_client.post(
+        f"/admin/outputs/output/{output.pk}/change/", form(output, setting__api_key=ANOTHER_MAILCHIMP_KEY)
+    )
 
     assert response.status_code == 302
     output.refresh_from_db()
-    assert output.secrets == {"api_key": NEW_KEY}
+    assert output.secrets == {"api_key": ANOTHER_MAILCHIMP_KEY}
 
 
 def test_a_viewer_opens_an_output_and_a_connection_but_cannot_change_them(viewer_client):
@@ -161,7 +164,9 @@ def test_the_api_refuses_a_secret_from_a_user_without_the_permission_and_names_i
     output = MailchimpOutputFactory()
 
     response = _api_as(operator).patch(
-        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": NEW_KEY, "email_type": "text"}}, format="json"
+        f"/api/v1/outputs/{output.pk}/",
+        {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY, "email_type": "text"}},
+        format="json",
     )
 
     assert response.status_code == 403
@@ -171,7 +176,11 @@ def test_the_api_refuses_a_secret_from_a_user_without_the_permission_and_names_i
 
 
 def test_the_api_refuses_to_create_an_output_with_secrets_without_the_permission(operator):
-    body = {"kind": "mailchimp", "name": "Mailchimp (new)", "settings": {"api_key": NEW_KEY, "email_type": "html"}}
+    body = {
+        "kind": "mailchimp",
+        "name": "Mailchimp (new)",
+        "settings": {"api_key": ANOTHER_MAILCHIMP_KEY, "email_type": "html"},
+    }
 
     response = _api_as(operator).post("/api/v1/outputs/", body, format="json")
 
@@ -197,9 +206,9 @@ def test_the_api_lets_a_user_with_the_permission_replace_a_secret(operator):
     output = MailchimpOutputFactory()
 
     response = _api_as(type(operator).objects.get(pk=operator.pk)).patch(
-        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": NEW_KEY}}, format="json"
+        f"/api/v1/outputs/{output.pk}/", {"settings": {"api_key": ANOTHER_MAILCHIMP_KEY}}, format="json"
     )
 
     assert response.status_code == 200, response.json()
     output.refresh_from_db()
-    assert output.secrets == {"api_key": NEW_KEY}
+    assert output.secrets == {"api_key": ANOTHER_MAILCHIMP_KEY}

@@ -6,12 +6,11 @@ from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
 from tests.browser.conftest import screenshot
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
-KEY = "0123456789abcdef0123456789abcdef-us6"
-LIST_ID = "a1b2c3d4e5"
 PREMIUM = {"user": "status", "op": "eq", "value": "Premium"}
 
 
@@ -27,8 +26,8 @@ def premium_audience(n=3) -> Audience:
 
 def test_it_walks_the_operators_story(logged_in, live_server, sandbox):
     page = logged_in
-    sandbox.mailchimp_account(KEY)
-    sandbox.mailchimp_list(KEY, LIST_ID, "Demo")
+    sandbox.mailchimp_account(MAILCHIMP_KEY)
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Demo")
     premium_audience()
 
     # An output: choose the partner, then fill its settings.
@@ -36,7 +35,7 @@ def test_it_walks_the_operators_story(logged_in, live_server, sandbox):
     page.get_by_role("link", name="Add Mailchimp output").click()
     page.fill("#id_name", "Mailchimp (browser)")
     page.fill("#id_base_url", f"{sandbox.url}/mailchimp/{{dc}}")
-    page.fill("#id_setting__api_key", KEY)
+    page.fill("#id_setting__api_key", MAILCHIMP_KEY)
     page.click("input[name=_save]")
     expect(page.locator("ul.messagelist")).to_contain_text("Mailchimp (browser)")
 
@@ -53,7 +52,7 @@ def test_it_walks_the_operators_story(logged_in, live_server, sandbox):
     page.get_by_role("button", name="Verify now").click()
     expect(messages).to_contain_text("Verified 'Premium fans' → 'Mailchimp (browser)': ok")
 
-    sandbox.revoke("mailchimp", KEY)
+    sandbox.revoke("mailchimp", MAILCHIMP_KEY)
     page.get_by_role("button", name="Verify now").click()
     expect(messages).to_contain_text("Verified 'Premium fans' → 'Mailchimp (browser)': failing")
     expect(page.locator("#content-main")).to_contain_text("Mailchimp rejected the API key")

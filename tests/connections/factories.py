@@ -2,30 +2,12 @@ import factory
 
 from audiences.models import Audience
 from connections.models import Connection
-from outputs import crypto
-from outputs.models import Output
 from tests.audiences.factories import AudienceFactory, IdentityFactory, MembershipFactory, ProfileFactory
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory  # noqa: F401 (also imported from here)
 
-MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us6"
-LIST_ID = "a1b2c3d4e5"
-
-
-class MailchimpOutputFactory(factory.django.DjangoModelFactory):
-    """A Mailchimp output; point it at the sandbox with `base_url=sandbox.base_url + "/mailchimp/{dc}"`."""
-
-    class Meta:
-        model = Output
-
-    class Params:
-        api_key = MAILCHIMP_KEY
-
-    kind = "mailchimp"
-    name = "Mailchimp (marketing)"  # unique: pass another name for a second output
-    settings = factory.LazyFunction(
-        lambda: {"email_type": "html", "double_optin": False, "delete_on_subscription_end": False}
-    )
-    base_url = "http://127.0.0.1:9/mailchimp/{dc}"  # nothing listens there: tests that send use the sandbox's
-    secrets_encrypted = factory.LazyAttribute(lambda o: crypto.encrypt({"api_key": o.api_key}))
+# The members of the `parisians` fixture (tests/connections/conftest.py); `parisians_with_a_device` adds AAID.
+EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
+AAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 
 
 class StaticAudienceFactory(AudienceFactory):

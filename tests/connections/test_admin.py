@@ -10,30 +10,21 @@ from audiences.models import Audience
 from connections import services
 from connections.models import Connection, Delivery, OutboxMessage
 from tests.connections.factories import (
+    EMAILS,
     LIST_ID,
     ConnectionFactory,
     MailchimpOutputFactory,
-    StaticAudienceFactory,
-    add_members,
 )
 
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/connections/connection/"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
 
 
 @pytest.fixture
 def staff(admin_client):
     return admin_client
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS)
-    return audience
 
 
 @pytest.fixture

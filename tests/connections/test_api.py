@@ -8,11 +8,11 @@ from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import (
+    EMAILS,
     LIST_ID,
     ConnectionFactory,
     MailchimpOutputFactory,
     StaticAudienceFactory,
-    add_members,
     sandbox_members,
     sandbox_output,
 )
@@ -20,29 +20,24 @@ from tests.connections.factories import (
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/connections/"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
-AAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS, aaids=[AAID])
-    return audience
 
 
 def body(audience, output, **extra):
     return {"audience": audience.pk, "output": output.pk, "settings": {"list_id": LIST_ID}, **extra}
 
 
-def test_it_refuses_settings_the_partner_does_not_take_naming_the_field_and_writes_nothing(api, parisians):
+def test_it_refuses_settings_the_partner_does_not_take_naming_the_field_and_writes_nothing(
+    api, parisians_with_a_device
+):
     output = MailchimpOutputFactory()
 
-    missing = api.post(URL, body(parisians, output, settings={}), format="json")
-    unknown = api.post(URL, body(parisians, output, settings={"list_id": LIST_ID, "colour": "red"}), format="json")
-    mode = api.post(URL, body(parisians, output, delivery_mode="weekly"), format="json")
-    no_audience = api.post(URL, {**body(parisians, output), "audience": 999}, format="json")
+    missing = api.post(URL, body(parisians_with_a_device, output, settings={}), format="json")
+    unknown = api.post(
+        URL, body(parisians_with_a_device, output, settings={"list_id": LIST_ID, "colour": "red"}), format="json"
+    )
+    mode = api.post(URL, body(parisians_with_a_device, output, delivery_mode="weekly"), format="json")
+    no_audience = api.post(URL, {**body(parisians_with_a_device, output), "audience": 999}, format="json")
 
     assert missing.status_code == 400
     assert missing.json() == {"settings": {"list_id": ["This setting is required."]}}
@@ -53,10 +48,10 @@ def test_it_refuses_settings_the_partner_does_not_take_naming_the_field_and_writ
     assert not OutboxMessage.objects.exists()
 
 
-def test_it_creates_a_connection_and_queues_the_members_the_partner_accepts(api, parisians):
+def test_it_creates_a_connection_and_queues_the_members_the_partner_accepts(api, parisians_with_a_device):
     output = MailchimpOutputFactory()
 
-    response = api.post(URL, body(parisians, output), format="json")
+    response = api.post(URL, body(parisians_with_a_device, output), format="json")
 
     assert response.status_code == 201, response.json()
     data = response.json()
@@ -70,33 +65,33 @@ def test_it_creates_a_connection_and_queues_the_members_the_partner_accepts(api,
     assert sorted(OutboxMessage.objects.values_list("value", flat=True)) == EMAILS
 
 
-def test_it_refuses_a_second_identical_connection(api, parisians):
+def test_it_refuses_a_second_identical_connection(api, parisians_with_a_device):
     output = MailchimpOutputFactory()
-    first = api.post(URL, body(parisians, output), format="json").json()
+    first = api.post(URL, body(parisians_with_a_device, output), format="json").json()
 
-    again = api.post(URL, body(parisians, output), format="json")
+    again = api.post(URL, body(parisians_with_a_device, output), format="json")
 
     assert again.status_code == 400
     assert again.json() == {"non_field_errors": [f"{LABEL} already exists (connection {first['id']})."]}
 
 
-def test_it_lists_connections_filtered_by_audience_output_status_and_partner(api, parisians):
-    mine = ConnectionFactory(audience=parisians)
+def test_it_lists_connections_filtered_by_audience_output_status_and_partner(api, parisians_with_a_device):
+    mine = ConnectionFactory(audience=parisians_with_a_device)
     other = ConnectionFactory(status=Connection.Status.PAUSED, output__name="Mailchimp (sales)")
 
     def ids(**params):
         return [c["id"] for c in api.get(URL, params).json()["results"]]
 
     assert ids() == [mine.pk, other.pk]
-    assert ids(audience=parisians.pk) == [mine.pk]
+    assert ids(audience=parisians_with_a_device.pk) == [mine.pk]
     assert ids(output=other.output_id) == [other.pk]
     assert ids(status="paused") == [other.pk]
     assert ids(partner="mailchimp") == [mine.pk, other.pk]
     assert api.get(URL, {"status": "sleeping"}).status_code == 400
 
 
-def test_it_changes_settings_and_queues_the_members_for_the_new_list(api, parisians):
-    conn = services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
+def test_it_changes_settings_and_queues_the_members_for_the_new_list(api, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
     other = StaticAudienceFactory()
     url = f"{URL}{conn.pk}/"
 
@@ -115,9 +110,9 @@ def test_it_changes_settings_and_queues_the_members_for_the_new_list(api, parisi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_forwards_and_shows_the_messages_and_deliveries_with_filters(api, sandbox, parisians):
+def test_it_forwards_and_shows_the_messages_and_deliveries_with_filters(api, sandbox, parisians_with_a_device):
     sandbox.mailchimp_rejection("cat@example.com", "fake")
-    pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
+    pk = api.post(URL, body(parisians_with_a_device, sandbox_output(sandbox)), format="json").json()["id"]
 
     drain(pk)
 
@@ -157,9 +152,9 @@ def test_it_forwards_and_shows_the_messages_and_deliveries_with_filters(api, san
 
 
 def test_it_pauses_resumes_and_syncs_with_sentences_a_script_can_show(
-    api, parisians, django_capture_on_commit_callbacks
+    api, parisians_with_a_device, django_capture_on_commit_callbacks
 ):
-    conn = services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
+    conn = services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
     url = f"{URL}{conn.pk}/"
 
     paused = api.post(f"{url}pause/")
@@ -182,10 +177,10 @@ def test_it_pauses_resumes_and_syncs_with_sentences_a_script_can_show(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_requeues_failed_messages_and_they_then_reach_the_partner(api, sandbox, parisians, settings):
+def test_it_requeues_failed_messages_and_they_then_reach_the_partner(api, sandbox, parisians_with_a_device, settings):
     settings.RETRY_WINDOW_HOURS = 0  # give up at the first transient error
     sandbox.fault("mailchimp", "status", status=503, count=5)
-    pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
+    pk = api.post(URL, body(parisians_with_a_device, sandbox_output(sandbox)), format="json").json()["id"]
     drain(pk)
     assert api.get(f"{URL}{pk}/").json()["failed"] == 3
 
@@ -204,8 +199,8 @@ def test_it_requeues_failed_messages_and_they_then_reach_the_partner(api, sandbo
     assert (again["requeued"], again["detail"]) == (0, f"{LABEL} has no failed messages to retry.")
 
 
-def test_it_asks_whether_to_remove_the_members_before_deleting(api, parisians):
-    conn = services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
+def test_it_asks_whether_to_remove_the_members_before_deleting(api, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
     question = ["Say whether to remove the audience's members from the partner first: true or false."]
 
     unsaid = api.delete(f"{URL}{conn.pk}/")
@@ -220,8 +215,8 @@ def test_it_asks_whether_to_remove_the_members_before_deleting(api, parisians):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_removes_the_members_at_the_partner_then_deletes_the_connection(api, sandbox, parisians):
-    pk = api.post(URL, body(parisians, sandbox_output(sandbox)), format="json").json()["id"]
+def test_it_removes_the_members_at_the_partner_then_deletes_the_connection(api, sandbox, parisians_with_a_device):
+    pk = api.post(URL, body(parisians_with_a_device, sandbox_output(sandbox)), format="json").json()["id"]
     drain(pk)
     assert set(sandbox_members(sandbox).values()) == {"subscribed"}
 
@@ -240,9 +235,9 @@ def test_it_removes_the_members_at_the_partner_then_deletes_the_connection(api, 
     assert api.get(f"{URL}{pk}/").status_code == 404
 
 
-def test_it_refuses_to_delete_an_audience_that_is_still_connected_unless_told_what_to_do(api, parisians):
-    services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
-    url = f"/api/v1/audiences/{parisians.pk}/"
+def test_it_refuses_to_delete_an_audience_that_is_still_connected_unless_told_what_to_do(api, parisians_with_a_device):
+    services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
+    url = f"/api/v1/audiences/{parisians_with_a_device.pk}/"
 
     refused = api.delete(url)
     unclear = api.delete(f"{url}?disconnect=later")
@@ -256,13 +251,13 @@ def test_it_refuses_to_delete_an_audience_that_is_still_connected_unless_told_wh
         "disconnect": ["Must be remove (remove the members from the partners first) or keep (leave them there)."]
     }
     assert kept.status_code == 204
-    assert not Audience.objects.filter(pk=parisians.pk).exists()
+    assert not Audience.objects.filter(pk=parisians_with_a_device.pk).exists()
     assert not Connection.objects.exists()
 
 
-def test_it_disconnects_with_removal_before_an_output_can_be_deleted(api, parisians):
+def test_it_disconnects_with_removal_before_an_output_can_be_deleted(api, parisians_with_a_device):
     output = MailchimpOutputFactory()
-    conn = services.connect(parisians, output, {"list_id": LIST_ID})
+    conn = services.connect(parisians_with_a_device, output, {"list_id": LIST_ID})
     url = f"/api/v1/outputs/{output.pk}/"
 
     removing = api.delete(f"{url}?disconnect=remove")

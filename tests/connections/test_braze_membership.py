@@ -13,7 +13,7 @@ from connections.drain import drain
 from connections.models import OutboxMessage
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import StaticAudienceFactory, add_members
-from tests.connections.test_verification import IDS, braze_audiences, string_audiences, u0
+from tests.connections.verification.support import IDS, braze_audiences, string_audiences, u0
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_a_bad_membership_mode_is_refused_naming_the_setting(sandbox):
     assert conn.settings["membership"] == "array"
 
 
-# --- one string attribute of audience IDs (its verification: tests/connections/test_verification.py) ----------
+# --- one string attribute of audience IDs (its verification: tests/connections/verification/test_braze.py) --
 
 
 def held(sandbox, email="u0@example.com"):

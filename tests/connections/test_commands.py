@@ -11,27 +11,18 @@ from django.core.management import CommandError, call_command
 from connections import services
 from connections.models import Connection, OutboxMessage
 from tests.connections.factories import (
+    EMAILS,
     LIST_ID,
     MAILCHIMP_KEY,
     MailchimpOutputFactory,
-    StaticAudienceFactory,
-    add_members,
     sandbox_members,
     sandbox_output,
 )
 
 pytestmark = pytest.mark.django_db
 
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS, aaids=["38400000-8cf0-11bd-b23e-10b96e40000d"])
-    return audience
 
 
 def run(*args) -> str:
@@ -42,7 +33,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_it_connects_by_name_and_prints_the_id_and_the_backfill(parisians):
+def test_it_connects_by_name_and_prints_the_id_and_the_backfill(parisians_with_a_device):
     MailchimpOutputFactory()
 
     out = run("connect", "Potential Parisians", "Mailchimp (marketing)", "--setting", f"list_id={LIST_ID}")
@@ -69,7 +60,7 @@ def test_it_connects_by_name_and_prints_the_id_and_the_backfill(parisians):
          "argument --mode: invalid choice: 'weekly'"),
     ],
 )  # fmt: skip
-def test_it_refuses_bad_connect_arguments_and_writes_nothing(parisians, args, error):
+def test_it_refuses_bad_connect_arguments_and_writes_nothing(parisians_with_a_device, args, error):
     MailchimpOutputFactory()
     with pytest.raises(CommandError) as exc:
         call_command("connect", *args)
@@ -78,7 +69,7 @@ def test_it_refuses_bad_connect_arguments_and_writes_nothing(parisians, args, er
 
 
 @pytest.mark.django_db(transaction=True)  # work is queued on commit, inside the command, as from a shell
-def test_connect_and_disconnect_print_only_their_own_output(parisians, caplog):
+def test_connect_and_disconnect_print_only_their_own_output(parisians_with_a_device, caplog):
     from django_q.models import OrmQ
 
     MailchimpOutputFactory()
@@ -114,10 +105,12 @@ def test_it_requires_a_choice_of_connections_to_forward_and_exits_non_zero():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_forwards_with_a_summary_per_connection(sandbox, parisians):
+def test_it_forwards_with_a_summary_per_connection(sandbox, parisians_with_a_device):
     sandbox.mailchimp_rejection("cat@example.com", "fake")
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
-    paused = services.connect(parisians, MailchimpOutputFactory(name="Mailchimp (sales)"), {"list_id": LIST_ID})
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
+    paused = services.connect(
+        parisians_with_a_device, MailchimpOutputFactory(name="Mailchimp (sales)"), {"list_id": LIST_ID}
+    )
     services.pause(paused)
 
     out = run("forward", "--all")
@@ -135,8 +128,8 @@ def test_it_forwards_with_a_summary_per_connection(sandbox, parisians):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_reports_a_fault_and_exits_non_zero(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_reports_a_fault_and_exits_non_zero(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     sandbox.revoke("mailchimp", MAILCHIMP_KEY)
 
     with pytest.raises(CommandError) as exc:
@@ -162,8 +155,8 @@ def cells(out, conn) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_says_why_messages_wait_for_a_retry(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_says_why_messages_wait_for_a_retry(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     sandbox.fault("mailchimp", "status", status=503, count=1)
 
     row = cells(run("forward", "--connection", str(conn.pk)), conn)
@@ -173,8 +166,8 @@ def test_it_says_why_messages_wait_for_a_retry(sandbox, parisians):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_stopped_at_the_login_counts_nothing_as_sent(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_a_batch_stopped_at_the_login_counts_nothing_as_sent(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     sandbox.revoke("mailchimp", MAILCHIMP_KEY)
     out = StringIO()
 
@@ -194,8 +187,8 @@ def test_a_batch_stopped_at_the_login_counts_nothing_as_sent(sandbox, parisians)
     assert row[-1].startswith("Stopped, nothing more sent: Mailchimp rejected the API key")
 
 
-def test_it_pauses_and_resumes_by_id(parisians):
-    conn = services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
+def test_it_pauses_and_resumes_by_id(parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
 
     assert run("pause", str(conn.pk)).strip() == f"Paused {LABEL}. 3 messages wait until you resume."
     assert Connection.objects.get().status == "paused"
@@ -207,9 +200,11 @@ def test_it_pauses_and_resumes_by_id(parisians):
         call_command("resume", "first")
 
 
-def test_it_disconnects_only_when_told_what_happens_at_the_partner(parisians):
-    conn = services.connect(parisians, MailchimpOutputFactory(), {"list_id": LIST_ID})
-    other = services.connect(parisians, MailchimpOutputFactory(name="Mailchimp (sales)"), {"list_id": LIST_ID})
+def test_it_disconnects_only_when_told_what_happens_at_the_partner(parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, MailchimpOutputFactory(), {"list_id": LIST_ID})
+    other = services.connect(
+        parisians_with_a_device, MailchimpOutputFactory(name="Mailchimp (sales)"), {"list_id": LIST_ID}
+    )
 
     with pytest.raises(CommandError, match="one of the arguments --remove-from-partner --keep-at-partner is required"):
         call_command("disconnect", str(conn.pk))
@@ -231,8 +226,8 @@ def test_it_disconnects_only_when_told_what_happens_at_the_partner(parisians):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_sends_the_removals_and_finishes_a_disconnect_when_forwarding(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_sends_the_removals_and_finishes_a_disconnect_when_forwarding(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     run("forward", "--connection", str(conn.pk))
     run("disconnect", str(conn.pk), "--remove-from-partner")
 

@@ -25,7 +25,7 @@ SETTINGS = {"email_type": "html", "double_optin": False, "delete_on_subscription
 
 
 @pytest.fixture
-def parisians(sandbox):
+def parisians_at_mailchimp(sandbox):
     """u0, u1 and u2 are members of a rule audience connected to Mailchimp, and already at the partner."""
     output = sandbox_output(sandbox, settings=SETTINGS)
     upsert_profiles([ProfileInput(f"u{i}", {"status": "Premium"}, [("email", f"u{i}@example.com")]) for i in range(3)])
@@ -41,8 +41,8 @@ def _members(sandbox):
     return {email: m["status"] for email, m in sandbox.mailchimp_list_state(LIST_ID)["members"].items()}
 
 
-def assert_erased_at_the_partner(sandbox, parisians, *external_ids):
-    audience, conn = parisians
+def assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, *external_ids):
+    audience, conn = parisians_at_mailchimp
     drain(conn.pk)
     gone = {f"{e}@example.com" for e in external_ids}
     members = _members(sandbox)
@@ -67,19 +67,19 @@ def audit_messages(user):
 # --- the API ------------------------------------------------------------------------------------------------
 
 
-def test_it_erases_a_profile_with_delete(sandbox, parisians, api, read_api, api_user):
+def test_it_erases_a_profile_with_delete(sandbox, parisians_at_mailchimp, api, read_api, api_user):
     assert read_api.delete("/api/v1/profiles/u0/").status_code == 403
     response = api.delete("/api/v1/profiles/u0/")
 
     assert response.status_code == 204
-    assert_erased_at_the_partner(sandbox, parisians, "u0")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u0")
     assert audit_messages(api_user) == [
         ("u0", "API: Erased: removed from 1 audience (and at every partner it reached), then deleted.")
     ]
     assert api.delete("/api/v1/profiles/u0/").status_code == 404
 
 
-def test_it_erases_a_list_in_one_run_and_reports_unknown_ids(sandbox, parisians, api, read_api, api_user):
+def test_it_erases_a_list_in_one_run_and_reports_unknown_ids(sandbox, parisians_at_mailchimp, api, read_api, api_user):
     refused = read_api.post("/api/v1/profiles/erase/", {"external_ids": ["u0"]}, format="json")
     assert refused.status_code == 403
     response = api.post("/api/v1/profiles/erase/", {"external_ids": ["u0", "nobody", "u2", "u0"]}, format="json")
@@ -87,7 +87,7 @@ def test_it_erases_a_list_in_one_run_and_reports_unknown_ids(sandbox, parisians,
     assert response.status_code == 200
     assert response.json() == {"erased": 2, "memberships_removed": 2, "unknown": ["nobody"]}
     assert RefreshRun.objects.filter(trigger="erasure").count() == 1
-    assert_erased_at_the_partner(sandbox, parisians, "u0", "u2")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u0", "u2")
     assert [repr for repr, _ in audit_messages(api_user)] == ["u0", "u2"]
 
 
@@ -146,13 +146,13 @@ def test_the_erase_routes_are_in_the_openapi_schema(api):
 # --- the admin ----------------------------------------------------------------------------------------------
 
 
-def test_deleting_a_profile_in_the_admin_erases_it(sandbox, parisians, admin_client, admin_user):
+def test_deleting_a_profile_in_the_admin_erases_it(sandbox, parisians_at_mailchimp, admin_client, admin_user):
     pk = Profile.objects.get(external_id="u1").pk
 
     page = admin_client.get(f"/admin/audiences/profile/{pk}/delete/").content.decode()
     response = admin_client.post(f"/admin/audiences/profile/{pk}/delete/", {"post": "yes"}, follow=True)
 
-    assert_erased_at_the_partner(sandbox, parisians, "u1")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u1")
     assert "each partner it reached through a connection is sent its removal" in page
     assert "Erased 1 profile; it left 1 audience, and their connected partners are sent its removal." in (
         response.content.decode()
@@ -163,7 +163,7 @@ def test_deleting_a_profile_in_the_admin_erases_it(sandbox, parisians, admin_cli
     ]
 
 
-def test_delete_selected_in_the_admin_erases(sandbox, parisians, admin_client, settings):
+def test_delete_selected_in_the_admin_erases(sandbox, parisians_at_mailchimp, admin_client, settings):
     settings.BULK_MAX_RECORDS = 1  # a selection bigger than the API's limit is erased a run at a time
     pks = list(Profile.objects.filter(external_id__in=["u0", "u1"]).values_list("pk", flat=True))
 
@@ -173,12 +173,12 @@ def test_delete_selected_in_the_admin_erases(sandbox, parisians, admin_client, s
         follow=True,
     )
 
-    assert_erased_at_the_partner(sandbox, parisians, "u0", "u1")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u0", "u1")
     assert "Erased 2 profiles; they left 2 audiences in all" in response.content.decode()
     assert RefreshRun.objects.filter(trigger="erasure").count() == 2
 
 
-def test_the_erase_action_confirms_then_erases(sandbox, parisians, admin_client, admin_user):
+def test_the_erase_action_confirms_then_erases(sandbox, parisians_at_mailchimp, admin_client, admin_user):
     pk = Profile.objects.get(external_id="u2").pk
 
     confirm = admin_client.post("/admin/audiences/profile/", {"action": "erase_selected", "_selected_action": [pk]})
@@ -190,7 +190,7 @@ def test_the_erase_action_confirms_then_erases(sandbox, parisians, admin_client,
     )
 
     assert "Erased 1 profile; it left 1 audience" in done.content.decode()
-    assert_erased_at_the_partner(sandbox, parisians, "u2")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u2")
     assert [repr for repr, _ in audit_messages(admin_user)] == ["u2"]
 
 
@@ -203,25 +203,25 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_the_command_erases_by_external_id_and_names_the_system_user(sandbox, parisians):
+def test_the_command_erases_by_external_id_and_names_the_system_user(sandbox, parisians_at_mailchimp):
     output = run("--external-id", "u0", "--external-id", "ghost")
 
     assert "Erased 1 profile; it left 1 audience, and their connected partners are sent its removal." in output
     assert "No profile has these external IDs (never known, or already erased): ghost" in output
     assert "Audit entries name system." in output
-    assert_erased_at_the_partner(sandbox, parisians, "u0")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u0")
     entry = LogEntry.objects.get(action_flag=DELETION)
     assert (entry.user.username, entry.user.is_active, entry.object_repr) == ("system", False, "u0")
 
 
-def test_the_command_reads_a_file_and_records_the_given_user(sandbox, parisians, tmp_path, admin_user):
+def test_the_command_reads_a_file_and_records_the_given_user(sandbox, parisians_at_mailchimp, tmp_path, admin_user):
     ids = tmp_path / "ids.txt"
     ids.write_text("# erasure requests of the week\nu0\n\nu1\n")
 
     output = run("--file", str(ids), "--user", admin_user.username)
 
     assert "Erased 2 profiles; they left 2 audiences in all" in output
-    assert_erased_at_the_partner(sandbox, parisians, "u0", "u1")
+    assert_erased_at_the_partner(sandbox, parisians_at_mailchimp, "u0", "u1")
     assert [repr for repr, _ in audit_messages(admin_user)] == ["u0", "u1"]
 
 
@@ -254,8 +254,8 @@ def test_the_command_refuses_bad_input_and_erases_nothing(args, error, tmp_path)
 # --- what the forwarding side forgets ----------------------------------------------------------------------
 
 
-def test_an_erasure_forgets_the_history_of_audiences_the_profile_left_earlier(sandbox, parisians):
-    _, conn = parisians
+def test_an_erasure_forgets_the_history_of_audiences_the_profile_left_earlier(sandbox, parisians_at_mailchimp):
+    _, conn = parisians_at_mailchimp
     upsert_profiles([ProfileInput("u0", {"status": "Free"})])  # leaves the audience, removal delivered
     drain(conn.pk)
     assert OutboxMessage.objects.filter(value="u0@example.com").exists()
@@ -293,8 +293,10 @@ def change_identities(admin_client, external_id, rows, new=()):
     assert response.status_code == 302, response.content.decode()
 
 
-def test_an_email_changed_inline_is_removed_at_the_partner_and_the_new_one_added(sandbox, parisians, admin_client):
-    _, conn = parisians
+def test_an_email_changed_inline_is_removed_at_the_partner_and_the_new_one_added(
+    sandbox, parisians_at_mailchimp, admin_client
+):
+    _, conn = parisians_at_mailchimp
     pk = Identity.objects.get(value="u0@example.com").pk
 
     change_identities(admin_client, "u0", {pk: " U0.New@Example.com "})
@@ -307,8 +309,8 @@ def test_an_email_changed_inline_is_removed_at_the_partner_and_the_new_one_added
     ]
 
 
-def test_an_email_added_inline_is_added_at_the_partner(sandbox, parisians, admin_client):
-    _, conn = parisians
+def test_an_email_added_inline_is_added_at_the_partner(sandbox, parisians_at_mailchimp, admin_client):
+    _, conn = parisians_at_mailchimp
     pk = Identity.objects.get(value="u1@example.com").pk
 
     change_identities(admin_client, "u1", {pk: "u1@example.com"}, new=["u1.work@example.com"])
@@ -318,8 +320,8 @@ def test_an_email_added_inline_is_added_at_the_partner(sandbox, parisians, admin
     assert (members["u1@example.com"], members["u1.work@example.com"]) == ("subscribed", "subscribed")
 
 
-def test_an_email_deleted_inline_is_removed_at_the_partner(sandbox, parisians, admin_client):
-    audience, conn = parisians
+def test_an_email_deleted_inline_is_removed_at_the_partner(sandbox, parisians_at_mailchimp, admin_client):
+    audience, conn = parisians_at_mailchimp
     pk = Identity.objects.get(value="u2@example.com").pk
 
     change_identities(admin_client, "u2", {pk: None})

@@ -13,25 +13,24 @@ from connections import outbox, services, tasks
 from connections.drain import drain
 from connections.models import Connection, Delivery, OutboxMessage
 from outputs.models import Output
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY, LIST_ID, MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-KEY = "0123456789abcdef0123456789abcdef-us6"
-LIST = "a1b2c3d4e5"
 PREMIUM = {"user": "status", "op": "eq", "value": "Premium"}
 
 
 @pytest.fixture
 def mailchimp(sandbox):
-    sandbox.mailchimp_account(KEY)
-    sandbox.mailchimp_list(KEY, LIST, "Potential Parisians")
+    sandbox.mailchimp_account(MAILCHIMP_KEY)
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
     output = Output(
         kind="mailchimp",
         name="Mailchimp",
         base_url=sandbox.url + "/mailchimp/{dc}",
         settings={"email_type": "html", "double_optin": False, "delete_on_subscription_end": False},
     )
-    output.set_secrets({"api_key": KEY})
+    output.set_secrets({"api_key": MAILCHIMP_KEY})
     output.save()
     return output
 
@@ -54,12 +53,12 @@ def connected(mailchimp, members=3):
     people(*[(f"u{i}", "Premium", f"u{i}@example.com", aaid(i)) for i in range(members)])
     audience = Audience.objects.create(name="Potential Parisians", criteria=PREMIUM)
     refresh_audience(audience)
-    conn = services.connect(audience, mailchimp, {"list_id": LIST})
+    conn = services.connect(audience, mailchimp, {"list_id": LIST_ID})
     return audience, conn
 
 
 def subscribed(sandbox):
-    members = sandbox.mailchimp_list_state(LIST)["members"]
+    members = sandbox.mailchimp_list_state(LIST_ID)["members"]
     return {email for email, m in members.items() if m["status"] == "subscribed"}
 
 
@@ -79,7 +78,7 @@ def test_connecting_backfills_the_current_members(sandbox, mailchimp):
     assert (conn.sent_count, conn.accepted_count, conn.rejected_count) == (3, 3, 0)
     delivery = Delivery.objects.get(connection=conn)
     assert (delivery.messages, delivery.accepted, delivery.http_status) == (3, 3, 200)
-    assert KEY not in delivery.response_excerpt
+    assert MAILCHIMP_KEY not in delivery.response_excerpt
 
 
 def test_adds_and_removes_reach_the_partner(sandbox, mailchimp):
@@ -89,7 +88,7 @@ def test_adds_and_removes_reach_the_partner(sandbox, mailchimp):
     people(("u0", "Free", "u0@example.com", None), ("u9", "Premium", "u9@example.com", None))
     drain(conn.pk)
 
-    members = sandbox.mailchimp_list_state(LIST)["members"]
+    members = sandbox.mailchimp_list_state(LIST_ID)["members"]
     assert members["u0@example.com"]["status"] == "unsubscribed"
     assert subscribed(sandbox) == {"u1@example.com", "u9@example.com"}
 
@@ -101,7 +100,7 @@ def test_a_changed_email_is_removed_and_the_new_one_added(sandbox, mailchimp):
     upsert_profiles([ProfileInput("u0", None, [("email", "new.address@example.com")])])
     drain(conn.pk)
 
-    members = sandbox.mailchimp_list_state(LIST)["members"]
+    members = sandbox.mailchimp_list_state(LIST_ID)["members"]
     assert members["u0@example.com"]["status"] == "unsubscribed"
     assert members["new.address@example.com"]["status"] == "subscribed"
 
@@ -115,7 +114,7 @@ def test_an_erased_profile_is_removed_at_the_partner_and_forgotten(sandbox, mail
     erase_profiles(Profile.objects.filter(external_id="u0"))
     drain(conn.pk)
 
-    assert sandbox.mailchimp_list_state(LIST)["members"]["u0@example.com"]["status"] == "unsubscribed"
+    assert sandbox.mailchimp_list_state(LIST_ID)["members"]["u0@example.com"]["status"] == "unsubscribed"
     assert not OutboxMessage.objects.filter(value="u0@example.com", state__in=["pending", "delivered"]).exists()
     conn.refresh_from_db()
     assert conn.accepted_count == 3
@@ -131,7 +130,7 @@ def test_flapping_members_cost_one_message_and_the_latest_state_wins(sandbox, ma
     waiting = OutboxMessage.objects.filter(connection=conn, state="pending")
     assert list(waiting.values_list("value", "action")) == [("u0@example.com", "remove")]
     drain(conn.pk)
-    assert sandbox.mailchimp_list_state(LIST)["members"]["u0@example.com"]["status"] == "unsubscribed"
+    assert sandbox.mailchimp_list_state(LIST_ID)["members"]["u0@example.com"]["status"] == "unsubscribed"
 
 
 def test_identities_the_partner_does_not_accept_are_counted_not_queued(sandbox, mailchimp):
@@ -223,7 +222,7 @@ def test_messages_past_the_retry_window_fail(sandbox, mailchimp, settings):
 
 def test_a_revoked_key_faults_the_connection_until_someone_resumes_it(sandbox, mailchimp):
     _, conn = connected(mailchimp, members=2)
-    sandbox.revoke("mailchimp", KEY)
+    sandbox.revoke("mailchimp", MAILCHIMP_KEY)
 
     report = drain(conn.pk)
 
@@ -234,9 +233,9 @@ def test_a_revoked_key_faults_the_connection_until_someone_resumes_it(sandbox, m
     assert set(states(conn).values()) == {"pending"}
     assert drain(conn.pk).messages == 0  # stopped: nothing goes out while faulted
 
-    new_key = "fedcba9876543210fedcba9876543210-us6"
+    new_key = ANOTHER_MAILCHIMP_KEY
     sandbox.mailchimp_account(new_key)
-    sandbox.mailchimp_list(new_key, LIST, "Potential Parisians again")
+    sandbox.mailchimp_list(new_key, LIST_ID, "Potential Parisians again")
     mailchimp.set_secrets({"api_key": new_key})
     mailchimp.save()
     services.resume(conn)
@@ -283,7 +282,7 @@ def test_the_sweep_drains_due_realtime_connections_and_due_interval_uploads(sand
 def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchimp, settings):
     import threading
 
-    sandbox.mailchimp_list(KEY, "second0001", "Second list")
+    sandbox.mailchimp_list(MAILCHIMP_KEY, "second0001", "Second list")
     audience, first = connected(mailchimp, members=0)
     people(*[(f"p{i}", "Premium", f"p{i}@example.com", None) for i in range(6000)])
     second = services.connect(audience, mailchimp, {"list_id": "second0001"})
@@ -298,7 +297,7 @@ def test_two_drains_on_one_output_never_exceed_its_concurrency(sandbox, mailchim
     stats = sandbox.stats()
     assert 2 <= stats["max_concurrent"]["mailchimp"] <= 10
     assert OutboxMessage.objects.exclude(state="delivered").count() == 0
-    assert sandbox.mailchimp_list_state(LIST)["member_count"] == 6000
+    assert sandbox.mailchimp_list_state(LIST_ID)["member_count"] == 6000
     assert sandbox.mailchimp_list_state("second0001")["member_count"] == 6000
 
 

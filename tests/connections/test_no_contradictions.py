@@ -24,19 +24,11 @@ from tests.connections.test_funnel import SEGMENT, xandr_output
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/connections/connection/"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 
 
 def text(response) -> str:
     assert response.status_code == 200
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())).split())
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS)
-    return audience
 
 
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads

@@ -21,16 +21,14 @@ from connections import fanout, reverify, services, tasks, verification
 from connections.models import Connection
 from outputs.models import Output
 from tests.connections.factories import (
+    EMAILS,
     LIST_ID,
     MAILCHIMP_KEY,
     MailchimpOutputFactory,
-    StaticAudienceFactory,
-    add_members,
     sandbox_output,
 )
+from tests.outputs.factories import WRONG_MAILCHIMP_KEY
 
-WRONG_KEY = "ffffffffffffffffffffffffffffffff-us6"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 LIST = "/admin/connections/connection/"
 INLINES = {"connections-TOTAL_FORMS": "0", "connections-INITIAL_FORMS": "0"}
 RECHECKING = "Re-checking after a change: the result shows here once a worker has run the verification."
@@ -40,13 +38,6 @@ RECHECKING = "Re-checking after a change: the result shows here once a worker ha
 def q_sync(monkeypatch):
     """django-q2 runs each queued task at once, in this process (its own sync mode): the real task path."""
     monkeypatch.setattr(Conf, "SYNC", True)
-
-
-@pytest.fixture
-def parisians(db):
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS)
-    return audience
 
 
 def text(response) -> str:
@@ -90,7 +81,7 @@ def assert_ok_everywhere(admin_client, api, conn):
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
 def test_fixing_the_key_in_the_admin_then_resuming_shows_ok_everywhere(admin_client, api, sandbox, parisians, q_sync):
     sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
-    output = MailchimpOutputFactory(api_key=WRONG_KEY, base_url=f"{sandbox.base_url}/mailchimp/{{dc}}")
+    output = MailchimpOutputFactory(api_key=WRONG_MAILCHIMP_KEY, base_url=f"{sandbox.base_url}/mailchimp/{{dc}}")
     conn = services.connect(parisians, output, {"list_id": LIST_ID})  # verified, drained: the key is refused
     conn.refresh_from_db()
     assert (conn.status, conn.verification_status) == ("faulted", "failing")
@@ -208,7 +199,7 @@ def test_a_verdict_that_stands_is_not_verified_again_after_every_delivery(sandbo
 def test_every_door_says_re_checking_until_the_verification_has_run(
     admin_client, api, sandbox, parisians, django_capture_on_commit_callbacks
 ):
-    output = sandbox_output(sandbox, api_key=WRONG_KEY)
+    output = sandbox_output(sandbox, api_key=WRONG_MAILCHIMP_KEY)
     conn = services.connect(parisians, output, {"list_id": LIST_ID})
     verification.verify(conn)
     assert Connection.objects.get(pk=conn.pk).verification_status == "failing"

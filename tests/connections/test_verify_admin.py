@@ -17,14 +17,12 @@ from tests.connections.factories import (
     ConnectionFactory,
     MailchimpOutputFactory,
     StaticAudienceFactory,
-    add_members,
     sandbox_output,
 )
 
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/connections/connection/"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
 MISSING_LIST = "Mailchimp has no list with ID 'nope000000' in this account."
 CHECK_THE_LIST_ID = (
@@ -36,13 +34,6 @@ CHECK_THE_LIST_ID = (
 @pytest.fixture
 def staff(admin_client):
     return admin_client
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS)
-    return audience
 
 
 def said(response) -> list[tuple[int, str]]:

@@ -8,25 +8,18 @@ from rest_framework.test import APIClient
 from connections import funnel, services
 from connections.drain import drain
 from connections.models import Connection
-from tests.connections.factories import LIST_ID, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/connections/"
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
-AAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
 
 
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS, aaids=[AAID])
-    return audience
-
-
-def test_it_verifies_a_connection_and_answers_with_the_status_every_check_and_a_sentence(api, sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": "nope000000"})
+def test_it_verifies_a_connection_and_answers_with_the_status_every_check_and_a_sentence(
+    api, sandbox, parisians_with_a_device
+):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": "nope000000"})
 
     response = api.post(f"{URL}{conn.pk}/verify/")
 
@@ -55,8 +48,8 @@ def test_it_verifies_a_connection_and_answers_with_the_status_every_check_and_a_
     assert body["detail"] == f"Verified {LABEL}: failing (1 check needs attention)."
 
 
-def test_it_says_when_every_check_passed(api, sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_says_when_every_check_passed(api, sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
 
     body = api.post(f"{URL}{conn.pk}/verify/").json()
 
@@ -76,8 +69,8 @@ def test_it_counts_the_checks_that_need_attention(api, sandbox):
     assert body["detail"] == "Verified 'Nobody yet' → 'Mailchimp (marketing)': warning (2 checks need attention)."
 
 
-def test_it_shows_the_last_verification_on_the_connection_read_only(api, sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": "nope000000"})
+def test_it_shows_the_last_verification_on_the_connection_read_only(api, sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": "nope000000"})
     before = api.get(f"{URL}{conn.pk}/").json()
 
     checks = api.post(f"{URL}{conn.pk}/verify/").json()["checks"]
@@ -99,10 +92,10 @@ def test_it_shows_the_last_verification_on_the_connection_read_only(api, sandbox
     assert Connection.objects.get(pk=conn.pk).verification_status == "failing"
 
 
-def test_it_lists_connections_by_verification_status(api, sandbox, parisians):
+def test_it_lists_connections_by_verification_status(api, sandbox, parisians_with_a_device):
     output = sandbox_output(sandbox)
-    good = services.connect(parisians, output, {"list_id": LIST_ID})
-    bad = services.connect(parisians, output, {"list_id": "nope000000"})
+    good = services.connect(parisians_with_a_device, output, {"list_id": LIST_ID})
+    bad = services.connect(parisians_with_a_device, output, {"list_id": "nope000000"})
     for conn in (good, bad):
         api.post(f"{URL}{conn.pk}/verify/")
 
@@ -115,8 +108,8 @@ def test_it_lists_connections_by_verification_status(api, sandbox, parisians):
 
 
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
-def test_it_explains_the_size_funnel_step_by_step(api, sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_explains_the_size_funnel_step_by_step(api, sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     drain(conn.pk)
 
     response = api.get(f"{URL}{conn.pk}/funnel/")
@@ -141,8 +134,10 @@ def test_it_explains_the_size_funnel_step_by_step(api, sandbox, parisians):
     )
 
 
-def test_it_does_not_ask_the_partner_for_its_count_again_when_verification_could_not(api, sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": "nope000000"})
+def test_it_does_not_ask_the_partner_for_its_count_again_when_verification_could_not(
+    api, sandbox, parisians_with_a_device
+):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": "nope000000"})
     api.post(f"{URL}{conn.pk}/verify/")
     asked = sandbox.stats()["requests"]["mailchimp"]
 

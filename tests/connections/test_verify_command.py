@@ -17,12 +17,10 @@ from connections import funnel, services
 from connections.drain import drain
 from connections.hints import hint
 from connections.models import Connection
-from tests.connections.factories import LIST_ID, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
 
 pytestmark = pytest.mark.django_db
 
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
-AAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 LABEL = "'Potential Parisians' → 'Mailchimp (marketing)'"
 ROOT = Path(__file__).resolve().parents[2]
 BOX = re.compile(r"[│┃━─┏┓┗┛┡┩└┘┌┐├┤┼╇┳┻╋┯┷]")
@@ -31,13 +29,6 @@ CHECK_THE_LIST_ID = (
     "Check the List ID in the connection settings: in Mailchimp, Audience → Settings → Audience name and defaults "
     "shows it as the Audience ID."
 )
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS, aaids=[AAID])
-    return audience
 
 
 def run(*args) -> str:
@@ -59,8 +50,8 @@ def flat(table: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)  # the drain sends from a pool of threads
-def test_it_verifies_every_connection_and_prints_its_status_checks_and_funnel(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_verifies_every_connection_and_prints_its_status_checks_and_funnel(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     drain(conn.pk)
 
     out = run()
@@ -76,9 +67,11 @@ def test_it_verifies_every_connection_and_prints_its_status_checks_and_funnel(sa
     assert f"\n{LABEL} (ID {conn.pk}): {summary}\n" in out
 
 
-def test_it_shows_each_check_that_needs_attention_with_its_hint_and_exits_1_when_one_fails(sandbox, parisians):
+def test_it_shows_each_check_that_needs_attention_with_its_hint_and_exits_1_when_one_fails(
+    sandbox, parisians_with_a_device
+):
     output = sandbox_output(sandbox)
-    missing = services.connect(parisians, output, {"list_id": "nope000000"})
+    missing = services.connect(parisians_with_a_device, output, {"list_id": "nope000000"})
     nobody = StaticAudienceFactory(name="Nobody yet")
     paused = services.connect(nobody, output, {"list_id": LIST_ID})
     services.pause(paused)
@@ -114,8 +107,8 @@ def test_it_exits_0_when_the_worst_is_a_warning(sandbox):
     )
 
 
-def test_it_prints_one_json_document_and_nothing_else(sandbox, parisians):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": "nope000000"})
+def test_it_prints_one_json_document_and_nothing_else(sandbox, parisians_with_a_device):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": "nope000000"})
 
     out, error = failing_run("--json")
 
@@ -146,12 +139,12 @@ def test_it_prints_one_json_document_and_nothing_else(sandbox, parisians):
     ]  # fmt: skip
 
 
-def test_it_selects_connections_by_id_audience_and_output(sandbox, parisians):
+def test_it_selects_connections_by_id_audience_and_output(sandbox, parisians_with_a_device):
     mailchimp = sandbox_output(sandbox)
     sales = sandbox_output(sandbox, list_id="b2c3d4e5f6", name="Mailchimp (sales)")
     nobody = StaticAudienceFactory(name="Nobody yet")
-    a = services.connect(parisians, mailchimp, {"list_id": LIST_ID})
-    b = services.connect(parisians, sales, {"list_id": "b2c3d4e5f6"})
+    a = services.connect(parisians_with_a_device, mailchimp, {"list_id": LIST_ID})
+    b = services.connect(parisians_with_a_device, sales, {"list_id": "b2c3d4e5f6"})
     c = services.connect(nobody, mailchimp, {"list_id": LIST_ID})
 
     def ids(*args):
@@ -165,8 +158,8 @@ def test_it_selects_connections_by_id_audience_and_output(sandbox, parisians):
     assert ids("--audience", "Nobody yet", "--output", "Mailchimp (sales)") == []
 
 
-def test_it_verifies_only_what_was_selected(sandbox, parisians):
-    a = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_verifies_only_what_was_selected(sandbox, parisians_with_a_device):
+    a = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
     b = services.connect(StaticAudienceFactory(name="Nobody yet"), a.output, {"list_id": LIST_ID})
 
     run("--connection", str(b.pk))
@@ -184,8 +177,10 @@ def test_it_verifies_only_what_was_selected(sandbox, parisians):
         (["--output", "Nowhere"], "No output named 'Nowhere'."),
     ],
 )  # fmt: skip
-def test_it_refuses_what_does_not_exist_with_exit_code_2_and_verifies_nothing(sandbox, parisians, args, error):
-    conn = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
+def test_it_refuses_what_does_not_exist_with_exit_code_2_and_verifies_nothing(
+    sandbox, parisians_with_a_device, args, error
+):
+    conn = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
 
     out, exc = failing_run(*args)
 
@@ -193,7 +188,7 @@ def test_it_refuses_what_does_not_exist_with_exit_code_2_and_verifies_nothing(sa
     assert Connection.objects.get(pk=conn.pk).verified_at is None
 
 
-def test_it_says_so_when_there_is_nothing_to_verify(parisians):
+def test_it_says_so_when_there_is_nothing_to_verify(parisians_with_a_device):
     assert run() == "There are no connections.\n"
     assert run("--audience", "Potential Parisians") == "No connection matches.\n"
     assert json.loads(run("--json")) == {"connections": []}
@@ -216,9 +211,9 @@ def database_url() -> str:
 
 
 @pytest.mark.django_db(transaction=True)  # the command runs in another process, on the test database
-def test_it_exits_0_1_or_2_from_the_shell(sandbox, parisians):
-    good = services.connect(parisians, sandbox_output(sandbox), {"list_id": LIST_ID})
-    bad = services.connect(parisians, good.output, {"list_id": "nope000000"})
+def test_it_exits_0_1_or_2_from_the_shell(sandbox, parisians_with_a_device):
+    good = services.connect(parisians_with_a_device, sandbox_output(sandbox), {"list_id": LIST_ID})
+    bad = services.connect(parisians_with_a_device, good.output, {"list_id": "nope000000"})
     env = {**os.environ, "DATABASE_URL": database_url()}
 
     def shell(*args):

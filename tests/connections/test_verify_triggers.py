@@ -13,20 +13,10 @@ from tests.connections.factories import (
     MAILCHIMP_KEY,
     MailchimpOutputFactory,
     StaticAudienceFactory,
-    add_members,
     sandbox_output,
 )
 
 pytestmark = pytest.mark.django_db
-
-EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]
-
-
-@pytest.fixture
-def parisians():
-    audience = StaticAudienceFactory(name="Potential Parisians")
-    add_members(audience, emails=EMAILS)
-    return audience
 
 
 @pytest.fixture

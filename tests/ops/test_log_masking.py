@@ -10,10 +10,9 @@ import logging
 import pytest
 
 from config.log_filters import MaskIdentities
+from tests.outputs.factories import MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
-
-KEY = "0123456789abcdef0123456789abcdef-us6"  # the shape of a Mailchimp API key
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def logs():
         ("+33612345678", "[phone]"),
         ("8a1c6f0e-4b2d-4c3a-9e8f-0a1b2c3d4e5f", "[id]"),  # an IDFA / AAID
         ("b5d1f0a7c3e2d4f6a8b0c2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4", "[secret]"),  # a hashed email
-        (KEY, "[secret]"),  # a Mailchimp API key
+        (MAILCHIMP_KEY, "[secret]"),  # a Mailchimp API key
         ("ar_k3J9x2_Qm8zT4vL0pR6sW1yN5bC7dF9gH2jK4", "[secret]"),  # one of our API tokens
         ("gAAAAABnX2c1c2VjcmV0c19hdF9yZXN0X2FyZV9mZXJuZXRfdG9rZW5zX2xpa2VfdGhpcw==", "[secret]"),  # Fernet
     ],
@@ -124,9 +123,9 @@ def test_a_decoded_line_break_cannot_write_a_log_line_of_its_own(logs):
 def test_a_django_q_worker_keeps_its_name_and_a_key_beside_it_is_still_masked(logs):
     name = "Process-3f0c2a9b8d7e4f6a1b2c3d4e5f6a7b8c"  # django-q2 names its processes with a uuid4's hex
     logging.getLogger("django-q").info("%s ready for work at 16166", name)
-    logging.getLogger("django-q").error("%s failed a task with key %s", name, KEY)
+    logging.getLogger("django-q").error("%s failed a task with key %s", name, MAILCHIMP_KEY)
 
     lines = logs.getvalue()
     assert f"{name} ready for work at 16166" in lines
     assert f"{name} failed a task with key [secret]" in lines
-    assert KEY not in lines and "Process-[secret]" not in lines
+    assert MAILCHIMP_KEY not in lines and "Process-[secret]" not in lines

@@ -12,20 +12,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sandbox():
+def sandbox_process():
     running = harness.SandboxProcess()
     running.start()
     yield running
     running.stop()
 
 
-def test_two_clusters_share_the_work_send_nothing_twice_and_hold_the_output_limit(sandbox):
+def test_two_clusters_share_the_work_send_nothing_twice_and_hold_the_output_limit(sandbox_process):
     if connection.vendor != "postgresql":
         pytest.skip("scale-out runs on PostgreSQL (DATABASE_URL=postgres://…); SQLite is one machine's database")
     if not harness.redis_reachable(REDIS_URL):
         pytest.skip(f"scale-out needs Redis at {REDIS_URL}")
 
-    result = run_scaleout(sandbox, REDIS_URL, connections=6, messages=30_000, timeout=120)
+    result = run_scaleout(sandbox_process, REDIS_URL, connections=6, messages=30_000, timeout=120)
 
     assert result["states"] == {"delivered": 30_000}
     assert all(held == 5_000 for held in result["held"].values()), result["held"]

@@ -11,6 +11,7 @@ from django_q.conf import Conf
 from outputs.models import Output
 from tests.admin.conftest import page
 from tests.connections.factories import MAILCHIMP_KEY
+from tests.outputs.factories import WRONG_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def test_a_new_output_with_a_wrong_key_reads_so_on_its_page_before_anyone_connec
         "kind": "mailchimp",
         "name": "Mailchimp (new)",
         "base_url": f"{sandbox.base_url}/mailchimp/{{dc}}",
-        "setting__api_key": "ffffffffffffffffffffffffffffffff-us6",
+        "setting__api_key": WRONG_MAILCHIMP_KEY,
         "setting__email_type": "html",
         "connections-TOTAL_FORMS": "0",
         "connections-INITIAL_FORMS": "0",

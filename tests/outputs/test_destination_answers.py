@@ -18,12 +18,12 @@ from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.audiences.factories import IdentityFactory, MembershipFactory, ProfileFactory
 from tests.connections.factories import StaticAudienceFactory
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOTEL_WIFI = "<!doctype html><html><body><h1>Welcome to the hotel Wi-Fi</h1></body></html>"
 ELSEWHERE = "https://elsewhere.example/v2/"
-MC_KEY, MC_LIST = "0123456789abcdef0123456789abcdef-us6", "a1b2c3d4e5"
 BRAZE_KEY = "5b1e2c3d-braze-answers-key"
 XANDR = {"username": "relay-api", "password": "xandr-answers-pass", "member_id": 1234, "segment_id": 5678}
 FB_TOKEN, FB_ACT, FB_AUDIENCE = "EAAB-answers-token", "act_1001", "23850000000000001"
@@ -52,11 +52,11 @@ def output(kind, base_url, settings, secrets):
 
 
 def mailchimp(sandbox):
-    sandbox.mailchimp_list(MC_KEY, MC_LIST, "Potential Parisians")
-    out = output("mailchimp", f"{sandbox.url}/mailchimp/{{dc}}", {}, {"api_key": MC_KEY})
-    held = lambda: sandbox.mailchimp_list_state(MC_LIST)["member_count"]  # noqa: E731
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
+    out = output("mailchimp", f"{sandbox.url}/mailchimp/{{dc}}", {}, {"api_key": MAILCHIMP_KEY})
+    held = lambda: sandbox.mailchimp_list_state(LIST_ID)["member_count"]  # noqa: E731
     emails = [f"u{i}@example.com" for i in range(3)]
-    return Setup(out, {"list_id": MC_LIST}, "email", emails, f"/lists/{MC_LIST}", held)
+    return Setup(out, {"list_id": LIST_ID}, "email", emails, f"/lists/{LIST_ID}", held)
 
 
 def braze(sandbox):
@@ -131,7 +131,7 @@ SENTENCES = {
         "401": "Mailchimp rejected the API key: Your API key may be invalid, or you've attempted to access the wrong "
         "datacenter.",
         "403": "Mailchimp rejected the API key: You don't have permission to access this resource.",
-        "404": f"Mailchimp has no list with ID '{MC_LIST}' in this account.",
+        "404": f"Mailchimp has no list with ID '{LIST_ID}' in this account.",
     },
     "braze": {
         **GENERIC,

@@ -16,8 +16,8 @@ from outputs.models import Output
 from outputs.services import check_credentials
 from tests.audiences.factories import IdentityFactory, MembershipFactory, ProfileFactory
 from tests.connections.factories import StaticAudienceFactory
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
-MC_KEY, MC_LIST = "0123456789abcdef0123456789abcdef-us6", "a1b2c3d4e5"
 # Secrets that read differently once escaped or encoded: quotes, backslashes, spaces, non-ASCII.
 XANDR_PASSWORD = 'pä"ss\\wörd €-1'
 FB_TOKEN = 'EAAB tok+en/ä=1 "q"'
@@ -71,9 +71,9 @@ def facebook(sandbox):
 
 
 def mailchimp(sandbox):
-    sandbox.mailchimp_list(MC_KEY, MC_LIST, "Potential Parisians")
-    out = output("mailchimp", sandbox, {}, {"api_key": MC_KEY}, "mailchimp/{dc}")
-    return out, {"list_id": MC_LIST}, ("email", "ada@example.com"), MC_KEY, "relay"
+    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
+    out = output("mailchimp", sandbox, {}, {"api_key": MAILCHIMP_KEY}, "mailchimp/{dc}")
+    return out, {"list_id": LIST_ID}, ("email", "ada@example.com"), MAILCHIMP_KEY, "relay"
 
 
 def braze(sandbox):

@@ -2,19 +2,17 @@ import pytest
 
 from outputs.sandbox import PartnerSandbox, SandboxClient
 
-MC_KEY = "0123456789abcdef0123456789abcdef-us6"
-MC_LIST = "a1b2c3d4e5"
-
 
 @pytest.fixture(scope="session")
-def sandbox():
+def sandbox_server():
+    """A partner sandbox of these tests' own (`sandbox`, in the root conftest, is a control client of another)."""
     with PartnerSandbox() as running:
         yield running
 
 
 @pytest.fixture
-def client(sandbox):
-    control = SandboxClient(sandbox.url)
+def client(sandbox_server):
+    control = SandboxClient(sandbox_server.url)
     control.reset()
     yield control
     control.close()

@@ -4,8 +4,7 @@ import pytest
 import requests
 
 from outputs.sandbox.client import SandboxError
-
-from .conftest import MC_KEY
+from tests.outputs.factories import MAILCHIMP_KEY
 
 
 def inject(client, **spec):
@@ -13,13 +12,15 @@ def inject(client, **spec):
 
 
 def _ping(demo):
-    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=5)
+    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MAILCHIMP_KEY), timeout=5)
 
 
 def test_it_answers_an_injected_page_with_its_status_content_type_and_headers(demo, client):
     inject(client, partner="mailchimp", kind="answer", status=302, body="<p>moved</p>", headers={"Location": "/x"})
 
-    answer = requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=5, allow_redirects=False)
+    answer = requests.get(
+        f"{demo['mailchimp']['base_url']}/ping", auth=("x", MAILCHIMP_KEY), timeout=5, allow_redirects=False
+    )
 
     assert (answer.status_code, answer.headers["Location"], answer.text) == (302, "/x", "<p>moved</p>")
     assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -56,7 +57,7 @@ def test_it_refuses_an_answer_fault_it_cannot_use(client, spec, error):
 
 def _raw_ping(demo):
     """The answer as it comes off the socket, without requests' decoding."""
-    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=5, stream=True)
+    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MAILCHIMP_KEY), timeout=5, stream=True)
 
 
 def test_it_cuts_an_answer_short_and_hangs_up(demo, client):
@@ -73,7 +74,7 @@ def test_it_cuts_an_answer_short_and_hangs_up(demo, client):
 def test_it_stalls_in_the_middle_of_an_answer(demo, client):
     inject(client, partner="mailchimp", kind="stall", delay=5)
 
-    answer = requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=0.5, stream=True)
+    answer = requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MAILCHIMP_KEY), timeout=0.5, stream=True)
 
     assert answer.status_code == 200  # the head came at once …
     with pytest.raises(requests.exceptions.ConnectionError, match="Read timed out"):

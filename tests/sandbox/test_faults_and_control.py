@@ -10,14 +10,13 @@ import requests
 from django.core.management import CommandError, call_command
 
 from outputs.sandbox.client import SandboxError
-
-from .conftest import MC_KEY
+from tests.outputs.factories import MAILCHIMP_KEY
 
 SANDBOX_DIR = pathlib.Path(__file__).resolve().parents[2] / "outputs" / "sandbox"
 
 
 def _ping(demo, timeout=5):
-    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MC_KEY), timeout=timeout)
+    return requests.get(f"{demo['mailchimp']['base_url']}/ping", auth=("x", MAILCHIMP_KEY), timeout=timeout)
 
 
 def test_it_answers_an_injected_status_with_the_partners_body_and_retry_after(demo, client):
@@ -81,7 +80,7 @@ def test_it_applies_a_probability_fault_the_same_way_for_the_same_seed(demo, cli
 def test_it_only_faults_requests_whose_path_matches_and_can_override_the_body(demo, client):
     client.fault("mailchimp", "status", status=500, path="/lists/", body={"oops": True})
     assert _ping(demo).status_code == 200
-    failed = requests.get(f"{demo['mailchimp']['base_url']}/lists/a1b2c3d4e5", auth=("x", MC_KEY), timeout=5)
+    failed = requests.get(f"{demo['mailchimp']['base_url']}/lists/a1b2c3d4e5", auth=("x", MAILCHIMP_KEY), timeout=5)
     assert (failed.status_code, failed.json()) == (500, {"oops": True})
 
 

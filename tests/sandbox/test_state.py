@@ -13,9 +13,8 @@ import requests
 from outputs.sandbox import PartnerSandbox, SandboxClient
 from outputs.sandbox.client import SandboxError
 from outputs.sandbox.state import SAVE_EVERY
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
-MC_KEY = "0123456789abcdef0123456789abcdef-us6"
-MC_LIST = "a1b2c3d4e5"
 AAID = "97987bca-ae59-4c7d-94ba-ee4f19ab8c21"
 IDFA = "AEBE52E7-03EE-455A-B3C4-E57283966239"
 
@@ -53,12 +52,12 @@ def fill_mailchimp(demo, client):
     base, key = demo["mailchimp"]["base_url"], demo["mailchimp"]["api_key"]
     members = [{"email_address": f"m{i}@example.com", "status": "subscribed"} for i in range(5)]
     members.append({"email_address": "Pending@Example.com", "status": "pending"})
-    batch = requests.post(f"{base}/lists/{MC_LIST}", auth=("x", key), json={"members": members}, timeout=5)
+    batch = requests.post(f"{base}/lists/{LIST_ID}", auth=("x", key), json={"members": members}, timeout=5)
     assert batch.json()["total_created"] == 6
-    requests.delete(f"{base}/lists/{MC_LIST}/members/m0@example.com", auth=("x", key), timeout=5)
-    gone = f"{base}/lists/{MC_LIST}/members/m1@example.com/actions/delete-permanent"
+    requests.delete(f"{base}/lists/{LIST_ID}/members/m0@example.com", auth=("x", key), timeout=5)
+    gone = f"{base}/lists/{LIST_ID}/members/m1@example.com/actions/delete-permanent"
     assert requests.post(gone, auth=("x", key), timeout=5).status_code == 204
-    return lambda c: c.mailchimp_list_state(MC_LIST)
+    return lambda c: c.mailchimp_list_state(LIST_ID)
 
 
 def fill_braze(demo, client):
@@ -149,7 +148,7 @@ def test_it_keeps_a_permanently_deleted_address_refused_and_a_revoked_key_revoke
     _, client = run()
     base, key = demo["mailchimp"]["base_url"], demo["mailchimp"]["api_key"]
     again = requests.put(
-        f"{base}/lists/{MC_LIST}/members/m1@example.com",
+        f"{base}/lists/{LIST_ID}/members/m1@example.com",
         auth=("x", key),
         json={"email_address": "m1@example.com", "status_if_new": "subscribed"},
         timeout=5,
@@ -164,7 +163,7 @@ def test_it_keeps_a_permanently_deleted_address_refused_and_a_revoked_key_revoke
 
 def test_it_saves_within_a_second_of_a_change_without_being_stopped(run, state_file):
     sandbox, client = run()
-    client.mailchimp_list(MC_KEY, MC_LIST, "Potential Parisians")
+    client.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
     deadline = time.monotonic() + SAVE_EVERY * 3
     while time.monotonic() < deadline and not state_file.exists():
         time.sleep(0.05)
@@ -183,7 +182,7 @@ def test_reset_empties_the_file_too(run, state_file):
 
     _, client = run()
     with pytest.raises(SandboxError, match="answered 404: No list 'a1b2c3d4e5' in the sandbox."):
-        client.mailchimp_list_state(MC_LIST)
+        client.mailchimp_list_state(LIST_ID)
 
 
 @pytest.mark.parametrize(

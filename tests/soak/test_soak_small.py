@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sandbox():
+def sandbox_process():
     if connection.vendor != "postgresql":
         pytest.skip("the soaks run on PostgreSQL (DATABASE_URL=postgres://…)")
     running = harness.SandboxProcess()
@@ -28,11 +28,11 @@ def sandbox():
 
 
 @pytest.mark.parametrize("broker", ["orm", "redis"])
-def test_it_loses_nothing_when_workers_are_killed(sandbox, broker):
+def test_it_loses_nothing_when_workers_are_killed(sandbox_process, broker):
     if broker == "redis" and not harness.redis_reachable(scene.redis_url()):
         pytest.skip(f"the Redis crash soak needs Redis at {scene.redis_url()}")
 
-    result = crashes.run_crashes(sandbox, broker, each=2_000, kills=2, latency=0.1, timeout=150)
+    result = crashes.run_crashes(sandbox_process, broker, each=2_000, kills=2, latency=0.1, timeout=150)
 
     assert result["kills"] == 2
     assert result["lost"] == 0 and result["extra"] == 0
@@ -40,8 +40,8 @@ def test_it_loses_nothing_when_workers_are_killed(sandbox, broker):
     assert result["duplicate_batches"] <= crashes.repeat_bound(2), result
 
 
-def test_it_delivers_everything_when_30_percent_of_partner_requests_fail(sandbox):
-    result = faults.run_faults(sandbox, each=1_500, timeout=150)
+def test_it_delivers_everything_when_30_percent_of_partner_requests_fail(sandbox_process):
+    result = faults.run_faults(sandbox_process, each=1_500, timeout=150)
 
     assert result["states"] == {"delivered": 3_000}
     assert result["lost"] == 0
@@ -52,11 +52,11 @@ def test_it_delivers_everything_when_30_percent_of_partner_requests_fail(sandbox
     assert result["seconds"] < 90
 
 
-def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(sandbox):
+def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(sandbox_process):
     if shutil.which("wrk") is None:
         pytest.skip("the load soak needs wrk (apt-get install -y wrk)")
 
-    result = load.run_load(sandbox, seconds=5, each=1_000)
+    result = load.run_load(sandbox_process, seconds=5, each=1_000)
 
     assert result["requests"] > 0
     assert result["profiles_forwarded"] == result["audience_members"] > 0
@@ -64,11 +64,11 @@ def test_the_bulk_endpoints_take_sustained_load_without_errors_while_forwarding(
     assert result["non_2xx"] == 0, result
 
 
-def test_it_recovers_by_itself_when_postgresql_restarts_mid_drain(sandbox):
+def test_it_recovers_by_itself_when_postgresql_restarts_mid_drain(sandbox_process):
     if dbrestart.restart_command() is None:
         pytest.skip("restarting PostgreSQL needs pg_ctlcluster and /etc/postgresql/<version>/main")
 
-    result = dbrestart.run_dbrestart(sandbox, each=3_000, latency=0.1, timeout=150)
+    result = dbrestart.run_dbrestart(sandbox_process, each=3_000, latency=0.1, timeout=150)
 
     assert result["cluster_alive"]
     assert result["states"] == {"delivered": 6_000}

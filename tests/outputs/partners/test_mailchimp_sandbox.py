@@ -5,9 +5,7 @@ import pytest
 import requests
 
 from outputs.sandbox.client import SandboxError
-
-MC_KEY = "0123456789abcdef0123456789abcdef-us6"
-MC_LIST = "a1b2c3d4e5"
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 API_KEY_INVALID = {
     "type": "https://mailchimp.com/developer/marketing/docs/errors/",
@@ -28,9 +26,9 @@ def _problem(response):
     return body
 
 
-def _batch(demo, members, update_existing=True, auth=("anystring", MC_KEY)):
+def _batch(demo, members, update_existing=True, auth=("anystring", MAILCHIMP_KEY)):
     return requests.post(
-        f"{demo['mailchimp']['base_url']}/lists/{MC_LIST}",
+        f"{demo['mailchimp']['base_url']}/lists/{LIST_ID}",
         auth=auth,
         json={"members": members, "update_existing": update_existing},
         timeout=10,
@@ -39,13 +37,13 @@ def _batch(demo, members, update_existing=True, auth=("anystring", MC_KEY)):
 
 def test_it_answers_ping_and_tracks_members_in_the_list(demo, client):
     base = demo["mailchimp"]["base_url"]
-    ping = requests.get(f"{base}/ping", auth=("anystring", MC_KEY), timeout=5)
+    ping = requests.get(f"{base}/ping", auth=("anystring", MAILCHIMP_KEY), timeout=5)
     assert ping.status_code == 200
     assert ping.json() == {"health_status": "Everything's Chimpy!"}
 
     put = requests.put(
-        f"{base}/lists/{MC_LIST}/members/{_hash('Ada@Example.com')}",
-        auth=("anystring", MC_KEY),
+        f"{base}/lists/{LIST_ID}/members/{_hash('Ada@Example.com')}",
+        auth=("anystring", MAILCHIMP_KEY),
         json={"email_address": "Ada@Example.com", "status_if_new": "subscribed", "email_type": "html"},
         timeout=5,
     )
@@ -64,16 +62,18 @@ def test_it_answers_ping_and_tracks_members_in_the_list(demo, client):
     assert (body["total_created"], body["total_updated"], body["error_count"]) == (2, 1, 0)
     assert [m["email_address"] for m in body["new_members"]] == ["bob@example.com", "cy@example.com"]
 
-    listed = requests.get(f"{base}/lists/{MC_LIST}", auth=("anystring", MC_KEY), timeout=5).json()
-    assert listed["id"] == MC_LIST
+    listed = requests.get(f"{base}/lists/{LIST_ID}", auth=("anystring", MAILCHIMP_KEY), timeout=5).json()
+    assert listed["id"] == LIST_ID
     assert listed["double_optin"] is False
     assert listed["stats"]["member_count"] == 1
     assert listed["stats"]["unsubscribe_count"] == 1
 
-    member = requests.get(f"{base}/lists/{MC_LIST}/members/{_hash('bob@example.com')}", auth=("x", MC_KEY), timeout=5)
+    member = requests.get(
+        f"{base}/lists/{LIST_ID}/members/{_hash('bob@example.com')}", auth=("x", MAILCHIMP_KEY), timeout=5
+    )
     assert member.json()["status"] == "subscribed"
 
-    state = client.mailchimp_list_state(MC_LIST)
+    state = client.mailchimp_list_state(LIST_ID)
     assert state["member_count"] == 1
     assert state["counts"] == {"subscribed": 1, "pending": 1, "unsubscribed": 1, "archived": 0, "cleaned": 0}
     assert state["members"]["Ada@Example.com"] == {"status": "unsubscribed", "email_type": "html", "operations": 2}
@@ -81,12 +81,12 @@ def test_it_answers_ping_and_tracks_members_in_the_list(demo, client):
 
 def test_it_accepts_the_key_as_apikey_or_bearer_authorization(demo):
     base = demo["mailchimp"]["base_url"]
-    for header in (f"apikey {MC_KEY}", f"Bearer {MC_KEY}"):
+    for header in (f"apikey {MAILCHIMP_KEY}", f"Bearer {MAILCHIMP_KEY}"):
         assert requests.get(f"{base}/ping", headers={"Authorization": header}, timeout=5).status_code == 200
 
 
 def test_it_refuses_a_key_used_on_another_datacenter(demo, sandbox):
-    response = requests.get(f"{sandbox.url}/mailchimp/us1/3.0/ping", auth=("anystring", MC_KEY), timeout=5)
+    response = requests.get(f"{sandbox.url}/mailchimp/us1/3.0/ping", auth=("anystring", MAILCHIMP_KEY), timeout=5)
     assert response.status_code == 401
     assert response.headers["Content-Type"].startswith("application/problem+json")
     assert _problem(response) == API_KEY_INVALID
@@ -98,8 +98,8 @@ def test_it_refuses_an_unknown_key_and_a_revoked_key_alike(demo, client):
     assert unknown.status_code == 401
     assert _problem(unknown) == API_KEY_INVALID
 
-    client.revoke("mailchimp", MC_KEY)
-    revoked = requests.get(f"{base}/lists/{MC_LIST}", auth=("anystring", MC_KEY), timeout=5)
+    client.revoke("mailchimp", MAILCHIMP_KEY)
+    revoked = requests.get(f"{base}/lists/{LIST_ID}", auth=("anystring", MAILCHIMP_KEY), timeout=5)
     assert revoked.status_code == 401
     assert revoked.headers["Content-Type"].startswith("application/problem+json")
     assert _problem(revoked) == API_KEY_INVALID
@@ -107,7 +107,7 @@ def test_it_refuses_an_unknown_key_and_a_revoked_key_alike(demo, client):
 
 def test_it_answers_resource_not_found_for_a_missing_or_deleted_list(demo, client):
     base = demo["mailchimp"]["base_url"]
-    missing = requests.get(f"{base}/lists/nosuchlist", auth=("x", MC_KEY), timeout=5)
+    missing = requests.get(f"{base}/lists/nosuchlist", auth=("x", MAILCHIMP_KEY), timeout=5)
     assert missing.status_code == 404
     assert _problem(missing) == {
         "type": "https://mailchimp.com/developer/marketing/docs/errors/",
@@ -115,7 +115,7 @@ def test_it_answers_resource_not_found_for_a_missing_or_deleted_list(demo, clien
         "status": 404,
         "detail": "The requested resource could not be found.",
     }
-    client.delete_mailchimp_list(MC_LIST)
+    client.delete_mailchimp_list(LIST_ID)
     deleted = _batch(demo, [{"email_address": "a@example.com", "status": "subscribed"}])
     assert deleted.status_code == 404
     assert deleted.json()["title"] == "Resource Not Found"
@@ -135,7 +135,7 @@ def test_it_accepts_500_members_and_refuses_501(demo, client):
     assert body["errors"] == [
         {"field": "members", "message": "Schema describes array with at most 500 items, 501 found."}
     ]
-    assert client.mailchimp_list_state(MC_LIST)["member_count"] == 500
+    assert client.mailchimp_list_state(LIST_ID)["member_count"] == 500
 
 
 def test_it_allows_ten_simultaneous_connections_per_key_and_refuses_the_eleventh(demo, client):
@@ -146,7 +146,7 @@ def test_it_allows_ten_simultaneous_connections_per_key_and_refuses_the_eleventh
 
     def call():
         start.wait()
-        responses.append(requests.get(url, auth=("anystring", MC_KEY), timeout=10))
+        responses.append(requests.get(url, auth=("anystring", MAILCHIMP_KEY), timeout=10))
 
     threads = [threading.Thread(target=call) for _ in range(11)]
     for thread in threads:
@@ -208,7 +208,7 @@ def test_it_makes_upserts_idempotent_and_counts_the_repeats(demo, client):
     first = _batch(demo, [member]).json()
     second = _batch(demo, [member]).json()
     assert (first["total_created"], second["total_created"], second["total_updated"]) == (1, 0, 1)
-    state = client.mailchimp_list_state(MC_LIST)
+    state = client.mailchimp_list_state(LIST_ID)
     assert state["member_count"] == 1
     assert state["members"]["ada@example.com"]["operations"] == 2
     assert client.stats()["duplicates"]["mailchimp"] == 1
@@ -216,8 +216,8 @@ def test_it_makes_upserts_idempotent_and_counts_the_repeats(demo, client):
 
 def test_it_refuses_a_subscriber_hash_that_does_not_match_the_email(demo):
     response = requests.put(
-        f"{demo['mailchimp']['base_url']}/lists/{MC_LIST}/members/{_hash('someone-else@example.com')}",
-        auth=("x", MC_KEY),
+        f"{demo['mailchimp']['base_url']}/lists/{LIST_ID}/members/{_hash('someone-else@example.com')}",
+        auth=("x", MAILCHIMP_KEY),
         json={"email_address": "ada@example.com", "status_if_new": "subscribed"},
         timeout=5,
     )
@@ -228,23 +228,23 @@ def test_it_refuses_a_subscriber_hash_that_does_not_match_the_email(demo):
 def test_it_archives_on_delete_and_forgets_on_delete_permanent(demo, client):
     base = demo["mailchimp"]["base_url"]
     _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}])
-    member_url = f"{base}/lists/{MC_LIST}/members/{_hash('ada@example.com')}"
-    assert requests.delete(member_url, auth=("x", MC_KEY), timeout=5).status_code == 204
-    state = client.mailchimp_list_state(MC_LIST)
+    member_url = f"{base}/lists/{LIST_ID}/members/{_hash('ada@example.com')}"
+    assert requests.delete(member_url, auth=("x", MAILCHIMP_KEY), timeout=5).status_code == 204
+    state = client.mailchimp_list_state(LIST_ID)
     assert (state["member_count"], state["counts"]["archived"]) == (0, 1)
-    assert requests.get(member_url, auth=("x", MC_KEY), timeout=5).json()["status"] == "archived"
+    assert requests.get(member_url, auth=("x", MAILCHIMP_KEY), timeout=5).json()["status"] == "archived"
 
-    forget = requests.post(f"{member_url}/actions/delete-permanent", auth=("x", MC_KEY), timeout=5)
+    forget = requests.post(f"{member_url}/actions/delete-permanent", auth=("x", MAILCHIMP_KEY), timeout=5)
     assert forget.status_code == 204
-    assert requests.get(member_url, auth=("x", MC_KEY), timeout=5).status_code == 404
+    assert requests.get(member_url, auth=("x", MAILCHIMP_KEY), timeout=5).status_code == 404
     again = _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}]).json()
     assert again["errors"][0]["error"].startswith("ada@example.com was permanently deleted and cannot be re-imported.")
 
 
 def test_it_answers_malformed_json_with_mailchimps_parse_error(demo):
     response = requests.post(
-        f"{demo['mailchimp']['base_url']}/lists/{MC_LIST}",
-        auth=("x", MC_KEY),
+        f"{demo['mailchimp']['base_url']}/lists/{LIST_ID}",
+        auth=("x", MAILCHIMP_KEY),
         data=b"{not json",
         headers={"Content-Type": "application/json"},
         timeout=5,
@@ -264,11 +264,13 @@ def test_it_refuses_to_archive_a_pending_cleaned_or_archived_member(demo, client
             {"email_address": "archived@example.com", "status": "subscribed"},
         ],
     )
-    archived = f"{base}/lists/{MC_LIST}/members/{_hash('archived@example.com')}"
-    assert requests.delete(archived, auth=("x", MC_KEY), timeout=5).status_code == 204
+    archived = f"{base}/lists/{LIST_ID}/members/{_hash('archived@example.com')}"
+    assert requests.delete(archived, auth=("x", MAILCHIMP_KEY), timeout=5).status_code == 204
 
     for email in ("pending@example.com", "cleaned@example.com", "archived@example.com"):
-        response = requests.delete(f"{base}/lists/{MC_LIST}/members/{_hash(email)}", auth=("x", MC_KEY), timeout=5)
+        response = requests.delete(
+            f"{base}/lists/{LIST_ID}/members/{_hash(email)}", auth=("x", MAILCHIMP_KEY), timeout=5
+        )
         assert response.status_code == 405
         assert _problem(response) == {
             "type": "https://mailchimp.com/developer/marketing/docs/errors/",
@@ -277,7 +279,7 @@ def test_it_refuses_to_archive_a_pending_cleaned_or_archived_member(demo, client
             "detail": "This list member cannot be removed. Can not archive a contact that is bounced, pending or "
             "archived",
         }
-    counts = client.mailchimp_list_state(MC_LIST)["counts"]
+    counts = client.mailchimp_list_state(LIST_ID)["counts"]
     assert (counts["pending"], counts["cleaned"], counts["archived"]) == (1, 1, 1)
 
 
@@ -285,23 +287,23 @@ def test_it_lets_only_a_pending_member_confirm(demo, client):
     _batch(demo, [{"email_address": "ada@example.com", "status": "pending"}])
     _batch(demo, [{"email_address": "bob@example.com", "status": "pending"}])
     requests.patch(
-        f"{demo['mailchimp']['base_url']}/lists/{MC_LIST}/members/{_hash('bob@example.com')}",
-        auth=("x", MC_KEY),
+        f"{demo['mailchimp']['base_url']}/lists/{LIST_ID}/members/{_hash('bob@example.com')}",
+        auth=("x", MAILCHIMP_KEY),
         json={"status": "unsubscribed"},
         timeout=5,
     )
 
-    assert client.mailchimp_contact_acts(MC_LIST, "ada@example.com", "confirm") == {
+    assert client.mailchimp_contact_acts(LIST_ID, "ada@example.com", "confirm") == {
         "email": "ada@example.com",
         "status": "subscribed",
     }
     with pytest.raises(SandboxError) as excinfo:
-        client.mailchimp_contact_acts(MC_LIST, "bob@example.com", "confirm")
+        client.mailchimp_contact_acts(LIST_ID, "bob@example.com", "confirm")
 
     assert str(excinfo.value).endswith(
         "answered 400: bob@example.com cannot confirm: the contact is unsubscribed, not pending."
     )
-    state = client.mailchimp_list_state(MC_LIST)
+    state = client.mailchimp_list_state(LIST_ID)
     assert {e: m["status"] for e, m in state["members"].items()} == {
         "ada@example.com": "subscribed",
         "bob@example.com": "unsubscribed",
@@ -311,28 +313,28 @@ def test_it_lets_only_a_pending_member_confirm(demo, client):
 def test_it_puts_a_contact_who_unsubscribes_themselves_in_a_compliance_state(demo, client):
     _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}])
 
-    client.mailchimp_contact_acts(MC_LIST, "ada@example.com", "unsubscribe")
+    client.mailchimp_contact_acts(LIST_ID, "ada@example.com", "unsubscribe")
     again = _batch(demo, [{"email_address": "ada@example.com", "status": "subscribed"}]).json()
 
     assert again["errors"][0]["error"] == (
         "ada@example.com is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be "
         "subscribed."
     )
-    assert client.mailchimp_list_state(MC_LIST)["members"]["ada@example.com"]["status"] == "unsubscribed"
+    assert client.mailchimp_list_state(LIST_ID)["members"]["ada@example.com"]["status"] == "unsubscribed"
 
 
 def test_it_refuses_new_members_without_a_required_merge_field_unless_told_to_skip(client):
-    client.mailchimp_list(MC_KEY, "withnames", "Needs names", required_merge_fields=["FNAME"])
+    client.mailchimp_list(MAILCHIMP_KEY, "withnames", "Needs names", required_merge_fields=["FNAME"])
     base = client.mailchimp_url()
     body = {"members": [{"email_address": "ada@example.com", "status": "subscribed"}], "update_existing": True}
 
-    refused = requests.post(f"{base}/lists/withnames", auth=("x", MC_KEY), json=body, timeout=5).json()
+    refused = requests.post(f"{base}/lists/withnames", auth=("x", MAILCHIMP_KEY), json=body, timeout=5).json()
     skipped = requests.post(
-        f"{base}/lists/withnames?skip_merge_validation=true", auth=("x", MC_KEY), json=body, timeout=5
+        f"{base}/lists/withnames?skip_merge_validation=true", auth=("x", MAILCHIMP_KEY), json=body, timeout=5
     ).json()
     single = requests.put(
         f"{base}/lists/withnames/members/{_hash('bob@example.com')}",
-        auth=("x", MC_KEY),
+        auth=("x", MAILCHIMP_KEY),
         json={"email_address": "bob@example.com", "status_if_new": "subscribed"},
         timeout=5,
     )
@@ -355,7 +357,9 @@ def test_it_refuses_new_members_without_a_required_merge_field_unless_told_to_sk
     named = {"email_address": "bob@example.com", "status": "subscribed", "merge_fields": {"FNAME": "Bob"}}
     named_body = {"members": [named], "update_existing": True}
     assert (
-        requests.post(f"{base}/lists/withnames", auth=("x", MC_KEY), json=named_body, timeout=5).json()["total_created"]
+        requests.post(f"{base}/lists/withnames", auth=("x", MAILCHIMP_KEY), json=named_body, timeout=5).json()[
+            "total_created"
+        ]
         == 1
     )
 
