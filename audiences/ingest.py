@@ -88,13 +88,14 @@ def retry_races(write):
 
 
 def _ensure_profiles(external_ids, result: EventsResult):
-    """Return {external_id: Profile}, creating bare profiles for unknown IDs."""
-    profiles = {p.external_id: p for p in Profile.objects.filter(external_id__in=external_ids)}
+    """Return {external_id: profile id}, creating bare profiles for unknown IDs."""
+    # IDs only: the profiles' attributes are not needed to store their events.
+    profiles = dict(Profile.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
     missing = [Profile(external_id=e, attributes={}) for e in external_ids if e not in profiles]
     if missing:
         # Returns primary keys on PostgreSQL and on SQLite 3.35+.
         Profile.objects.bulk_create(missing)
-        profiles.update({p.external_id: p for p in missing})
+        profiles.update({p.external_id: p.pk for p in missing})
         result.profiles_created += len(missing)
         result.changed_profile_ids.update(p.pk for p in missing)
     return profiles
@@ -189,7 +190,7 @@ def ingest_events(events: list[dict]) -> EventsResult:
         if not fresh:
             return result
         profiles = _ensure_profiles(list(dict.fromkeys(e["external_id"] for e in fresh)), result)
-        profile_ids = [profiles[e["external_id"]].pk for e in fresh]
+        profile_ids = [profiles[e["external_id"]] for e in fresh]
         _insert_events(fresh, profile_ids)
         result.events_created = len(fresh)
         touched = set(profile_ids)
