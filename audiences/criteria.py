@@ -5,7 +5,7 @@
           | {"has_identity": IDENTITY_TYPE}
 
 See docs/criteria.md for the full language. Public API: `validate`, `compile_criteria`,
-`describe` and `CriteriaError`.
+`referenced_events`, `describe` and `CriteriaError`.
 
 Every compiled condition is two-valued (TRUE or FALSE, never SQL NULL), so `not`,
 `exclude` and `ne` behave as plain negation even for profiles that lack an attribute.
@@ -105,6 +105,25 @@ def describe(criteria) -> str:
     except CriteriaError as exc:
         return f"invalid criteria ({exc})"
     return _describe(criteria)
+
+
+def referenced_events(criteria) -> set[str]:
+    """The event names valid `criteria` read: only events of these names can change whom they match."""
+    validate(criteria)
+    names = set()
+    stack = [criteria]
+    while stack:
+        node = stack.pop()
+        shape = _shape_of(node)
+        if shape == "event":
+            names.add(node["event"])
+        elif shape in ("all", "any"):
+            stack.extend(node[shape])
+        elif shape == "include":
+            stack.extend((node["include"], node["exclude"]))
+        elif shape == "not":
+            stack.append(node["not"])
+    return names
 
 
 # --- Validation ---------------------------------------------------------------------------------

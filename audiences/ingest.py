@@ -6,6 +6,7 @@ audiences for just the profiles it changed, in the same transaction.
 """
 
 import functools
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -87,13 +88,14 @@ def retry_races(write):
 
 
 def _ensure_profiles(external_ids, result: EventsResult):
-    """Return {external_id: Profile}, creating bare profiles for unknown IDs."""
-    profiles = {p.external_id: p for p in Profile.objects.filter(external_id__in=external_ids)}
+    """Return {external_id: profile id}, creating bare profiles for unknown IDs."""
+    # IDs only: the profiles' attributes are not needed to store their events.
+    profiles = dict(Profile.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
     missing = [Profile(external_id=e, attributes={}) for e in external_ids if e not in profiles]
     if missing:
         # Returns primary keys on PostgreSQL and on SQLite 3.35+.
         Profile.objects.bulk_create(missing)
-        profiles.update({p.external_id: p for p in missing})
+        profiles.update({p.external_id: p.pk for p in missing})
         result.profiles_created += len(missing)
         result.changed_profile_ids.update(p.pk for p in missing)
     return profiles
@@ -188,24 +190,46 @@ def ingest_events(events: list[dict]) -> EventsResult:
         if not fresh:
             return result
         profiles = _ensure_profiles(list(dict.fromkeys(e["external_id"] for e in fresh)), result)
-        rows = [
-            Event(
-                profile_id=profiles[e["external_id"]].pk,
-                name=e["name"],
-                attributes=e.get("attributes") or {},
-                occurred_at=e["occurred_at"],
-                source_id=e.get("source_id"),
-            )
-            for e in fresh
-        ]
-        Event.objects.bulk_create(rows)
-        result.events_created = len(rows)
-        result.changed_profile_ids.update(r.profile_id for r in rows)
-        _reevaluate(result)
+        profile_ids = [profiles[e["external_id"]] for e in fresh]
+        _insert_events(fresh, profile_ids)
+        result.events_created = len(fresh)
+        touched = set(profile_ids)
+        # Profiles that existed before the batch gained events and nothing else: only the audiences reading
+        # events of these names can change for them.
+        events_only = touched - result.changed_profile_ids
+        result.changed_profile_ids.update(touched)
+        _reevaluate(result, events_only=events_only, event_names={e["name"] for e in fresh})
     return result
 
 
-def _reevaluate(result: IngestResult | EventsResult) -> None:
-    run = reevaluate_profiles(result.changed_profile_ids)
+def _insert_events(events: list[dict], profile_ids: list[int]) -> None:
+    """Write the events in one statement of column arrays (PostgreSQL), or one executemany (SQLite)."""
+    table = Event._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    columns = (
+        profile_ids,
+        [e["name"] for e in events],
+        [json.dumps(e.get("attributes") or {}) for e in events],
+        [e["occurred_at"] if connection.vendor == "postgresql" else adapt(e["occurred_at"]) for e in events],
+        [e.get("source_id") for e in events],
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (profile_id, name, attributes, occurred_at, source_id) "
+                "SELECT p, n, a::jsonb, o, s FROM unnest(%s::bigint[], %s::text[], %s::text[], "
+                "%s::timestamptz[], %s::text[]) AS e(p, n, a, o, s)",
+                columns,
+            )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {table} (profile_id, name, attributes, occurred_at, source_id) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                list(zip(*columns, strict=True)),
+            )
+
+
+def _reevaluate(result: IngestResult | EventsResult, **scope) -> None:
+    run = reevaluate_profiles(result.changed_profile_ids, **scope)
     if run is not None:
         result.memberships_added, result.memberships_removed = run.added, run.removed

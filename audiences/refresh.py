@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audiences import hooks
-from audiences.criteria import compile_criteria
+from audiences.criteria import compile_criteria, referenced_events
 from audiences.models import Audience, Membership, MembershipChange, Profile, RefreshRun
 
 T_CHANGE = MembershipChange._meta.db_table
@@ -162,27 +163,127 @@ def _lock_rule_audiences() -> None:
             cursor.execute(f"SELECT id FROM {T_AUDIENCE} WHERE kind = 'rules' ORDER BY id FOR NO KEY UPDATE")
 
 
-def reevaluate_profiles(profile_ids, now=None) -> RefreshRun | None:
-    """Re-evaluate every rule-based audience for these profiles alone.
+T_BATCH = "relay_reeval_batch"
+T_BATCH_MATCH = "relay_reeval_match"
 
-    Two queries per audience for the whole batch, whatever its size; called in
-    the transaction that changed the profiles so the membership change commits
-    with them.
+
+@contextmanager
+def _batch_tables(profile_ids, events_only):
+    """The batch's profiles (flagged when only their events changed) and an empty table for what matches.
+
+    Both keyed and, on PostgreSQL, analysed before use, so the statements that read them probe the
+    membership index per batch row instead of scanning an audience's members.
     """
-    profile_ids = list(profile_ids)
+    big = "bigint" if connection.vendor == "postgresql" else "INTEGER"
+    rows = [(pid, pid in events_only) for pid in profile_ids]
+    with connection.cursor() as cursor:
+        _drop_batch_tables(cursor)
+        cursor.execute(f"CREATE TEMPORARY TABLE {T_BATCH} (pid {big} PRIMARY KEY, events_only boolean NOT NULL)")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {T_BATCH_MATCH} (audience_id {big} NOT NULL, pid {big} NOT NULL, "
+            "PRIMARY KEY (audience_id, pid))"
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {T_BATCH} (pid, events_only) SELECT * FROM unnest(%s::bigint[], %s::boolean[])",
+                [[r[0] for r in rows], [r[1] for r in rows]],
+            )
+            cursor.execute(f"ANALYZE {T_BATCH}")
+        else:
+            cursor.executemany(f"INSERT INTO {T_BATCH} (pid, events_only) VALUES (%s, %s)", rows)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            _drop_batch_tables(cursor)
+
+
+def _drop_batch_tables(cursor) -> None:
+    if connection.vendor == "postgresql":
+        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH}, {T_BATCH_MATCH}")
+    else:  # one table per statement
+        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH}")
+        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH_MATCH}")
+
+
+def _affected(audiences, event_names, any_other_change):
+    """Split the rule audiences into those to re-evaluate for the whole batch and those for its other profiles.
+
+    A profile whose only change is new events can change membership only in audiences that read events of
+    those names; a profile created or changed otherwise is re-evaluated against every audience.
+    """
+    whole, others = [], []
+    for audience in audiences:
+        if event_names is None or referenced_events(audience.criteria) & event_names:
+            whole.append(audience)
+        elif any_other_change:
+            others.append(audience)
+    return whole, others
+
+
+def reevaluate_profiles(profile_ids, now=None, *, events_only=(), event_names=None) -> RefreshRun | None:
+    """Re-evaluate the rule-based audiences for these profiles alone.
+
+    `events_only` names the profiles whose only change is new events, all named in `event_names`: they are
+    re-evaluated only against the audiences that read such events. A fixed number of statements for the
+    whole batch, whatever its size and the number of audiences; the removes look at the batch's members
+    only, not at each audience's. Called in the transaction that changed the profiles so the membership
+    change commits with them.
+    """
+    profile_ids = list(dict.fromkeys(profile_ids))
     if not profile_ids:
         return None
     now = now or timezone.now()
+    events_only = set(events_only) if event_names is not None else set()
+    event_names = set(event_names) if event_names is not None else None
     with transaction.atomic():
         _lock_rule_audiences()
         run = RefreshRun.objects.create(trigger=RefreshRun.Trigger.PROFILES)
+        audiences = Audience.objects.filter(kind=Audience.Kind.RULES).only("pk", "criteria").order_by("pk")
+        whole, others = _affected(audiences, event_names, len(events_only) < len(profile_ids))
         added = removed = 0
-        for audience in Audience.objects.filter(kind=Audience.Kind.RULES).only("pk", "criteria"):
-            scoped = Profile.objects.filter(pk__in=profile_ids).filter(compile_criteria(audience.criteria, now))
-            matching_sql, params = _sql(scoped)
-            added += _log_adds(run, audience, matching_sql, params, now)
-            removed += _log_removes(run, audience, matching_sql, params, now, profile_ids)
+        if whole or others:
+            with _batch_tables(profile_ids, events_only):
+                added, removed = _log_batch_changes(run, whole, others, now)
         if added or removed:
             apply_run(run)
         _finish(run, added, removed)
     return run
+
+
+def _log_batch_changes(run, whole, others, now) -> tuple[int, int]:
+    everyone = RawSQL(f"SELECT pid FROM {T_BATCH}", [])
+    not_events_only = RawSQL(f"SELECT pid FROM {T_BATCH} WHERE NOT events_only", [])
+    parts, params = [], []
+    for audiences, scope in ((whole, everyone), (others, not_events_only)):
+        for audience in audiences:
+            scoped = Profile.objects.filter(pk__in=scope).filter(compile_criteria(audience.criteria, now))
+            sql, sql_params = _sql(scoped)
+            parts.append(f"SELECT {int(audience.pk)}, s.pid FROM ({sql}) s")
+            params.extend(sql_params)
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    whole_ids = ", ".join(str(int(a.pk)) for a in whole) or "NULL"
+    other_ids = ", ".join(str(int(a.pk)) for a in others) or "NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {T_BATCH_MATCH} (audience_id, pid) {' UNION ALL '.join(parts)}", params)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {T_BATCH_MATCH}")
+        cursor.execute(
+            f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            f"SELECT %s, x.audience_id, x.pid, 'add', %s FROM {T_BATCH_MATCH} x "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {T_MEMBER} m WHERE m.audience_id = x.audience_id "
+            f"AND m.profile_id = x.pid)",
+            [run.pk, stamp],
+        )
+        added = cursor.rowcount
+        cursor.execute(
+            f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            f"SELECT %s, m.audience_id, m.profile_id, 'remove', %s FROM {T_BATCH} b "
+            f"JOIN {T_MEMBER} m ON m.profile_id = b.pid "
+            f"WHERE (m.audience_id IN ({whole_ids}) OR (NOT b.events_only AND m.audience_id IN ({other_ids}))) "
+            f"AND NOT EXISTS (SELECT 1 FROM {T_BATCH_MATCH} x WHERE x.audience_id = m.audience_id "
+            f"AND x.pid = m.profile_id)",
+            [run.pk, stamp],
+        )
+        removed = cursor.rowcount
+    return added, removed

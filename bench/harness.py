@@ -83,8 +83,8 @@ def fmt(value, unit) -> str:
         return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
     if unit == "ms":
         return f"{value:.0f} ms"
-    if unit == "ids/s":
-        return f"{value:,.0f} ids/s"
+    if unit in ("ids/s", "events/s"):
+        return f"{value:,.0f} {unit}"
     if unit == "MB":
         return f"{value:.0f} MB"
     if unit == "×":

@@ -2,6 +2,7 @@
 
     python bench/run.py --profiles 1000000                 # everything (make bench PROFILES=1000000)
     python bench/run.py --profiles 100000 --only refresh,fanout --json out.json
+    python bench/run.py --profiles 100000 --only ingest      # event ingest under 1, 10 and 50 audiences
     python bench/run.py --smoke                            # seconds, for the test suite (make bench-smoke)
 
 Runs against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bench, created when missing), seeds
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
 
-PIECES = ("refresh", "fanout", "forward", "profile_path", "memory", "queries")
+PIECES = ("refresh", "fanout", "forward", "profile_path", "memory", "queries", "ingest")
 GROWTH_PIECES = ("refresh", "profile_path", "memory")
 
 

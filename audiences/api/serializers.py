@@ -2,8 +2,10 @@ from django.conf import settings
 from rest_framework import serializers
 
 from audiences import criteria as criteria_lang
-from audiences.api.fields import AttributesField, refuse_control_characters
+from audiences.api.fields import AttributesField, json_problem, refuse_control_characters
+from audiences.criteria import text_problem
 from audiences.models import Audience, Event, Membership, Profile
+from audiences.text import has_control_characters
 from identities import IdentityType, InvalidIdentity, normalize
 
 
@@ -102,11 +104,63 @@ class EventInputSerializer(serializers.Serializer):
     )
 
 
+def _plain_text(value, max_length=255):
+    """`value` as a CharField (trimmed, not blank, storable, no control characters) accepts it, or None."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > max_length or has_control_characters(value) or text_problem(value):
+        return None
+    return value
+
+
+def _plain_events(data) -> list[dict] | None:
+    """The batch's events as EventInputSerializer would validate them, when every one is well-formed, else None.
+
+    One pass of plain checks over the batch instead of a field object per value: a batch of thousands is
+    validated in a fraction of the time. Anything it does not accept goes through the serializer, which
+    says what is wrong and where.
+    """
+    items = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        return None
+    occurred_at = serializers.DateTimeField().to_internal_value
+    depth = settings.ATTRIBUTES_MAX_DEPTH
+    events = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        event = {"external_id": _plain_text(item.get("external_id")), "name": _plain_text(item.get("name"))}
+        if event["external_id"] is None or event["name"] is None:
+            return None
+        if "attributes" in item:
+            attributes = item["attributes"]
+            if not isinstance(attributes, dict) or json_problem(attributes, max_depth=depth):
+                return None
+            event["attributes"] = attributes
+        try:
+            event["occurred_at"] = occurred_at(item.get("occurred_at"))
+        except serializers.ValidationError:
+            return None
+        if "source_id" in item:
+            event["source_id"] = _plain_text(item["source_id"])
+            if event["source_id"] is None:
+                return None
+        events.append(event)
+    return events
+
+
 class EventBatchSerializer(serializers.Serializer):
     events = EventInputSerializer(many=True, allow_empty=False)
 
     def to_internal_value(self, data):
         _refuse_big_batch(data, "events")
+        events = _plain_events(data)
+        if events is not None:
+            try:
+                return {"events": self.validate_events(events)}
+            except serializers.ValidationError:
+                pass  # the serializer reports it, under its field
         return super().to_internal_value(data)
 
     def validate_events(self, events):

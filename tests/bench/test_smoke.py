@@ -31,6 +31,11 @@ FIGURES = [
     "memory.refresh",
     "queries.forward_batch",
     "queries.upsert_batch",
+    "ingest.1",
+    "ingest.10",
+    "ingest.50",
+    "ingest.batch",
+    "ingest.audiences",
     "growth.refresh.churn",
     "growth.profile_path.orm.median",
     "growth.profile_path.orm.p95",
@@ -70,7 +75,9 @@ def test_the_benchmark_suite_runs_and_prints_every_figure(tmp_path):
             continue
         assert figure["value"] is not None, figure
         assert figure["label"] in proc.stdout, f"{figure['label']!r} is not in the printed table"
-    for key in ("refresh.first", "refresh.churn", "fanout.first", "forward.mailchimp.10000", "memory.drain"):
+    with_raw = ["refresh.first", "refresh.churn", "fanout.first", "forward.mailchimp.10000", "memory.drain"]
+    with_raw.append("ingest.10")
+    for key in with_raw:
         assert figures[key]["raw"], f"{key} has no raw limit beside it"
     if connection.vendor == "postgresql":  # the target's database: one statement records a batch there
         assert figures["queries.forward_batch"]["value"] <= 4
