@@ -22,7 +22,8 @@ from connections import services
 from connections.drain import drain
 from staff.models import ApiToken, AuditEntry
 from tests.audiences.factories import EventFactory
-from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, sandbox_output
+from tests.outputs.factories import LIST_ID
 
 EMAIL = "pii-marker-ada@example.com"
 REFUSED_EMAIL = "pii-marker-fake@example.com"  # the sandbox refuses it, with a reason that names it

@@ -5,7 +5,8 @@ import pytest
 
 from audiences.models import Audience
 from outputs.models import Output
-from tests.connections.factories import ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

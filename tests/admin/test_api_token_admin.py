@@ -11,8 +11,7 @@ from outputs.models import Output
 from staff.models import ApiToken, AuditEntry
 from tests.admin.conftest import page
 from tests.admin.factories import ApiTokenFactory, UserFactory
-from tests.connections.factories import MAILCHIMP_KEY, MailchimpOutputFactory
-from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

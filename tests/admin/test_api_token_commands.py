@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from staff.models import ApiToken
 from tests.admin.factories import ApiTokenFactory
-from tests.connections.factories import MAILCHIMP_KEY
+from tests.outputs.factories import MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 

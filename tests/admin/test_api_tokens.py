@@ -16,7 +16,7 @@ from audiences.models import Audience
 from staff.models import ApiToken, AuditEntry
 from tests.admin.factories import ApiTokenFactory
 from tests.audiences.factories import AudienceFactory
-from tests.connections.factories import MailchimpOutputFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

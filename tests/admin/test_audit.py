@@ -8,8 +8,8 @@ from connections.models import Connection
 from outputs.models import Output
 from staff import audit
 from tests.admin.conftest import page
-from tests.connections.factories import MAILCHIMP_KEY, ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
-from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from connections import dashboard
 from connections.charts import Bucket, hourly_bars
 from connections.models import Connection, Delivery
 from tests.admin.conftest import message, page
-from tests.connections.factories import ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from outputs.models import Output
 from tests.admin.conftest import page
 from tests.admin.factories import ApiTokenFactory
-from tests.connections.factories import MAILCHIMP_KEY, MailchimpOutputFactory
+from tests.outputs.factories import MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from outputs.models import Output
 from tests.admin.conftest import page
-from tests.connections.factories import MAILCHIMP_KEY, ConnectionFactory, MailchimpOutputFactory
-from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
+from tests.connections.factories import ConnectionFactory
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from connections.models import Delivery
 from outputs.models import Output
 from tests.admin.conftest import message, page
 from tests.audiences.factories import IdentityFactory, MembershipFactory, ProfileFactory
-from tests.connections.factories import ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from connections.models import Delivery
 from outputs.models import Output
 from tests.admin.conftest import message, page
 from tests.audiences.factories import MembershipFactory
-from tests.connections.factories import MAILCHIMP_KEY, ConnectionFactory, MailchimpOutputFactory
+from tests.connections.factories import ConnectionFactory
+from tests.outputs.factories import MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -2,12 +2,8 @@
 
 import pytest
 
-from tests.connections.factories import (
-    ConnectionFactory,
-    MailchimpOutputFactory,
-    StaticAudienceFactory,
-    add_members,
-)
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory, add_members
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

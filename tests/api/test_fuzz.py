@@ -22,7 +22,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from outputs.partners import registry
 from tests.audiences.factories import AudienceFactory, IdentityFactory, ProfileFactory
-from tests.connections.factories import ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 CONFIG = schemathesis.config.SchemathesisConfig.from_dict(

@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from connections import demo
 from outputs.sandbox.client import SandboxClient
 from tests.browser.conftest import screenshot
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
 ROOT = Path(__file__).resolve().parents[2]
-LIST_ID = "a1b2c3d4e5"  # the demo's Mailchimp list, which bin/serve's sandbox seeds too
-SEGMENT_ID = 5678  # and its AppNexus segment
+LIST_ID = demo.MAILCHIMP_LIST  # the demo's Mailchimp list, which bin/serve's sandbox seeds too
+SEGMENT_ID = demo.XANDR["segment_id"]  # and its AppNexus segment
 
 
 def free_port() -> int:
@@ -125,11 +127,9 @@ def test_it_keeps_the_demos_connections_working_under_serve(page, served):
     page.click("input[name=_save]")
     expect(page.locator("ul.messagelist")).to_contain_text("demo-002")
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sandbox.mailchimp_list_state(LIST_ID)["member_count"] == 46:
-            break
-        time.sleep(0.5)
+    wait_until(
+        lambda: sandbox.mailchimp_list_state(LIST_ID)["member_count"] == 46, 60, "demo-002 reaching the sandbox list"
+    )
     members = sandbox.mailchimp_list_state(LIST_ID)
     assert members["member_count"] == 46, members
     assert members["members"]["traveller002@example.com"]["status"] == "subscribed"

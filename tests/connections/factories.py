@@ -3,7 +3,7 @@ import factory
 from audiences.models import Audience
 from connections.models import Connection
 from tests.audiences.factories import AudienceFactory, IdentityFactory, MembershipFactory, ProfileFactory
-from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory  # noqa: F401 (also imported from here)
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory
 
 # The members of the `parisians` fixture (tests/connections/conftest.py); `parisians_with_a_device` adds AAID.
 EMAILS = ["ann@example.com", "bob@example.com", "cat@example.com"]

@@ -9,12 +9,8 @@ from django.utils import timezone
 from audiences.models import Audience
 from connections import services
 from connections.models import Connection, Delivery, OutboxMessage
-from tests.connections.factories import (
-    EMAILS,
-    LIST_ID,
-    ConnectionFactory,
-    MailchimpOutputFactory,
-)
+from tests.connections.factories import EMAILS, ConnectionFactory
+from tests.outputs.factories import LIST_ID, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

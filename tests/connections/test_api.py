@@ -9,13 +9,12 @@ from connections.models import Connection, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import (
     EMAILS,
-    LIST_ID,
     ConnectionFactory,
-    MailchimpOutputFactory,
     StaticAudienceFactory,
     sandbox_members,
     sandbox_output,
 )
+from tests.outputs.factories import LIST_ID, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,6 @@
 """How a Braze connection writes membership: switching modes, and one string attribute of audience IDs."""
 
 import threading
-import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -14,6 +13,7 @@ from connections.models import OutboxMessage
 from tests.audiences.factories import MembershipFactory
 from tests.connections.factories import StaticAudienceFactory, add_members
 from tests.connections.verification.support import IDS, braze_audiences, string_audiences, u0
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,8 @@ def test_a_list_that_changed_while_it_was_sent_is_sent_again(sandbox):
 
     sending = threading.Thread(target=send)
     sending.start()
-    time.sleep(0.5)  # the first connection's request is held at Braze, with the list it read: "7000000"
+    # The first connection's request is held at Braze, with the list it read: "7000000".
+    wait_until(lambda: sandbox.stats()["in_flight"]["braze"] >= 1, 10, "the first request reaching Braze")
 
     # u0 joins the second audience meanwhile; a write for it could have reached Braze before the held one.
     MembershipFactory(audience=conns[1].audience, profile=u0())

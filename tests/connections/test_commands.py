@@ -10,14 +10,8 @@ from django.core.management import CommandError, call_command
 
 from connections import services
 from connections.models import Connection, OutboxMessage
-from tests.connections.factories import (
-    EMAILS,
-    LIST_ID,
-    MAILCHIMP_KEY,
-    MailchimpOutputFactory,
-    sandbox_members,
-    sandbox_output,
-)
+from tests.connections.factories import EMAILS, sandbox_members, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,8 @@ from audiences.refresh import refresh_audience
 from connections import services
 from connections.drain import drain
 from connections.models import OutboxMessage
-from tests.connections.factories import LIST_ID, sandbox_output
+from tests.connections.factories import sandbox_output
+from tests.outputs.factories import LIST_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

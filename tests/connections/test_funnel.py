@@ -11,7 +11,8 @@ from connections.drain import drain
 from connections.funnel import compute
 from connections.models import Connection, OutboxMessage
 from outputs.models import Output
-from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, sandbox_output
+from tests.outputs.factories import LIST_ID
 
 XANDR_USER, XANDR_PASSWORD, MEMBER, SEGMENT = "relay-api", "xandr-s3cret-pass", 1234, 5678
 

@@ -15,7 +15,8 @@ from connections import services
 from connections.drain import drain
 from connections.models import Connection
 from staff import dates
-from tests.connections.factories import MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
+from tests.outputs.factories import MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 

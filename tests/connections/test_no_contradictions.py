@@ -12,14 +12,9 @@ from audiences.models import Identity
 from connections import services, verification
 from connections.funnel import compute
 from connections.models import Connection
-from tests.connections.factories import (
-    LIST_ID,
-    MAILCHIMP_KEY,
-    StaticAudienceFactory,
-    add_members,
-    sandbox_output,
-)
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
 from tests.connections.test_funnel import SEGMENT, xandr_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 

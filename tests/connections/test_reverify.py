@@ -20,14 +20,8 @@ from django_q.models import OrmQ
 from connections import fanout, reverify, services, tasks, verification
 from connections.models import Connection
 from outputs.models import Output
-from tests.connections.factories import (
-    EMAILS,
-    LIST_ID,
-    MAILCHIMP_KEY,
-    MailchimpOutputFactory,
-    sandbox_output,
-)
-from tests.outputs.factories import WRONG_MAILCHIMP_KEY
+from tests.connections.factories import EMAILS, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, WRONG_MAILCHIMP_KEY, MailchimpOutputFactory
 
 LIST = "/admin/connections/connection/"
 INLINES = {"connections-TOTAL_FORMS": "0", "connections-INITIAL_FORMS": "0"}

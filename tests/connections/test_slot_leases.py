@@ -2,12 +2,12 @@
 
 A drain leases its output's request slots for OUTBOX_LEASE_SECONDS and may run for DRAIN_MAX_SECONDS: it
 renews the lease while it runs, and a slot is only ever extended or freed by the drain that holds it.
-The clock is moved past the lease by passing `now` to the slot functions, or, for a running drain, by a
-lease of two seconds and a drain that lasts longer.
+The clock is moved past the lease by passing `now` to the slot functions. A running drain renews its lease from a
+thread on the real clock: the tests below wait for those renewals (or for the renewal that finds the slot gone) as
+events, with a lease of two seconds, instead of sleeping for a fixed time.
 """
 
 import datetime as dt
-import time
 
 import pytest
 from django.db import transaction
@@ -19,6 +19,7 @@ from connections.drain import drain
 from connections.models import OutboxMessage, OutputSlot
 from outputs.models import Output
 from tests.connections.factories import StaticAudienceFactory, add_members
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +61,12 @@ def tagged(sandbox):
     return sum(1 for user in sandbox.braze_users()["users"].values() if user.get("relay_audiences"))
 
 
+def drains_lease_ends(output):
+    """When the lease of the drain under test ends (the slot neither the other drain nor B holds)."""
+    row = OutputSlot.objects.filter(output=output).exclude(holder__in=["another drain", "B", ""]).first()
+    return row.lease_expires_at if row else None
+
+
 def held_by(output, holder):
     return OutputSlot.objects.filter(output=output, holder=holder, lease_expires_at__gte=timezone.now()).count()
 
@@ -98,9 +105,13 @@ def test_a_drain_longer_than_the_lease_keeps_its_slot_until_it_ends(sandbox, one
     second_holder_got = []
 
     def after_each_batch(counts):
-        # Another drain of the output asks for a slot, then time passes: three batches span 1.8 leases.
+        # Another drain of the output asks for a slot; then the drain's lease is renewed twice (two thirds of a
+        # lease pass), so three batches span two leases: the slot stays the drain's only because it is renewed.
         second_holder_got.extend(output_slots.acquire(one_free_slot, 10, "B", LEASE))
-        time.sleep(LEASE * 0.6)
+        for _ in range(2):
+            ends = drains_lease_ends(one_free_slot)
+            renewed = lambda ends=ends: drains_lease_ends(one_free_slot) != ends  # noqa: E731
+            wait_until(renewed, LEASE * 5, "a renewal of the drain's lease")
 
     report = drain(conn.pk, progress=after_each_batch)
 
@@ -111,7 +122,9 @@ def test_a_drain_longer_than_the_lease_keeps_its_slot_until_it_ends(sandbox, one
     assert len(output_slots.acquire(one_free_slot, 10, "B", LEASE)) == 1  # given back when the drain ended
 
 
-def test_a_drain_that_lost_its_slot_stops_sending_and_leaves_the_new_holder_its_slot(sandbox, one_free_slot, settings):
+def test_a_drain_that_lost_its_slot_stops_sending_and_leaves_the_new_holder_its_slot(
+    sandbox, one_free_slot, settings, caplog
+):
     settings.OUTBOX_LEASE_SECONDS = LEASE
     conn = connection(one_free_slot, 225)
     stalled = []
@@ -125,7 +138,12 @@ def test_a_drain_that_lost_its_slot_stops_sending_and_leaves_the_new_holder_its_
                 lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
             )
             assert len(output_slots.acquire(one_free_slot, 10, "B", 600)) == 1
-        time.sleep(LEASE * 0.8)  # long enough for the drain's next renewal to find the slot gone
+        # The drain's next renewal finds the slot gone and says so; only then does the drain go on.
+        wait_until(
+            lambda: any("lost 1 request slot" in r.getMessage() for r in caplog.records),
+            LEASE * 5,
+            "the drain's renewal finding its slot gone",
+        )
 
     report = drain(conn.pk, progress=stall_after_the_first_batch)
 

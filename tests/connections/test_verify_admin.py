@@ -12,13 +12,8 @@ from django.utils import timezone
 from connections import funnel, services
 from connections.hints import hint
 from connections.models import Connection
-from tests.connections.factories import (
-    LIST_ID,
-    ConnectionFactory,
-    MailchimpOutputFactory,
-    StaticAudienceFactory,
-    sandbox_output,
-)
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory, sandbox_output
+from tests.outputs.factories import LIST_ID, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

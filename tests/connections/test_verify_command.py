@@ -17,7 +17,8 @@ from connections import funnel, services
 from connections.drain import drain
 from connections.hints import hint
 from connections.models import Connection
-from tests.connections.factories import LIST_ID, StaticAudienceFactory, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, sandbox_output
+from tests.outputs.factories import LIST_ID
 
 pytestmark = pytest.mark.django_db
 

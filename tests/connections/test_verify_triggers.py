@@ -8,13 +8,8 @@ from django_q.models import OrmQ, Schedule
 
 from connections import services, tasks
 from connections.models import Connection
-from tests.connections.factories import (
-    LIST_ID,
-    MAILCHIMP_KEY,
-    MailchimpOutputFactory,
-    StaticAudienceFactory,
-    sandbox_output,
-)
+from tests.connections.factories import StaticAudienceFactory, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

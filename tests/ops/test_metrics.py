@@ -8,7 +8,8 @@ from django.test import Client
 from django.utils import timezone
 
 from connections.models import Connection, Delivery, OutboxMessage
-from tests.connections.factories import ConnectionFactory, MailchimpOutputFactory, StaticAudienceFactory
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory
+from tests.outputs.factories import MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

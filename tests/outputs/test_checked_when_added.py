@@ -10,8 +10,7 @@ from django_q.conf import Conf
 
 from outputs.models import Output
 from tests.admin.conftest import page
-from tests.connections.factories import MAILCHIMP_KEY
-from tests.outputs.factories import WRONG_MAILCHIMP_KEY
+from tests.outputs.factories import MAILCHIMP_KEY, WRONG_MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from outputs.partners import destinations, http
 from outputs.partners.base import Account
 from outputs.partners.registry import get
 from outputs.services import clean_base_url
-from tests.connections.factories import MAILCHIMP_KEY, MailchimpOutputFactory
+from tests.outputs.factories import MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

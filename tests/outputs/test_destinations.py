@@ -24,7 +24,8 @@ from outputs.partners import http
 from outputs.partners.base import DESTINATION_HINT, Account, Fault, Message
 from outputs.partners.registry import get
 from outputs.services import check_credentials, clean_base_url, clean_output_settings
-from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 PUBLIC_ONLY = "Audience Relay only sends to public addresses."
 PUBLIC = "93.184.216.34"

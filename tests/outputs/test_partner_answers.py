@@ -12,7 +12,8 @@ from outputs.partners.base import Account, Message, Outcome
 from outputs.partners.http import HINTS
 from outputs.partners.registry import get
 from outputs.services import check_credentials
-from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 SECRET = "whsec-answers-s3cret-value"
 WEBHOOK = {"identity_types": ["email"], "hash_identities": False}

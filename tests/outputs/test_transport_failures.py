@@ -12,7 +12,8 @@ from outputs import crypto
 from outputs.partners import http
 from outputs.partners.base import ACCEPTED, Account, Message, Outcome
 from outputs.partners.registry import get
-from tests.connections.factories import LIST_ID, MAILCHIMP_KEY, StaticAudienceFactory, add_members, sandbox_output
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 
 TIMEOUT = 0.5
 # The sandbox fault, and what is left of the answer, in words (after "{host} ").

@@ -9,7 +9,7 @@ import pytest
 from outputs import netguard
 from outputs.models import Output
 from outputs.partners import http
-from tests.connections.factories import MAILCHIMP_KEY, MailchimpOutputFactory
+from tests.outputs.factories import MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

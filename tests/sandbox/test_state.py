@@ -14,6 +14,7 @@ from outputs.sandbox import PartnerSandbox, SandboxClient
 from outputs.sandbox.client import SandboxError
 from outputs.sandbox.state import SAVE_EVERY
 from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
+from tests.waiting import wait_until
 
 AAID = "97987bca-ae59-4c7d-94ba-ee4f19ab8c21"
 IDFA = "AEBE52E7-03EE-455A-B3C4-E57283966239"
@@ -164,9 +165,7 @@ def test_it_keeps_a_permanently_deleted_address_refused_and_a_revoked_key_revoke
 def test_it_saves_within_a_second_of_a_change_without_being_stopped(run, state_file):
     sandbox, client = run()
     client.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
-    deadline = time.monotonic() + SAVE_EVERY * 3
-    while time.monotonic() < deadline and not state_file.exists():
-        time.sleep(0.05)
+    wait_until(state_file.exists, SAVE_EVERY * 3, "the state file being written")
     saved = json.loads(state_file.read_text())
     assert [m["name"] for m in saved["partners"]["mailchimp"]["lists"]] == ["Potential Parisians"]
     assert [p.name for p in state_file.parent.iterdir()] == ["sandbox-state.json"]  # no temporary file left

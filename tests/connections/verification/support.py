@@ -20,12 +20,8 @@ from connections.verification import verify
 from outputs.models import Output
 from outputs.partners import registry
 from tests.audiences.factories import MembershipFactory
-from tests.connections.factories import (
-    LIST_ID,
-    StaticAudienceFactory,
-    add_members,
-    sandbox_output,
-)
+from tests.connections.factories import StaticAudienceFactory, add_members, sandbox_output
+from tests.outputs.factories import LIST_ID
 
 
 def partner_hints(partner) -> dict:

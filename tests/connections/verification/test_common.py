@@ -18,14 +18,7 @@ from outputs import schema
 from outputs.partners import registry
 from outputs.services import clean_output_settings
 from staff import dates
-from tests.connections.factories import (
-    LIST_ID,
-    MAILCHIMP_KEY,
-    ConnectionFactory,
-    StaticAudienceFactory,
-    add_members,
-    sandbox_output,
-)
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory, add_members, sandbox_output
 from tests.connections.verification.support import (
     INVALID_KEY,
     KEY_HINT,
@@ -37,7 +30,7 @@ from tests.connections.verification.support import (
     output,
     reverify,
 )
-from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY
+from tests.outputs.factories import ANOTHER_MAILCHIMP_KEY, LIST_ID, MAILCHIMP_KEY
 
 pytestmark = pytest.mark.django_db
 

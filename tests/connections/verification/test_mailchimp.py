@@ -4,14 +4,7 @@ import pytest
 
 from connections import services
 from connections.verification import verify
-from tests.connections.factories import (
-    LIST_ID,
-    MAILCHIMP_KEY,
-    ConnectionFactory,
-    MailchimpOutputFactory,
-    StaticAudienceFactory,
-    add_members,
-)
+from tests.connections.factories import ConnectionFactory, StaticAudienceFactory, add_members
 from tests.connections.verification.support import (
     INVALID_KEY,
     KEY_HINT,
@@ -22,7 +15,7 @@ from tests.connections.verification.support import (
     mailchimp_connection,
     reverify,
 )
-from tests.outputs.factories import WRONG_MAILCHIMP_KEY
+from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, WRONG_MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db
 

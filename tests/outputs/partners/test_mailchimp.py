@@ -1,7 +1,6 @@
 """Mailchimp against the partner sandbox: real HTTP, the list checked on the sandbox side."""
 
 import threading
-import time
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ from outputs.partners.mailchimp.adapter import Mailchimp, subscriber_hash
 from outputs.partners.registry import get
 from outputs.sandbox.client import SandboxError
 from outputs.schema import clean_value
+from tests.waiting import wait_until
 
 KEY = "5f0c7e1d9a2b4c6e8f1a3b5c7d9e0f12-us6"
 LIST = "a1b2c3d4e5"
@@ -449,9 +449,7 @@ def test_it_retries_when_mailchimp_refuses_an_eleventh_connection(partner, mailc
     holders = [threading.Thread(target=requests.get, args=(ping,), kwargs={"auth": auth}) for _ in range(10)]
     for thread in holders:
         thread.start()
-    deadline = time.monotonic() + 5
-    while mailchimp.stats()["in_flight"]["mailchimp"] < 10 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: mailchimp.stats()["in_flight"]["mailchimp"] >= 10, 5, "ten requests held at Mailchimp")
 
     result = partner.send(account(mailchimp), CONNECTION, [add(1, "ada@example.com")])
     for thread in holders:
