@@ -57,6 +57,8 @@ def seed_profiles_sql(connection, generator_settings: dict, count: int, progress
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        # Checks deferred by earlier writes in an enclosing transaction would block the ALTER TABLEs: run them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute("SELECT count(*) FROM audiences_profile")
         existing = cursor.fetchone()[0]
@@ -74,6 +76,7 @@ def seed_profiles_sql(connection, generator_settings: dict, count: int, progress
                 progress(stop - 1, count)
         for statement in rebuild:
             cursor.execute(statement)
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # Django's foreign keys are initially deferred
     return totals
 
 

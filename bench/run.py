@@ -56,6 +56,12 @@ def parse(argv=None):
         help="the growth run also drains the largest Mailchimp backlog, so forwarding per identity\n"
         "is compared at both profile counts with the same backlog",
     )
+    p.add_argument(
+        "--growth-from",
+        default=None,
+        help="the JSON of an earlier run at fewer profiles to compare with, instead of a growth run\n"
+        "(for sizes where measuring both in one go takes too long)",
+    )
     p.add_argument("--smoke", action="store_true", help="small and quick: 10,000 profiles, small backlogs")
     p.add_argument("--drop", action="store_true", help="drop the scratch database(s) afterwards")
     p.add_argument(
@@ -157,6 +163,13 @@ def growth_run(args, url) -> dict | None:
     return {f["key"]: f for f in data["figures"]} | {"_profiles": base}
 
 
+def growth_from(path: str) -> dict:
+    import json
+
+    data = json.loads(Path(path).read_text())
+    return {f["key"]: f for f in data["figures"]} | {"_profiles": data["meta"]["profiles"]}
+
+
 def growth_figures(ctx, base) -> list:
     from bench.harness import Figure
 
@@ -240,7 +253,7 @@ def main(argv=None) -> int:
                 ctx.run_piece(name)
         if not args.growth_child:
             ctx.close()
-            base = growth_run(args, url)
+            base = growth_from(args.growth_from) if args.growth_from else growth_run(args, url)
             ctx.figures.extend(growth_figures(ctx, base))
     finally:
         ctx.close()

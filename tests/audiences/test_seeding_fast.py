@@ -98,7 +98,12 @@ def test_it_is_deterministic_with_a_seed_and_differs_with_another():
         return (
             sorted((p.external_id, sorted(p.attributes.items())) for p in Profile.objects.all()),
             sorted(Identity.objects.values_list("profile__external_id", "type", "value")),
-            sorted(Event.objects.values_list("profile__external_id", "name", "attributes", "occurred_at")),
+            sorted(
+                (external_id, name, sorted(attributes.items()), occurred_at)
+                for external_id, name, attributes, occurred_at in Event.objects.values_list(
+                    "profile__external_id", "name", "attributes", "occurred_at"
+                )
+            ),
         )
 
     seed_profiles(300, seed=42, prefix="det", now=NOW, fast=True)
