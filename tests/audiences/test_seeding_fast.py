@@ -2,8 +2,10 @@
 
 import datetime as dt
 from collections import Counter
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
@@ -131,9 +133,22 @@ def test_it_writes_nothing_and_restores_the_indexes_when_a_value_collides():
     assert indexes_and_constraints() == before
 
 
+@on_postgresql
+def test_the_command_seeds_fast_and_reports_the_counts():
+    out = StringIO()
+    call_command("seed_profiles", count=400, fast=True, prefix="cmd", stdout=out, stderr=StringIO())
+
+    assert out.getvalue().startswith(
+        f"Created 400 profiles, {Identity.objects.count():,} identities and {Event.objects.count():,} events in "
+    )
+    assert Profile.objects.filter(external_id__startswith="cmd-").count() == 400
+
+
 @pytest.mark.skipif(connection.vendor == "postgresql", reason="the refusal is for other databases")
 def test_it_refuses_fast_seeding_elsewhere_with_a_clear_message():
     with pytest.raises(SeedingError, match=r"^fast seeding needs PostgreSQL; leave fast out on other databases$"):
         seed_profiles(10, fast=True)
+    with pytest.raises(CommandError, match=r"^Fast seeding needs PostgreSQL; leave fast out on other databases\.$"):
+        call_command("seed_profiles", count=10, fast=True, stdout=StringIO(), stderr=StringIO())
 
     assert not Profile.objects.exists()
