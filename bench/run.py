@@ -50,6 +50,18 @@ def parse(argv=None):
         default=None,
         help="profiles of the growth comparison run (default profiles/10; 0 skips it)",
     )
+    p.add_argument(
+        "--growth-forward",
+        action="store_true",
+        help="the growth run also drains the largest Mailchimp backlog, so forwarding per identity\n"
+        "is compared at both profile counts with the same backlog",
+    )
+    p.add_argument(
+        "--growth-from",
+        default=None,
+        help="the JSON of an earlier run at fewer profiles to compare with, instead of a growth run\n"
+        "(for sizes where measuring both in one go takes too long)",
+    )
     p.add_argument("--smoke", action="store_true", help="small and quick: 10,000 profiles, small backlogs")
     p.add_argument("--drop", action="store_true", help="drop the scratch database(s) afterwards")
     p.add_argument(
@@ -62,7 +74,8 @@ def parse(argv=None):
     small = args.smoke
     args.profiles = args.profiles if args.profiles is not None else (10_000 if small else 1_000_000)
     args.messages = args.messages or ([2_000, 10_000] if small else [100_000, 1_000_000])
-    args.braze_messages = args.braze_messages or (1_500 if small else 100_000)
+    if args.braze_messages is None:  # 0 leaves Braze out
+        args.braze_messages = 1_500 if small else 100_000
     args.updates = args.updates or (10 if small else 500)
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10
@@ -113,6 +126,9 @@ def growth_run(args, url) -> dict | None:
 
     base = args.growth_base
     pieces = [p for p in GROWTH_PIECES if p in args.only]
+    forward = args.growth_forward and "forward" in args.only
+    if forward:
+        pieces.append("forward")
     if not base or base >= args.profiles or not pieces:
         return None
     base_url = harness.with_db_name(url, f"{harness.db_name(url)}_{base}")
@@ -131,9 +147,9 @@ def growth_run(args, url) -> dict | None:
         "--updates",
         str(args.updates),
         "--messages",
-        "+".join(str(m) for m in args.messages),
+        str(max(args.messages)) if forward else "+".join(str(m) for m in args.messages),
         "--braze-messages",
-        str(args.braze_messages),
+        "0" if forward else str(args.braze_messages),
         "--redis-url",
         args.redis_url,
         "--growth-child",
@@ -145,6 +161,13 @@ def growth_run(args, url) -> dict | None:
     data = json.loads(out.read_text())
     out.unlink()
     return {f["key"]: f for f in data["figures"]} | {"_profiles": base}
+
+
+def growth_from(path: str) -> dict:
+    import json
+
+    data = json.loads(Path(path).read_text())
+    return {f["key"]: f for f in data["figures"]} | {"_profiles": data["meta"]["profiles"]}
 
 
 def growth_figures(ctx, base) -> list:
@@ -182,6 +205,21 @@ def growth_figures(ctx, base) -> list:
     # Forwarding does not depend on the profile count (it reads only the outbox): its growth is the
     # backlog's, 100,000 → 1,000,000 messages, drained in this run.
     drains = ctx.state.get("drains", {})
+    largest = f"forward.mailchimp.{max(drains)}" if drains else None
+    if base is not None and largest in base and largest in mine:
+        before, after = base[largest]["value"], mine[largest].value
+        g = before / after  # time per identity grows as the rate falls
+        figures.append(
+            Figure(
+                "growth.forward.profiles",
+                f"growth {b:,} → {n:,} profiles: forwarding time per identity ({max(drains):,} messages)",
+                g,
+                "×",
+                target="< 1.5×",
+                ok=g < 1.5,
+                note=f"{before:,.0f} → {after:,.0f} ids/s",
+            )
+        )
     if len(drains) >= 2:
         small, large = min(drains), max(drains)
         g = drains[small]["rate"] / drains[large]["rate"]
@@ -215,7 +253,7 @@ def main(argv=None) -> int:
                 ctx.run_piece(name)
         if not args.growth_child:
             ctx.close()
-            base = growth_run(args, url)
+            base = growth_from(args.growth_from) if args.growth_from else growth_run(args, url)
             ctx.figures.extend(growth_figures(ctx, base))
     finally:
         ctx.close()
