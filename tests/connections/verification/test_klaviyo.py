@@ -168,3 +168,40 @@ def test_the_funnel_says_who_a_subscribing_connection_cannot_send(sandbox):
     assert step.reason == (
         "2 have an email address; Klaviyo accepts only email addresses or mobile numbers, so Klaviyo receives 2."
     )
+
+
+def test_an_output_is_added_connected_and_verified_over_the_api_with_the_key_write_only(api, sandbox):
+    control(sandbox, "keys", {"api_key": KEY})
+    control(sandbox, "lists", {"list_id": LIST_ID, "name": "Potential Parisians"})
+    body = {
+        "kind": "klaviyo",
+        "name": "Klaviyo",
+        "base_url": f"{sandbox.base_url}/klaviyo",
+        "settings": {"api_key": KEY},
+    }
+    created = api.post("/api/v1/outputs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["secrets_set"] == ["api_key"] and KEY not in created.content.decode()
+    audience = StaticAudienceFactory(name="Potential Parisians")
+    add_members(audience, emails=emails(2))
+
+    wrong = api.post(
+        "/api/v1/connections/",
+        {"audience": audience.pk, "output": created.json()["id"], "settings": {"list_id": LIST_ID, "consent": "maybe"}},
+        format="json",
+    )
+    assert wrong.status_code == 400
+    assert list(wrong.json()["settings"]) == ["consent"]
+    connected = api.post(
+        "/api/v1/connections/",
+        {"audience": audience.pk, "output": created.json()["id"], "settings": {"list_id": LIST_ID}},
+        format="json",
+    )
+    assert connected.status_code == 201, connected.json()
+    conn_id = connected.json()["id"]
+    assert drain(conn_id).accepted == 2
+
+    verified = api.post(f"/api/v1/connections/{conn_id}/verify/").json()
+    assert verified["status"] == "ok"
+    assert in_list(sandbox) == emails(2)
+    assert KEY not in str(verified)
