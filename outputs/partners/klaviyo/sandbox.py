@@ -10,6 +10,9 @@ comes from; docs/partners/klaviyo.md lists them with their sources.
   "detail", "source": {"pointer"}}]}``.
 - Each endpoint has its documented scopes and rate limits (burst per second, steady per minute, per account, fixed
   windows); a request over either gets 429 ``throttled`` with ``Retry-After``, others carry ``RateLimit-*`` headers.
+
+One module of about 600 lines, on purpose: one reading of the reference, each endpoint beside the limits, scopes and
+error answers its page gives, so that a rule and its source are read together.
 """
 
 import json
