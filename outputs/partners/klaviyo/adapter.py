@@ -212,8 +212,9 @@ class Klaviyo(Partner):
         """One bulk subscription job: email or SMS marketing consent, and the list."""
         profiles = []
         for m in chunk:
-            if m.identity_type == "customer_id":  # a Klaviyo profile ID: Klaviyo finds it by ID
-                profiles.append({"type": "profile", "id": m.value, "attributes": {"subscriptions": {}}})
+            if m.identity_type == "customer_id":  # a Klaviyo profile ID: its email address is subscribed
+                subscriptions = {"email": {"marketing": {"consent": "SUBSCRIBED"}}}
+                profiles.append({"type": "profile", "id": m.value, "attributes": {"subscriptions": subscriptions}})
                 continue
             channel = "email" if m.identity_type == "email" else "sms"
             subscriptions = {channel: {"marketing": {"consent": "SUBSCRIBED"}}}

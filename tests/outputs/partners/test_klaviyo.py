@@ -386,3 +386,17 @@ def test_it_reads_the_lists_profile_count(partner, klaviyo, sandbox):
 
     assert partner.partner_count(account(sandbox), LIST) == 7
     assert partner.partner_count(account(sandbox), {"list_id": "NoSuch"}) is None
+
+
+def test_a_subscribing_connection_subscribes_klaviyo_profile_ids_to_email(partner, klaviyo, sandbox):
+    partner.send(account(sandbox), LIST, [add(1, "ada@example.com")])
+    profile_id = next(iter(klaviyo.state()["members"]))
+    partner.send(account(sandbox), LIST, [remove(1, "ada@example.com")])
+
+    result = partner.send(
+        account(sandbox), {**SUBSCRIBE, "customer_ids": "profile_id"}, [add(1, profile_id, "customer_id")]
+    )
+
+    assert result.outcomes == {1: Outcome("accepted")}
+    assert [a.path for a in result.attempts] == ["/klaviyo/api/profile-subscription-bulk-create-jobs"]
+    assert klaviyo.emails() == ["ada@example.com"]
