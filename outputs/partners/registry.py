@@ -15,6 +15,7 @@ PARTNERS = (
     "outputs.partners.xandr.adapter.Xandr",
     "outputs.partners.facebook.adapter.FacebookCustomAudiences",
     "outputs.partners.webhook.adapter.Webhook",
+    "outputs.partners.klaviyo.adapter.Klaviyo",
 )
 
 

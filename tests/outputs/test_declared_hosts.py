@@ -143,7 +143,15 @@ def test_the_catalog_lists_each_partners_hosts_and_destination_settings(api):
     assert "rest.fra-02.braze.eu" in partners["braze"]["hosts"]
     assert partners["webhook"]["hosts"] == []
     destination = {slug: [s["name"] for s in p["output_settings"] if s["destination"]] for slug, p in partners.items()}
-    assert destination == {"mailchimp": [], "braze": ["rest_endpoint"], "xandr": [], "facebook": [], "webhook": ["url"]}
+    assert partners["klaviyo"]["hosts"] == ["a.klaviyo.com"]
+    assert destination == {
+        "mailchimp": [],
+        "braze": ["rest_endpoint"],
+        "xandr": [],
+        "facebook": [],
+        "webhook": ["url"],
+        "klaviyo": [],
+    }
 
 
 # --- never contacted once stored ------------------------------------------------------------------------------

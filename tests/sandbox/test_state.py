@@ -109,8 +109,29 @@ def fill_webhook(demo, client):
     return lambda c: c.webhook_deliveries("demo")
 
 
+def fill_klaviyo(demo, client):
+    klaviyo = demo["klaviyo"]
+    headers = {
+        "Authorization": f"Klaviyo-API-Key {klaviyo['api_key']}",
+        "revision": "2026-10-15",
+        "Content-Type": "application/vnd.api+json",
+    }
+    profiles = [{"type": "profile", "attributes": {"email": f"m{i}@example.com"}} for i in range(3)]
+    job = {
+        "type": "profile-bulk-import-job",
+        "attributes": {"profiles": {"data": profiles}},
+        "relationships": {"lists": {"data": [{"type": "list", "id": klaviyo["list_id"]}]}},
+    }
+    url = f"{klaviyo['base_url']}/api/profile-bulk-import-jobs"
+    assert requests.post(url, headers=headers, json={"data": job}, timeout=5).status_code == 202
+    client._call("POST", "klaviyo/keys", {"api_key": "pk_second"})
+    client.revoke("klaviyo", "pk_second")
+    return lambda c: c._call("GET", f"klaviyo/lists/{klaviyo['list_id']}")
+
+
 FILL = {
     "mailchimp": fill_mailchimp,
+    "klaviyo": fill_klaviyo,
     "braze": fill_braze,
     "xandr": fill_xandr,
     "facebook": fill_facebook,
