@@ -27,6 +27,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,7 @@ def measure(ctx, broker: str) -> dict:
         assert response.status_code == 200, response.content
         body = response.json()
         assert body["memberships_added"] + body["memberships_removed"] == 1, body
+        answered.append(time.perf_counter() - started)
         deadline = started + timeout
         while time.perf_counter() < deadline:
             member = poll.get(member_url + email, timeout=10)
@@ -138,7 +140,24 @@ def measure(ctx, broker: str) -> dict:
             time.sleep(0.005)
         raise TimeoutError(f"{email} did not become {expect} within {timeout:g} s under load")
 
-    latencies, during = [], []
+    latencies, during, answered = [], [], []
+    drained_at = None
+    stop = threading.Event()
+
+    def watch_backlog():
+        # The backlog's end, seen within 0.1 s (in a thread of its own, with its own database connection).
+        nonlocal drained_at
+        from django.db import connection as db
+
+        try:
+            while not stop.is_set():
+                if not waiting.exists():
+                    drained_at = time.perf_counter()
+                    return
+                time.sleep(0.1)
+        finally:
+            db.close()
+
     try:
         _wait_for_port(port, web)
         with harness.QCluster(env=env, workers=2, name=f"latency-{broker}", stop_seconds=1) as cluster:
@@ -152,18 +171,19 @@ def measure(ctx, broker: str) -> dict:
             before = Connection.objects.get(pk=backlog_id).accepted_count
             harness.child("soak.scene:request_drains", {"ids": [backlog_id]}, env=env)
             kicked = time.perf_counter()
-            drained_at = None
+            watcher = threading.Thread(target=watch_backlog, daemon=True)
+            watcher.start()
             for external_id, email in people:
                 for status, expect in (("Free", "unsubscribed"), ("Premium", "subscribed")):
                     busy = drained_at is None
                     latencies.append(change(external_id, email, status, expect))
                     during.append(busy)
-                if drained_at is None and not waiting.exists():
-                    drained_at = time.perf_counter()
                 if drained_at is not None and len(latencies) >= args.changes:
                     break
                 if load.poll() is not None:
                     raise RuntimeError("wrk ended before the measurement did: raise --load-seconds")
+            stop.set()
+            watcher.join()
             if drained_at is None:
                 raise RuntimeError(f"the backlog did not drain during {len(latencies)} changes")
             drained = Connection.objects.get(pk=backlog_id).accepted_count - before
@@ -179,6 +199,7 @@ def measure(ctx, broker: str) -> dict:
     return {
         "latencies": latencies,
         "during_backlog": during,
+        "answered": answered[2:],
         "backlog_seconds": drained_at - kicked,
         "backlog_rate": drained / (drained_at - kicked),
         "load": {**wrk, "profiles_per_second": sent / wrk["seconds"], "rps": wrk["requests"] / wrk["seconds"]},
@@ -223,11 +244,13 @@ def _stop_wrk(proc) -> dict:
 
 
 def run(ctx) -> list[Figure]:
+    from bench import profile_path
+
     ctx.run_piece("profile_path")  # the idle per-profile path, in the same run
     figures = []
     for broker in ("orm", "redis"):
-        label = "ORM broker (Q_POLL 0.5 s)" if broker == "orm" else "Redis broker"
-        keys = ("p50", "p95", "max", "load", "backlog")
+        label = profile_path.broker_label(broker)
+        keys = ("p50", "p95", "max", "after_answer", "load", "backlog")
         if broker == "redis" and not harness.redis_reachable(ctx.args.redis_url):
             note = f"not measured: Redis not reachable at {ctx.args.redis_url}"
             figures += [
@@ -239,6 +262,8 @@ def run(ctx) -> list[Figure]:
         ms = sorted(x * 1000 for x in r["latencies"])
         busy = sorted(x * 1000 for x, b in zip(r["latencies"], r["during_backlog"], strict=True) if b)
         p50, p95 = statistics.median(ms), percentile(ms, 0.95)
+        api = sorted(x * 1000 for x in r["answered"])
+        after = sorted((x - a) * 1000 for x, a in zip(r["latencies"], r["answered"], strict=True))
         idle = ctx.state.get(f"path_{broker}")
         idle_p50 = statistics.median(idle) if idle else None
         idle_p95 = percentile(idle, 0.95) if idle else None
@@ -258,7 +283,8 @@ def run(ctx) -> list[Figure]:
                 idle_p50,
                 "idle path p50",
                 note=f"{len(ms)} changes, {len(busy)} of them while the backlog drained"
-                + (f" (p95 of those {percentile(busy, 0.95):.0f} ms)" if busy else ""),
+                + (f" (p95 of those {percentile(busy, 0.95):.0f} ms)" if busy else "")
+                + f"; the API answered in p50 {statistics.median(api):.0f} ms, p95 {percentile(api, 0.95):.0f} ms",
             ),
             Figure(
                 f"latency_load.{broker}.p95",
@@ -271,6 +297,14 @@ def run(ctx) -> list[Figure]:
                 ok=(p95 < 1000) if target else None,
             ),
             Figure(f"latency_load.{broker}.max", f"under load: single change max, {label}", ms[-1], "ms"),
+            Figure(
+                f"latency_load.{broker}.after_answer",
+                f"under load: from the API's answer to the partner, p95, {label}",
+                percentile(after, 0.95),
+                "ms",
+                note=f"p50 {statistics.median(after):.0f} ms, max {after[-1]:.0f} ms: fan-out's drain request, the "
+                "broker, the worker's drain and the partner call (the rest is the API's answer under the load)",
+            ),
             Figure(
                 f"latency_load.{broker}.load",
                 f"under load: API profile updates per second, {label}",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
 
-PIECES = ("refresh", "fanout", "forward", "profile_path", "memory", "queries", "ingest", "latency_load")
+PIECES = ("refresh", "fanout", "forward", "profile_path", "latency_load", "memory", "queries", "ingest")
 GROWTH_PIECES = ("refresh", "profile_path", "memory")
 
 
