@@ -169,8 +169,8 @@ def measure(ctx, broker: str) -> dict:
             load = _start_wrk(port, token, args.load_rate, args.load_seconds)
             time.sleep(2.0)  # the load settles before the backlog starts and the clock runs
             before = Connection.objects.get(pk=backlog_id).accepted_count
-            harness.child("soak.scene:request_drains", {"ids": [backlog_id]}, env=env)
             kicked = time.perf_counter()
+            harness.child("soak.scene:request_drains", {"ids": [backlog_id]}, env=env)
             watcher = threading.Thread(target=watch_backlog, daemon=True)
             watcher.start()
             for external_id, email in people:
