@@ -243,6 +243,48 @@ def _stop_wrk(proc) -> dict:
     raise RuntimeError(f"wrk gave no result (exit {proc.returncode}): {out[-2000:]} {err[-2000:]}")
 
 
+def poll_cost(polls: int = 500) -> dict:
+    """CPU of one empty ORM-broker poll (django-q2's dequeue on an empty queue), this process's and its database
+    backend's (PostgreSQL: read from /proc for the backend's pid); what an idle cluster spends every Q_POLL."""
+    import resource
+
+    from django.db import connection
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    OrmQ.objects.all().delete()
+    saved, Conf.POLL = Conf.POLL, 0  # no sleep between the polls measured
+    broker = get_broker()
+    try:
+        broker.dequeue()
+        backend = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+        def cpu():
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            server = 0.0
+            if backend is not None and backend.exists():  # the server on this machine
+                fields = backend.read_text().rpartition(")")[2].split()
+                server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return own.ru_utime + own.ru_stime, server
+
+        (c0, s0), started = cpu(), time.perf_counter()
+        for _ in range(polls):
+            broker.dequeue()
+        (c1, s1), wall = cpu(), time.perf_counter() - started
+    finally:
+        Conf.POLL = saved
+    return {
+        "client_ms": (c1 - c0) / polls * 1000,
+        "server_ms": (s1 - s0) / polls * 1000,
+        "wall_ms": wall / polls * 1000,
+    }
+
+
 def run(ctx) -> list[Figure]:
     from bench import profile_path
 
@@ -324,4 +366,17 @@ def run(ctx) -> list[Figure]:
                 note=f"{r['backlog_seconds']:.1f} s",
             ),
         ]
+    cost = poll_cost(100 if ctx.args.smoke else 2000)
+    each = cost["client_ms"] + cost["server_ms"]
+    figures.append(
+        Figure(
+            "latency_load.orm.poll_cpu",
+            "ORM broker: CPU of one empty poll (worker + database)",
+            round(each, 2),
+            "ms",
+            note=f"{cost['client_ms']:.2f} ms in the cluster, {cost['server_ms']:.2f} ms in PostgreSQL, "
+            f"{cost['wall_ms']:.2f} ms wall; an idle cluster polls every Q_POLL: {each / 0.5 / 10:.1f}% of a core "
+            f"at 0.5 s, {each / 0.2 / 10:.1f}% at 0.2 s, {each / 0.1 / 10:.1f}% at 0.1 s",
+        )
+    )
     return figures

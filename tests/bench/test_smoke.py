@@ -43,6 +43,7 @@ FIGURES = [
     "latency_load.orm.after_answer",
     "latency_load.orm.load",
     "latency_load.orm.backlog",
+    "latency_load.orm.poll_cpu",
     "latency_load.redis.p95",
     "latency_load.redis.load",
     "growth.refresh.churn",
