@@ -71,7 +71,7 @@ def test_the_benchmark_suite_runs_and_prints_every_figure(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
