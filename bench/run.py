@@ -3,6 +3,7 @@
     python bench/run.py --profiles 1000000                 # everything (make bench PROFILES=1000000)
     python bench/run.py --profiles 100000 --only refresh,fanout --json out.json
     python bench/run.py --profiles 100000 --only ingest      # event ingest under 1, 10 and 50 audiences
+    python bench/run.py --profiles 100000 --only latency_load  # a change's latency under API load and a backlog
     python bench/run.py --smoke                            # seconds, for the test suite (make bench-smoke)
 
 Runs against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bench, created when missing), seeds
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
 
-PIECES = ("refresh", "fanout", "forward", "profile_path", "memory", "queries", "ingest")
+PIECES = ("refresh", "fanout", "forward", "profile_path", "latency_load", "memory", "queries", "ingest")
 GROWTH_PIECES = ("refresh", "profile_path", "memory")
 
 
@@ -44,6 +45,14 @@ def parse(argv=None):
     )
     p.add_argument("--braze-messages", type=int, default=None, help="Braze backlog (default 100,000)")
     p.add_argument("--updates", type=int, default=None, help="per-profile path: updates per broker (default 500)")
+    p.add_argument("--backlog", type=int, default=None, help="latency under load: backlog to drain (default 100,000)")
+    p.add_argument(
+        "--changes", type=int, default=None, help="latency under load: single changes per broker (default 100)"
+    )
+    p.add_argument(
+        "--load-rate", type=float, default=None, help="latency under load: API profile updates/s (default 500)"
+    )
+    p.add_argument("--load-seconds", type=float, default=900, help="latency under load: longest wrk run per broker")
     p.add_argument(
         "--growth-base",
         type=int,
@@ -77,6 +86,9 @@ def parse(argv=None):
     if args.braze_messages is None:  # 0 leaves Braze out
         args.braze_messages = 1_500 if small else 100_000
     args.updates = args.updates or (10 if small else 500)
+    args.backlog = args.backlog or (2_000 if small else 100_000)
+    args.changes = args.changes or (4 if small else 100)
+    args.load_rate = args.load_rate or (50 if small else 500)
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]

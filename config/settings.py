@@ -201,7 +201,9 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.5)
+    # An idle pusher asks the database for tasks every Q_POLL seconds: the broker's share of a profile change's
+    # latency (up to Q_POLL) against ~3 ms of CPU a poll (README "Latency under load").
+    Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.2)
 
 # Forwarding. A claimed batch is leased to one worker for OUTBOX_LEASE_SECONDS;
 # if the worker dies the batch is claimed again after that.
@@ -216,6 +218,9 @@ RETRY_WINDOW_HOURS = env.float("RETRY_WINDOW_HOURS", default=72)
 CLAIM_MESSAGES = env.int("CLAIM_MESSAGES", default=500)
 # One drain task works at most this long, then queues a successor.
 DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
+# A drain that has run this long hands its worker over when another connection's drain has waited this long
+# for one (every worker busy with backlogs): a profile change does not wait for another connection's backfill.
+DRAIN_HANDOVER_SECONDS = env.float("DRAIN_HANDOVER_SECONDS", default=1.0)
 # How long a drain waits for one of its output's request slots while other drains hold them all.
 SLOT_WAIT_SECONDS = env.float("SLOT_WAIT_SECONDS", default=30)
 # Delivered, rejected and failed messages are pruned after this many days.

@@ -45,9 +45,26 @@ def request_drain(connection_ids, force: bool = False) -> list[int]:
     return queued
 
 
+def others_waiting(connection_id: int) -> bool:
+    """Whether another connection's drain has waited DRAIN_HANDOVER_SECONDS for a worker (queued, not started).
+
+    A drain clears its connection's `drain_queued_at` when it starts, and a free worker starts a queued drain
+    within the broker's poll: one still queued after that waits because every worker is busy.
+    """
+    now = timezone.now()
+    return (
+        Connection.objects.filter(
+            drain_queued_at__lte=now - dt.timedelta(seconds=settings.DRAIN_HANDOVER_SECONDS),
+            drain_queued_at__gt=now - STALE_QUEUE,
+        )
+        .exclude(pk=connection_id)
+        .exists()
+    )
+
+
 def drain_connection(connection_id: int) -> dict:
     try:
-        report = drain(connection_id)
+        report = drain(connection_id, handover=lambda: others_waiting(connection_id))
     except Connection.DoesNotExist:
         return {}
     conn = Connection.objects.filter(pk=connection_id).select_related("output").first()
