@@ -521,19 +521,22 @@ class GoogleAds(Partner):
                 f"Too many user identifiers in this request: {total}; at most {MAX_IDENTIFIERS:,}.",
             )
         user_list = self.lists[job["list"]]
-        errors, kept = [], []
+        errors, kept, seen = [], [], job.get("kind")
         for index, op in enumerate(operations):
-            problem = self._operation_problem(op, user_list, job)
+            problem = self._operation_problem(op, user_list, seen)
             if problem:
                 category, code, text, path = problem
                 location = {"fieldPathElements": [{"fieldName": "operations", "index": index}, *path]}
                 errors.append({"errorCode": {category: code}, "message": text, "location": location})
             else:
                 kept.append(op)
+                seen = seen or next((k for k in ("create", "remove") if k in op), None)
         if errors and not body.get("enablePartialFailure"):
             return failure(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", errors)
         with self.lock:
             job["operations"].extend(kept)
+            if seen:
+                job["kind"] = seen
         if not errors:
             return json_response(200, {})
         details = [{"@type": "type.googleapis.com/google.ads.googleads.v24.errors.GoogleAdsFailure", "errors": errors}]
@@ -541,12 +544,11 @@ class GoogleAds(Partner):
         return json_response(200, {"partialFailureError": {"code": 3, "message": message, "details": details}})
 
     @staticmethod
-    def _operation_problem(op, user_list, job):
+    def _operation_problem(op, user_list, seen):
         if not isinstance(op, dict) or len([k for k in ("create", "remove", "removeAll") if k in op]) != 1:
             return "fieldError", "REQUIRED", "Exactly one of create, remove or removeAll is required.", []
         kind = "create" if "create" in op else "remove" if "remove" in op else "removeAll"
-        kinds = {("create" if "create" in o else "remove") for o in job["operations"]}
-        if kinds and kind not in kinds:
+        if kind != "removeAll" and seen not in (None, kind):
             return (
                 "offlineUserDataJobError",
                 "INVALID_OPERATION_ORDER",
