@@ -6,8 +6,9 @@ recommends), run it, then read its status with GoogleAdsService search until it 
 removes go in separate jobs (Google advises against mixing them). Processing can take hours, so messages are queued
 and uploaded at an interval; a job still running after a short wait is remembered, and the next attempt reads that
 job instead of uploading the same identifiers again. Operations Google refuses are named one by one in the answer's
-partial failure error and rejected; the rest of the job goes on. What the failures are called is in
-outputs.partners.google_ads.hints.
+partial failure error and rejected; the
+rest of the job goes on. Which identities go and how they are shaped is data in identifiers.py; how Google's answers
+are read is errors.py, and what its failures are called is hints.py.
 
 https://developers.google.com/google-ads/api/docs/remarketing/audience-segments/customer-match/get-started
 https://developers.google.com/google-ads/api/rest/reference/rest/v18/customers.offlineUserDataJobs/addOperations
@@ -35,39 +36,18 @@ from outputs.partners.base import (
     Partner,
     SendResult,
     Setting,
-    sha256_hex,
 )
+from outputs.partners.google_ads.errors import classify, integer, missing_list, refused_operations
 from outputs.partners.google_ads.hints import HINTS, still_processing
+from outputs.partners.google_ads.identifiers import IDENTIFIERS, KEY_LABELS, KEY_TYPES, list_key_type, shaper
 from outputs.partners.plumbing import Stop, chunks, failing, sentence
 
 API_VERSION = "v24"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 MAX_IDENTIFIERS = 100_000  # per addOperations request, across all its operations
 PER_REQUEST = 10_000  # what Google recommends a request carry
-THROTTLE_DEFAULT = 30.0  # seconds, when Google says RESOURCE_EXHAUSTED without a delay
 PENDING_FOR = 48 * 3600  # after this a job we were waiting for is forgotten and its identifiers uploaded again
 
-# How each identity type becomes a UserIdentifier, as data: its field and the steps that shape the value
-# (Customer Match "Prepare data": emails trimmed, lower-cased and SHA-256 hashed; phone numbers in E.164 with the
-# country code, SHA-256 hashed; mobile IDs and your own user IDs as they are).
-IDENTIFIERS = {
-    "email": ("hashedEmail", ("trim", "lowercase", "sha256")),
-    "mobile_number": ("hashedPhoneNumber", ("e164", "sha256")),
-    "customer_id": ("thirdPartyUserId", ("trim",)),
-    "ios_idfa": ("mobileId", ("trim",)),
-    "android_aaid": ("mobileId", ("trim",)),
-}
-# A Customer Match list holds one kind of key ("Mixed data types are not allowed on the same list").
-KEY_TYPES = {
-    "CONTACT_INFO": ("email", "mobile_number"),
-    "CRM_ID": ("customer_id",),
-    "MOBILE_ADVERTISING_ID": ("ios_idfa", "android_aaid"),
-}
-KEY_LABELS = {
-    "CONTACT_INFO": "contact info (email addresses and phone numbers)",
-    "CRM_ID": "CRM IDs (your customer IDs)",
-    "MOBILE_ADVERTISING_ID": "mobile advertising IDs",
-}
 MATCH_RATES = {
     "MATCH_RANGE_LESS_THAN_20": "less than 20%",
     "MATCH_RANGE_20_TO_30": "20–30%",
@@ -79,26 +59,6 @@ MATCH_RATES = {
     "MATCH_RANGE_81_TO_90": "81–90%",
     "MATCH_RANGE_91_TO_100": "91–100%",
 }
-TEMPORARY = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
-
-
-def _e164(value: str) -> str:
-    # Stored numbers are E.164 already (identities); Google hashes them with their "+".
-    return "+" + "".join(ch for ch in value if ch.isdigit())
-
-
-STEPS = {"trim": str.strip, "lowercase": str.lower, "sha256": sha256_hex, "e164": _e164}
-
-
-def shaper(steps):
-    def shape(value: str) -> str:
-        for step in steps:
-            value = STEPS[step](value)
-        return value
-
-    return shape
-
-
 _tokens: dict[str, tuple[str, float]] = {}  # account key -> (access token, when it lapses)
 _pending: dict[tuple, dict[tuple, tuple[str, float]]] = {}  # (account, list) -> {(action, field, value): (job, since)}
 _lock = threading.Lock()
@@ -269,10 +229,10 @@ class GoogleAdsCustomerMatch(Partner):
         return checks
 
     def _list_check(self, s: _Session, connection_settings: dict) -> Check:
-        list_id, key_type = connection_settings["user_list_id"], _key_type(connection_settings)
+        list_id, key_type = connection_settings["user_list_id"], list_key_type(connection_settings)
         found = self._list(s, list_id)
         if not found:
-            raise Stop(fault=_missing_list(s, list_id))
+            raise Stop(fault=missing_list(s, list_id))
         label = f"User list {found.get('name') or list_id} ({list_id})"
         kind = found.get("type")
         actual = (found.get("crmBasedUserList") or {}).get("uploadKeyType")
@@ -284,7 +244,7 @@ class GoogleAdsCustomerMatch(Partner):
             )
             detail = f"{label} is {what}; this connection uploads {KEY_LABELS[key_type]}."
             return Check("user list", "failing", detail, HINTS["list_type"].format(key_type=key_type))
-        size = _int(found.get("sizeForDisplay"))
+        size = integer(found.get("sizeForDisplay"))
         detail = f"{label} is a Customer Match list of {KEY_LABELS[key_type]}"
         if size is None:
             detail += "; Google has not estimated its size yet"
@@ -299,7 +259,7 @@ class GoogleAdsCustomerMatch(Partner):
             found = self._list(s, connection_settings["user_list_id"])
         except Stop:
             return None
-        return _int(found.get("sizeForDisplay")) if found else None
+        return integer(found.get("sizeForDisplay")) if found else None
 
     # --- sending ---------------------------------------------------------------
 
@@ -318,7 +278,7 @@ class GoogleAdsCustomerMatch(Partner):
         return result
 
     def _deliver(self, s: _Session, connection_settings: dict, messages: list[Message], result: SendResult) -> None:
-        key_type = _key_type(connection_settings)
+        key_type = list_key_type(connection_settings)
         accepted = KEY_TYPES[key_type]
         groups: dict[str, dict[tuple, list[Message]]] = {"add": {}, "remove": {}}
         for m in messages:
@@ -366,7 +326,7 @@ class GoogleAdsCustomerMatch(Partner):
             body = self._api(
                 s, "POST", f"{job}:addOperations", {"operations": operations, "enablePartialFailure": True}
             )
-            refused = _refused_operations(body)
+            refused = refused_operations(body)
             for index, entry in enumerate(chunk):
                 if index in refused:
                     for m in entries[entry]:
@@ -486,7 +446,7 @@ class GoogleAdsCustomerMatch(Partner):
             message = sentence("Google's token endpoint refused the credentials of this output", said or error)
             raise Stop(fault=Fault("credentials", message, HINTS["refused"]))
         s.token = body["access_token"]
-        lapses = time.time() + max(0.0, float(_int(body.get("expires_in")) or 3600) - 60)
+        lapses = time.time() + max(0.0, float(integer(body.get("expires_in")) or 3600) - 60)
         with _lock:
             _tokens[key] = (s.token, lapses)
 
@@ -515,7 +475,7 @@ class GoogleAdsCustomerMatch(Partner):
             if response.status_code == 401 and first:
                 self._login(s, fresh=True)
                 continue
-            raise Stop(*_classify(self, s, response, body, connection_settings if list_id else None))
+            raise Stop(*classify(self, s, response, body, connection_settings if list_id else None))
         raise AssertionError("unreachable")
 
     def _call(self, s: _Session, method: str, url: str, **kwargs):
@@ -527,98 +487,12 @@ class GoogleAdsCustomerMatch(Partner):
             raise Stop(Outcome("retry", str(exc))) from exc  # verification re-raises the cause
 
 
-def _classify(partner, s: _Session, response, body: dict, connection_settings) -> tuple[Outcome | None, Fault | None]:
-    """A Google Ads error as a retry, a rejection or a fault, by its status and its GoogleAdsFailure codes."""
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    status, rpc = response.status_code, str(error.get("status") or "")
-    codes, messages, reason, delay = {}, [], "", None
-    for detail in error.get("details") or []:
-        if not isinstance(detail, dict):
-            continue
-        for item in detail.get("errors") or []:
-            if isinstance(item, dict):
-                codes.update({k: str(v) for k, v in (item.get("errorCode") or {}).items()})
-                if item.get("message"):
-                    messages.append(str(item["message"]))
-                quota = (item.get("details") or {}).get("quotaErrorDetails") or {}
-                delay = _seconds(quota.get("retryDelay")) or delay
-        reason = str(detail.get("reason") or reason)
-        delay = _seconds(detail.get("retryDelay")) or delay
-    said = partner.scrub(s.account, messages[0] if messages else str(error.get("message") or ""), s.token)
-    values = set(codes.values())
-    customer = s.shown
-    list_id = (connection_settings or {}).get("user_list_id", "")
-
-    if status == 429 or rpc == "RESOURCE_EXHAUSTED" or "quotaError" in codes:
-        wait = delay or http.retry_after(response) or THROTTLE_DEFAULT
-        return Outcome("retry", sentence("Google Ads asked us to slow down", said), wait), None
-    if status >= 500 or rpc in TEMPORARY or "CONCURRENT_MODIFICATION" in values:
-        return Outcome("retry", f"Google Ads answered with HTTP {status}, a temporary error."), None
-    if reason == "ACCESS_TOKEN_SCOPE_INSUFFICIENT":
-        message = "The refresh token of this output was not granted the Google Ads API scope."
-        return None, Fault("credentials", message, HINTS["scope"])
-    if any("DEVELOPER_TOKEN" in v for v in values):
-        code = next(v for v in values if "DEVELOPER_TOKEN" in v)
-        message = f"Google Ads did not accept the developer token of this output ({code})."
-        return None, Fault("credentials", message, HINTS["developer_token"])
-    if status == 401:
-        message = "Google Ads did not accept the access token obtained with the refresh token of this output."
-        return None, Fault("credentials", message, HINTS["expired"].format(customer=customer))
-    if "USER_PERMISSION_DENIED" in values or "CUSTOMER_NOT_ENABLED" in values:
-        message = f"The Google account of this output's refresh token may not access customer {customer}."
-        return None, Fault("account", message, HINTS["access"].format(customer=customer))
-    if "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS" in values:
-        message = f"Customer {customer} has not accepted the Customer Match terms."
-        return None, Fault("account", message, HINTS["terms"].format(customer=customer))
-    if "notAllowlistedError" in codes or any(v.startswith("NOT_ON_ALLOWLIST") for v in values):
-        message = f"Customer {customer} is not eligible for Customer Match."
-        return None, Fault("account", message, HINTS["eligible"].format(customer=customer))
-    if list_id and ({"INVALID_USER_LIST_ID", "RESOURCE_NOT_FOUND"} & values or status == 404):
-        return None, _missing_list(s, list_id)
-    if list_id and {"INVALID_USER_LIST_TYPE", "INCOMPATIBLE_UPLOAD_KEY_TYPE"} & values:
-        key_type = _key_type(connection_settings)
-        message = f"Google Ads user list {list_id} is not a Customer Match list of {KEY_LABELS[key_type]}."
-        return None, Fault("destination", message, HINTS["list_type"].format(key_type=key_type))
-    if status in (403, 404):
-        message = sentence(f"Google Ads refused the request (HTTP {status})", said)
-        return None, Fault("account", message, HINTS["refused"])
-    return Outcome("rejected", sentence("Google Ads rejected the request", said or f"HTTP {status}")), None
-
-
-def _refused_operations(body: dict) -> dict[int, str]:
-    """Operation index -> why, from an addOperations answer's partial failure error (GoogleAdsFailure errors whose
-    location starts with operations[index])."""
-    refused = {}
-    failure = body.get("partialFailureError") or {}
-    for detail in failure.get("details") or [] if isinstance(failure, dict) else []:
-        for item in (detail.get("errors") or []) if isinstance(detail, dict) else []:
-            path = ((item.get("location") or {}).get("fieldPathElements") or [{}]) if isinstance(item, dict) else [{}]
-            index = _int(path[0].get("index")) if path and path[0].get("fieldName") == "operations" else None
-            if index is not None:
-                code = "/".join(str(v) for v in (item.get("errorCode") or {}).values())
-                said = str(item.get("message") or "").rstrip(".")
-                refused.setdefault(
-                    index, f"Google Ads refused this identifier: {said}" + (f" ({code})." if code else ".")
-                )
-    return refused
-
-
 def _accept(job: dict, entries: dict, result: SendResult) -> None:
     rate = MATCH_RATES.get((job.get("operationMetadata") or {}).get("matchRateRange"))
     outcome = Outcome("accepted", f"Google Ads matched {rate} of its upload job.") if rate else ACCEPTED
     for msgs in entries.values():
         for m in msgs:
             result.outcomes[m.key] = outcome
-
-
-def _missing_list(s: _Session, list_id) -> Fault:
-    message = f"Google Ads user list {list_id} was not found in customer {s.shown}."
-    return Fault("destination", message, HINTS["list"].format(customer=s.shown))
-
-
-def _key_type(connection_settings: dict) -> str:
-    value = connection_settings.get("upload_key_type") or "CONTACT_INFO"
-    return value if value in KEY_TYPES else "CONTACT_INFO"
 
 
 def _job_id(job: str) -> str:
@@ -643,16 +517,3 @@ def _pending_for(s: _Session, list_id) -> dict:
         for entry in [e for e, (_, since) in pending.items() if since < cutoff]:
             del pending[entry]
     return pending
-
-
-def _seconds(value) -> float | None:
-    # A protobuf Duration in JSON: "30s", "1.5s".
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(value or ""))
-    return float(match.group(1)) if match else None
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
