@@ -535,3 +535,42 @@ def test_a_throttled_batch_waits_then_arrives_whole(sandbox, account):
     OutboxMessage.objects.filter(connection=conn).update(next_attempt_at=timezone.now())
     assert drain(conn.pk).accepted == 3
     assert held(sandbox)["count"] == 3
+
+
+# --- over the API ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_output_is_added_connected_forwarded_and_verified_over_the_api(api, sandbox, account):
+    from connections.drain import drain
+    from tests.connections.factories import StaticAudienceFactory, add_members
+
+    body = {
+        "kind": "google_ads",
+        "name": "Google Ads (Paris)",
+        "base_url": account.base_url,
+        "settings": {**account.settings, "customer_id": "12345"},
+    }
+    bad = api.post("/api/v1/outputs/", body, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["settings"] == {"customer_id": ["Must be a 10-digit customer ID, such as 123-456-7890."]}
+
+    created = api.post("/api/v1/outputs/", {**body, "settings": account.settings}, format="json")
+    assert created.status_code == 201, created.json()
+    assert sorted(created.json()["secrets_set"]) == ["client_secret", "developer_token", "refresh_token"]
+    shown = api.get(f"/api/v1/outputs/{created.json()['id']}/").content.decode()
+    assert DEV not in shown and CLIENT_SECRET not in shown and REFRESH not in shown
+    assert api.post(f"/api/v1/outputs/{created.json()['id']}/check/").json()["status"] == "ok"
+
+    audience = StaticAudienceFactory(name="Potential Parisians")
+    add_members(audience, emails=["ada@example.com", "bob@example.com"])
+    connection = api.post(
+        "/api/v1/connections/",
+        {"audience": audience.pk, "output": created.json()["id"], "settings": CONNECTION},
+        format="json",
+    )
+    assert connection.status_code == 201, connection.json()
+    assert drain(connection.json()["id"]).accepted == 2
+    verified = api.post(f"/api/v1/connections/{connection.json()['id']}/verify/").json()
+    assert verified["status"] == "ok"
+    assert held(sandbox)["count"] == 2
