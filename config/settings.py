@@ -43,11 +43,12 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "audiences",
     "outputs",
     "connections",
     "staff",
+    # After our apps: their management commands come first (connections' `qcluster` ends once it has stopped).
+    "django_q",
 ]
 
 MIDDLEWARE = [
