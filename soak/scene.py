@@ -34,6 +34,24 @@ FAST_ENV = {
 }
 
 
+# FAST_ENV's keys that tune the forwarding; `--defaults` runs the workers without them, on the product's defaults.
+TUNING = (
+    "OUTBOX_LEASE_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "DRAIN_MAX_SECONDS",
+    "SLOT_WAIT_SECONDS",
+    "Q_TIMEOUT",
+    "Q_RETRY",
+)
+
+
+def use_defaults() -> None:
+    """Run every qcluster of this soak with the product's forwarding defaults (what the README's figures show)."""
+    for key in TUNING:
+        FAST_ENV.pop(key, None)
+
+
 def check_scratch(url: str) -> None:
     if not re.match(r"(soak|test_)", harness.db_name(url)):
         raise SystemExit(
