@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 # A drain queued this long ago and not started yet no longer blocks a new one. The broker may have lost it (a
 # killed cluster had taken it off the queue, the Redis broker forgets it); nothing tells a lost task from one
 # still waiting behind busy workers, so the marker is a lease shorter than the sweep's minute and the next
-# sweep queues the connection again. If the first was only waiting, the second finds nothing due and ends in
-# a few queries: a spare drain costs milliseconds, a lost one cost a stalled connection.
+# sweep queues the connection again. If the first was only waiting, both run: claims and slots keep them from
+# sending anything twice, and the later one usually finds nothing due. A spare drain costs a little work; a
+# lost one cost a connection stalled for ten minutes.
 QUEUED_DRAIN_LEASE = dt.timedelta(seconds=30)
 
 
