@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, Max, OuterRef
 from audiences.models import Identity, Membership
 from connections.models import Connection, OutboxMessage
 from identities import ADVERTISING_TYPES, DEVICE_TYPES, SINGULARS, plural_phrase
+from outputs import hooks as output_hooks
 from outputs.partners.base import Partner
 from outputs.partners.http import TransportError
 
@@ -96,8 +97,9 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
     accepted = max(0, forwarded - rejected)
     if partner_count is ...:
         try:
-            partner_count = partner.partner_count(conn.output.account(), conn.settings)
-        except TransportError:
+            with output_hooks.partner_request(conn.output):
+                partner_count = partner.partner_count(conn.output.account(), conn.settings)
+        except (TransportError, output_hooks.SlotsBusy):
             partner_count = None
 
     if not types:
