@@ -60,7 +60,7 @@ def others_waiting(connection_id: int) -> bool:
     return (
         Connection.objects.filter(
             drain_queued_at__lte=now - dt.timedelta(seconds=settings.DRAIN_HANDOVER_SECONDS),
-            drain_queued_at__gt=now - STALE_QUEUE,
+            drain_queued_at__gt=now - QUEUED_DRAIN_LEASE,
         )
         .exclude(pk=connection_id)
         .exists()
