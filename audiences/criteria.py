@@ -5,7 +5,7 @@
           | {"has_identity": IDENTITY_TYPE}
 
 See docs/criteria.md for the full language. Public API: `validate`, `compile_criteria`,
-`referenced_events`, `describe` and `CriteriaError`.
+`annotate_matches`, `referenced_events`, `describe` and `CriteriaError`.
 
 Every compiled condition is two-valued (TRUE or FALSE, never SQL NULL), so `not`,
 `exclude` and `ne` behave as plain negation even for profiles that lack an attribute.
@@ -22,7 +22,21 @@ from functools import reduce
 
 from django.conf import settings
 from django.db import NotSupportedError
-from django.db.models import Case, CharField, Count, Exists, F, FloatField, Func, OuterRef, Q, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    FloatField,
+    Func,
+    OuterRef,
+    Q,
+    When,
+)
 from django.db.models.functions import Cast, Lower
 from django.db.models.lookups import (
     Contains,
@@ -124,6 +138,41 @@ def referenced_events(criteria) -> set[str]:
         elif shape == "not":
             stack.append(node["not"])
     return names
+
+
+def annotate_matches(profiles, criteria_list, now=None):
+    """`profiles` (a `Profile` queryset) with a boolean column per criteria: whether `compile_criteria` selects
+    the profile. Returns the queryset and the columns' names, in the order of `criteria_list`.
+
+    Evaluated together in one pass over the profiles' events: each distinct event condition becomes one
+    count over a single join to the events of the names they read, grouped by profile, and each criteria a
+    condition on those counts and the profile's own columns. So many audiences cost about what one does.
+    """
+    now = now or timezone.now()
+    counted = {}  # event condition, as canonical JSON -> (column, node)
+
+    def event(node, now):
+        column, _ = counted.setdefault(json.dumps(node, sort_keys=True), (f"event_count_{len(counted)}", node))
+        count = node.get("count", DEFAULT_COUNT)
+        return Q(**{f"{column}__{'exact' if count['op'] == 'eq' else count['op']}": count["value"]})
+
+    conditions = []
+    for criteria in criteria_list:
+        validate(criteria)
+        conditions.append(_compile(criteria, now, event))
+    if counted:
+        nodes = [node for _, node in counted.values()]
+        read = Q(
+            events__name__in=sorted({node["event"] for node in nodes}),
+            events__occurred_at__gte=now
+            - timedelta(days=max(node.get("in_last_days", DEFAULT_DAYS) for node in nodes)),
+        )
+        profiles = profiles.annotate(events_read=FilteredRelation("events", condition=read))
+        profiles = profiles.annotate(**{column: _event_count(node, now) for column, node in counted.values()})
+    names = [f"match_{i}" for i in range(len(conditions))]
+    return profiles.annotate(
+        **{name: ExpressionWrapper(q, output_field=BooleanField()) for name, q in zip(names, conditions, strict=True)}
+    ), names
 
 
 # --- Validation ---------------------------------------------------------------------------------
@@ -427,18 +476,20 @@ def _number(column: str, key: str):
 # --- Compilation --------------------------------------------------------------------------------
 
 
-def _compile(node: dict, now) -> Q:
+def _compile(node: dict, now, event=None) -> Q:
+    """`node` as a `Q` over `Profile`; `event(node, now)` compiles its event conditions (by default `_event`)."""
+    event = event or _event
     shape = _shape_of(node)
     if shape == "all":
-        return reduce(operator.and_, (_compile(child, now) for child in node["all"]))
+        return reduce(operator.and_, (_compile(child, now, event) for child in node["all"]))
     if shape == "any":
-        return reduce(operator.or_, (_compile(child, now) for child in node["any"]))
+        return reduce(operator.or_, (_compile(child, now, event) for child in node["any"]))
     if shape == "include":
-        return _compile(node["include"], now) & ~_compile(node["exclude"], now)
+        return _compile(node["include"], now, event) & ~_compile(node["exclude"], now, event)
     if shape == "not":
-        return ~_compile(node["not"], now)
+        return ~_compile(node["not"], now, event)
     if shape == "event":
-        return _event(node, now)
+        return event(node, now)
     if shape == "user":
         return _attribute("attributes", node["user"], node["op"], node["value"])
     return Q(Exists(Identity.objects.filter(profile=OuterRef("pk"), type=node["has_identity"])))
@@ -480,6 +531,17 @@ def _in(column: str, key: str, values: list) -> Q:
     if numbers:
         parts.append(_type_is(column, key, "number") & Q(In(_number(column, key), numbers)))
     return reduce(operator.or_, parts)
+
+
+def _event_count(node: dict, now) -> Count:
+    """How many of a profile's `events_read` (see `annotate_matches`) the event condition `node` counts."""
+    matching = Q(
+        events_read__name=node["event"],
+        events_read__occurred_at__gte=now - timedelta(days=node.get("in_last_days", DEFAULT_DAYS)),
+    )
+    for condition in node.get("where", []):
+        matching &= _attribute("events_read__attributes", condition["attribute"], condition["op"], condition["value"])
+    return Count("events_read", filter=matching)
 
 
 def _event(node: dict, now) -> Q:

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import BooleanField, F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audiences import hooks
-from audiences.criteria import compile_criteria, referenced_events
+from audiences.criteria import annotate_matches, compile_criteria, referenced_events
 from audiences.models import Audience, Membership, MembershipChange, Profile, RefreshRun
 
 T_CHANGE = MembershipChange._meta.db_table
@@ -86,14 +86,12 @@ def apply_run(run) -> None:
             f"AND c.profile_id = {T_MEMBER}.profile_id)",
             [run.pk],
         )
+        # One pass over the run's changes, grouped by audience (not a count of all of them per audience).
         cursor.execute(
-            f"UPDATE {T_AUDIENCE} SET size = size "
-            f"+ (SELECT COUNT(*) FROM {T_CHANGE} c WHERE c.run_id = %s AND c.audience_id = {T_AUDIENCE}.id "
-            f"AND c.action = 'add') "
-            f"- (SELECT COUNT(*) FROM {T_CHANGE} c WHERE c.run_id = %s AND c.audience_id = {T_AUDIENCE}.id "
-            f"AND c.action = 'remove') "
-            f"WHERE id IN (SELECT audience_id FROM {T_CHANGE} WHERE run_id = %s)",
-            [run.pk, run.pk, run.pk],
+            f"UPDATE {T_AUDIENCE} SET size = size + d.delta FROM (SELECT audience_id, "
+            f"SUM(CASE WHEN action = 'add' THEN 1 ELSE -1 END) AS delta FROM {T_CHANGE} WHERE run_id = %s "
+            f"GROUP BY audience_id) d WHERE {T_AUDIENCE}.id = d.audience_id",
+            [run.pk],
         )
 
 
@@ -163,31 +161,39 @@ def _lock_rule_audiences() -> None:
             cursor.execute(f"SELECT id FROM {T_AUDIENCE} WHERE kind = 'rules' ORDER BY id FOR NO KEY UPDATE")
 
 
+def copy_rows(cursor, copy_sql: str, rows) -> None:
+    """Stream `rows` into a table with PostgreSQL's `COPY … FROM STDIN`, one statement for the lot."""
+    with cursor.cursor.copy(copy_sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 T_BATCH = "relay_reeval_batch"
 T_BATCH_MATCH = "relay_reeval_match"
+T_BATCH_HELD = "relay_reeval_held"
+BATCH_TABLES = (T_BATCH, T_BATCH_MATCH, T_BATCH_HELD)
 
 
 @contextmanager
 def _batch_tables(profile_ids, events_only):
-    """The batch's profiles (flagged when only their events changed) and an empty table for what matches.
+    """The batch's profiles (flagged when only their events changed), and empty tables for the audiences they
+    match and the memberships they hold.
 
-    Both keyed and, on PostgreSQL, analysed before use, so the statements that read them probe the
-    membership index per batch row instead of scanning an audience's members.
+    All keyed and, on PostgreSQL, analysed before use: the adds and removes are then computed between these
+    small tables, never against an audience's members.
     """
     big = "bigint" if connection.vendor == "postgresql" else "INTEGER"
     rows = [(pid, pid in events_only) for pid in profile_ids]
     with connection.cursor() as cursor:
         _drop_batch_tables(cursor)
         cursor.execute(f"CREATE TEMPORARY TABLE {T_BATCH} (pid {big} PRIMARY KEY, events_only boolean NOT NULL)")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {T_BATCH_MATCH} (audience_id {big} NOT NULL, pid {big} NOT NULL, "
-            "PRIMARY KEY (audience_id, pid))"
-        )
-        if connection.vendor == "postgresql":
+        for table in (T_BATCH_MATCH, T_BATCH_HELD):
             cursor.execute(
-                f"INSERT INTO {T_BATCH} (pid, events_only) SELECT * FROM unnest(%s::bigint[], %s::boolean[])",
-                [[r[0] for r in rows], [r[1] for r in rows]],
+                f"CREATE TEMPORARY TABLE {table} (audience_id {big} NOT NULL, pid {big} NOT NULL, "
+                "PRIMARY KEY (audience_id, pid))"
             )
+        if connection.vendor == "postgresql":
+            copy_rows(cursor, f"COPY {T_BATCH} (pid, events_only) FROM STDIN", rows)
             cursor.execute(f"ANALYZE {T_BATCH}")
         else:
             cursor.executemany(f"INSERT INTO {T_BATCH} (pid, events_only) VALUES (%s, %s)", rows)
@@ -200,10 +206,21 @@ def _batch_tables(profile_ids, events_only):
 
 def _drop_batch_tables(cursor) -> None:
     if connection.vendor == "postgresql":
-        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH}, {T_BATCH_MATCH}")
+        cursor.execute(f"DROP TABLE IF EXISTS {', '.join(BATCH_TABLES)}")
     else:  # one table per statement
-        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH}")
-        cursor.execute(f"DROP TABLE IF EXISTS {T_BATCH_MATCH}")
+        for table in BATCH_TABLES:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _in_batch(column: str, where: str = "") -> str:
+    """SQL: `column` is one of the batch's profiles (those `where` selects, when given), found through the
+    index on `column`.
+
+    On PostgreSQL as `= ANY(ARRAY(…))`: an IN (SELECT …) is a join, and when the batch is a sizeable share
+    of the profiles the planner reads the whole table (every membership, every profile) to hash it.
+    """
+    batch = f"SELECT pid FROM {T_BATCH}{f' WHERE {where}' if where else ''}"
+    return f"{column} = ANY(ARRAY({batch}))" if connection.vendor == "postgresql" else f"{column} IN ({batch})"
 
 
 def _affected(audiences, event_names, any_other_change):
@@ -252,38 +269,53 @@ def reevaluate_profiles(profile_ids, now=None, *, events_only=(), event_names=No
 
 
 def _log_batch_changes(run, whole, others, now) -> tuple[int, int]:
-    everyone = RawSQL(f"SELECT pid FROM {T_BATCH}", [])
-    not_events_only = RawSQL(f"SELECT pid FROM {T_BATCH} WHERE NOT events_only", [])
-    parts, params = [], []
-    for audiences, scope in ((whole, everyone), (others, not_events_only)):
-        for audience in audiences:
-            scoped = Profile.objects.filter(pk__in=scope).filter(compile_criteria(audience.criteria, now))
-            sql, sql_params = _sql(scoped)
-            parts.append(f"SELECT {int(audience.pk)}, s.pid FROM ({sql}) s")
-            params.extend(sql_params)
+    """Log the batch's adds and removes: what it matches against what it holds, both written out first."""
     stamp = connection.ops.adapt_datetimefield_value(now)
     whole_ids = ", ".join(str(int(a.pk)) for a in whole) or "NULL"
     other_ids = ", ".join(str(int(a.pk)) for a in others) or "NULL"
+    pair = "{0}.audience_id = {1}.audience_id AND {0}.pid = {1}.pid"
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {T_BATCH_MATCH} (audience_id, pid) {' UNION ALL '.join(parts)}", params)
+        for audiences, where in ((whole, ""), (others, "NOT events_only")):
+            if audiences:
+                cursor.execute(*_matches_sql(audiences, where, now))
+        cursor.execute(
+            f"INSERT INTO {T_BATCH_HELD} (audience_id, pid) SELECT m.audience_id, m.profile_id FROM {T_MEMBER} m "
+            f"WHERE {_in_batch('m.profile_id')} AND m.audience_id IN ({whole_ids}, {other_ids})"
+        )
         if connection.vendor == "postgresql":
-            cursor.execute(f"ANALYZE {T_BATCH_MATCH}")
+            cursor.execute(f"ANALYZE {T_BATCH_MATCH}, {T_BATCH_HELD}")
         cursor.execute(
             f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
             f"SELECT %s, x.audience_id, x.pid, 'add', %s FROM {T_BATCH_MATCH} x "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {T_MEMBER} m WHERE m.audience_id = x.audience_id "
-            f"AND m.profile_id = x.pid)",
+            f"WHERE NOT EXISTS (SELECT 1 FROM {T_BATCH_HELD} h WHERE {pair.format('h', 'x')})",
             [run.pk, stamp],
         )
         added = cursor.rowcount
         cursor.execute(
             f"INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
-            f"SELECT %s, m.audience_id, m.profile_id, 'remove', %s FROM {T_BATCH} b "
-            f"JOIN {T_MEMBER} m ON m.profile_id = b.pid "
-            f"WHERE (m.audience_id IN ({whole_ids}) OR (NOT b.events_only AND m.audience_id IN ({other_ids}))) "
-            f"AND NOT EXISTS (SELECT 1 FROM {T_BATCH_MATCH} x WHERE x.audience_id = m.audience_id "
-            f"AND x.pid = m.profile_id)",
+            f"SELECT %s, h.audience_id, h.pid, 'remove', %s FROM {T_BATCH_HELD} h JOIN {T_BATCH} b ON b.pid = h.pid "
+            f"WHERE (h.audience_id IN ({whole_ids}) OR (NOT b.events_only AND h.audience_id IN ({other_ids}))) "
+            f"AND NOT EXISTS (SELECT 1 FROM {T_BATCH_MATCH} x WHERE {pair.format('x', 'h')})",
             [run.pk, stamp],
         )
         removed = cursor.rowcount
     return added, removed
+
+
+def _matches_sql(audiences, where, now) -> tuple[str, list]:
+    """One statement writing, for every audience, the batch's profiles (those `where` selects) it matches.
+
+    The audiences are evaluated together (`annotate_matches`: one pass over the profiles' events, one
+    boolean column per audience), and each profile's row is spread over the audiences it matches.
+    """
+    scope = RawSQL(_in_batch(f"{Profile._meta.db_table}.id", where), [], output_field=BooleanField())
+    profiles = Profile.objects.filter(scope).order_by().annotate(pid=F("pk"))
+    profiles, columns = annotate_matches(profiles, [a.criteria for a in audiences], now)
+    sql, params = profiles.values("pid", *columns).query.sql_with_params()
+    listed = " UNION ALL ".join(f"SELECT {i} AS i, {int(a.pk)} AS audience_id" for i, a in enumerate(audiences))
+    pick = " ".join(f"WHEN {i} THEN s.{column}" for i, column in enumerate(columns))
+    return (
+        f"INSERT INTO {T_BATCH_MATCH} (audience_id, pid) SELECT a.audience_id, s.pid FROM ({sql}) s "
+        f"CROSS JOIN ({listed}) a WHERE CASE a.i {pick} END",
+        list(params),
+    )

@@ -124,7 +124,9 @@ def _plain_events(data) -> list[dict] | None:
     items = data.get("events") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         return None
-    occurred_at = serializers.DateTimeField().to_internal_value
+    # The current time zone read once for the batch, not once per event; the field is otherwise the serializer's.
+    zone = serializers.DateTimeField().default_timezone()
+    occurred_at = serializers.DateTimeField(default_timezone=zone).to_internal_value
     depth = settings.ATTRIBUTES_MAX_DEPTH
     events = []
     for item in items:

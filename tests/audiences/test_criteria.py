@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from audiences.criteria import CriteriaError, compile_criteria, describe, validate
+from audiences.criteria import CriteriaError, annotate_matches, compile_criteria, describe, validate
 from audiences.models import Profile
 from tests.audiences.factories import EventFactory, IdentityFactory, ProfileFactory
 
@@ -25,7 +25,17 @@ FREE = {"user": "status", "op": "eq", "value": "Free"}
 
 
 def matching(criteria, now=None) -> set[str]:
-    return set(Profile.objects.filter(compile_criteria(criteria, now)).values_list("external_id", flat=True))
+    """The profiles `criteria` select, the same whether compiled alone or evaluated together (as ingest does)."""
+    alone = set(Profile.objects.filter(compile_criteria(criteria, now)).values_list("external_id", flat=True))
+    assert together([criteria], now) == [alone]
+    return alone
+
+
+def together(criteria_list, now=None) -> list[set[str]]:
+    """What each criteria selects when all are evaluated in one statement (`annotate_matches`)."""
+    profiles, columns = annotate_matches(Profile.objects.order_by(), criteria_list, now)
+    rows = list(profiles.values_list("external_id", *columns))
+    return [{row[0] for row in rows if row[i + 1]} for i in range(len(columns))]
 
 
 def ago(**delta) -> dt.datetime:
@@ -278,6 +288,32 @@ def members():
 )
 def test_it_combines_conditions(members, criteria, expected):
     assert matching(criteria) == expected
+
+
+@pytest.mark.django_db
+def test_it_evaluates_many_criteria_together_as_each_alone(members, bookers):
+    # Shared, repeated and differently windowed event conditions, counts that zero events satisfy, negations.
+    EventFactory(profile__external_id="old-viewer", occurred_at=ago(days=20), attributes={"destination": "Rome"})
+    cases = [
+        {"event": "Play Video"},
+        {"event": "Play Video", "in_last_days": 7},
+        {"all": [PREMIUM, {"event": "Play Video"}]},
+        {"not": {"event": "Play Video"}},
+        {"include": {"event": "Play Video"}, "exclude": {"has_identity": "email"}},
+        watched("destination", "eq", "rome"),
+        {"any": [watched("destination", "ne", "Paris"), booked("eq", 2)]},
+        booked("gte", 3),
+        booked("eq", 0),
+        booked("lt", 2),
+        {"all": [booked("gte", 1), {"not": booked("gt", 3)}]},
+        {"any": [FREE, booked("eq", 4)]},
+        {"has_identity": "customer_id"},
+    ]
+    expected = [matching(criteria) for criteria in cases]
+    assert expected[0] == {"premium-viewer", "free-viewer", "old-viewer"}
+    assert expected[1] == {"premium-viewer", "free-viewer"}
+
+    assert together(cases) == expected
 
 
 # --- Validation ---------------------------------------------------------------------------------

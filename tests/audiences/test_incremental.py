@@ -1,8 +1,9 @@
 """Incremental re-evaluation after ingest gives exactly the membership a full refresh computes on the same data.
 
-Random audiences (events by name and attribute, counts, user attributes, negations, identities) and random
-batches of events and profile changes; after every batch, each audience's members must be those a full
-refresh of a copy of its criteria selects at that moment.
+Random audiences (events by name and attribute, counts, user attributes, negations, exclusions, identities) and
+random batches of events and profile changes; ingest evaluates the audiences together, a full refresh each one
+alone. After every batch, each audience's members must be those a full refresh of a copy of its criteria
+selects at that moment.
 """
 
 import datetime as dt
@@ -24,7 +25,9 @@ STATUSES = ("Premium", "Free", "Trial")
 
 
 def random_condition(rng, depth=0):
-    kind = rng.choice(["event", "event", "count", "user", "identity"] + (["all", "any", "not"] if depth < 2 else []))
+    kind = rng.choice(
+        ["event", "event", "count", "user", "identity"] + (["all", "any", "not", "include"] if depth < 2 else [])
+    )
     if kind == "event":
         node = {"event": rng.choice(NAMES), "in_last_days": rng.choice([1, 7, 30])}
         if rng.random() < 0.5:
@@ -33,16 +36,21 @@ def random_condition(rng, depth=0):
             ]
         return node
     if kind == "count":
-        return {
+        node = {
             "event": rng.choice(NAMES),
             "count": {"op": rng.choice(["eq", "gte", "lt"]), "value": rng.randint(0, 3)},
         }
+        if rng.random() < 0.3:
+            node["where"] = [{"attribute": "destination", "op": "in", "value": rng.sample(DESTINATIONS, 2)}]
+        return node
     if kind == "user":
         return {"user": "status", "op": rng.choice(["eq", "ne"]), "value": rng.choice(STATUSES)}
     if kind == "identity":
         return {"has_identity": "email"}
     if kind == "not":
         return {"not": random_condition(rng, depth + 1)}
+    if kind == "include":
+        return {"include": random_condition(rng, depth + 1), "exclude": random_condition(rng, depth + 1)}
     return {kind: [random_condition(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
 
 
