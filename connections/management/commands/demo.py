@@ -109,7 +109,9 @@ class Command(RelayCommand):
                 "\n[bold]6. Verify and troubleshoot[/]: every check of both connections and each one's size funnel, "
                 "as `verify_connections` prints them."
             )
-            conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("audience", "output")
+            conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related(
+                "audience", "variant", "output"
+            )
             verify_connections.render(out, verify_connections.verify_each(conns.order_by("pk")))
             if shared:
                 kept = f" and what they hold (kept in {sandbox.state.path})" if sandbox.state is not None else ""
