@@ -112,13 +112,17 @@ def test_a_member_stays_in_its_variant_as_membership_changes():
 
 def test_variants_are_refused_with_a_sentence_naming_what_is_wrong():
     audience = AudienceFactory()
+
+    def spec(*pairs):
+        return [{"name": n, "percent": p} for n, p in pairs]
+
     cases = [
-        ([{"name": "A", "percent": 100}], "An audience has 2 to 5 variants (or none); got 1."),
-        ([{"name": "A", "percent": 50}, {"name": "B", "percent": 40}], "The percentages must add up to 100; they add up to 90."),
-        ([{"name": "A", "percent": 50}, {"name": "a", "percent": 50}], "Each variant needs its own name: 'a' is given twice."),
-        ([{"name": "A", "percent": 50.5}, {"name": "B", "percent": 49.5}], "Variant 1's percent must be a whole number from 1 to 99."),
-        ([{"name": str(i), "percent": 10 if i else 50} for i in range(6)], "An audience has 2 to 5 variants (or none); got 6."),
-    ]  # fmt: skip
+        (spec(("A", 100)), "An audience has 2 to 5 variants (or none); got 1."),
+        (spec(("A", 50), ("B", 40)), "The percentages must add up to 100; they add up to 90."),
+        (spec(("A", 50), ("a", 50)), "Each variant needs its own name: 'a' is given twice."),
+        (spec(("A", 50.5), ("B", 49.5)), "Variant 1's percent must be a whole number from 1 to 99."),
+        (spec(*[(str(i), 10 if i else 50) for i in range(6)]), "An audience has 2 to 5 variants (or none); got 6."),
+    ]
     for spec, sentence in cases:
         with pytest.raises(ValidationError) as exc:
             split.change_split(audience, spec)
