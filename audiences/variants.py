@@ -45,10 +45,14 @@ def bucket(profile_id: int, seeds: tuple[int, int]) -> int:
 
 
 def bucket_sql(column: str, seeds: tuple[int, int]) -> str:
-    """SQL computing the bucket of the profile ID in `column` (integers only, so nothing to bind)."""
+    """SQL computing the bucket of the profile ID in `column` (integers only, so nothing to bind).
+
+    The modulo is written %% because the SQL always runs with parameters (pass [] when there are none), which
+    turns %% into % on both databases.
+    """
     s1, s2 = (int(s) for s in seeds)
-    a = f"(((CAST({column} AS BIGINT) % {P}) * {M1} + {s1}) % {P})"
-    return f"((((({a} * {a}) % {P}) * {M2} + {a} + {s2}) % {P}) % {BUCKETS})"
+    a = f"(((CAST({column} AS BIGINT) %% {P}) * {M1} + {s1}) %% {P})"
+    return f"((((({a} * {a}) %% {P}) * {M2} + {a} + {s2}) %% {P}) %% {BUCKETS})"
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def fan_out_run(run) -> None:
     """Listener for audiences.hooks: queue the changes of one refresh run for every connection."""
     audience_ids = set(MembershipChange.objects.filter(run=run).values_list("audience_id", flat=True).distinct())
     conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related(
-        "output", "audience", "variant"
+        "output", "audience", "variant__audience"
     )
     # An erasure's removals are forgotten once delivered (see forget_erased for the rest of its history).
     forget = run.trigger == "erasure"
@@ -106,7 +106,7 @@ def fan_out_identity_changes(removed, added) -> None:
         Membership.objects.filter(profile_id__in=profile_ids).values_list("audience_id", flat=True).distinct()
     )
     conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related(
-        "output", "audience", "variant"
+        "output", "audience", "variant__audience"
     )
     touched = []
     for conn in conns:

@@ -40,7 +40,7 @@ LAST_ADD = (
 def refreshing_connections():
     """Interval connections whose partner expires members, with their refresh age in days."""
     conns = Connection.objects.filter(status__in=QUEUEING, delivery_mode=Connection.Mode.INTERVAL)
-    for conn in conns.select_related("output", "audience", "variant"):
+    for conn in conns.select_related("output", "audience", "variant__audience"):
         days = conn.partner.refresh_days(conn.settings)
         if days:
             yield conn, days

@@ -112,6 +112,8 @@ def connect(audience, output, settings: dict, mode=None, minutes=None, messages=
     """Create the connection and queue the current members of the audience or its variant (the backfill),
     atomically."""
     clean_variant(audience, variant)
+    if variant is not None:  # as it is now: its range and its audience's hash may have changed since it was read
+        variant = type(variant).objects.select_related("audience").get(pk=variant.pk)
     cleaned, mode, minutes, messages = clean_connection(output, settings, mode, minutes, messages)
     clean_variant_for(output, cleaned, variant)
     with transaction.atomic():

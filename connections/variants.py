@@ -18,7 +18,7 @@ T_IDENTITY = Identity._meta.db_table
 def scope(conn: Connection) -> split.Scope | None:
     if not conn.variant_id:
         return None
-    return split.scope_of(conn.variant, conn.audience)
+    return split.scope_of(conn.variant)  # the variant's own audience row: as fresh as the variant's
 
 
 def member_condition(conn: Connection, column: str) -> str:

@@ -218,3 +218,15 @@ def test_a_variant_connection_must_be_of_the_same_audience(mailchimp):
         services.connect(other, mailchimp, {"list_id": LIST_A}, variant=variant(audience, "A"))
     assert exc.value.message_dict == {"variant": ["'A' is not a variant of 'Other'."]}
     assert not OutboxMessage.objects.exists()
+
+
+def test_connecting_a_variant_reads_its_split_as_it_is_now_not_as_the_caller_last_read_it(sandbox, mailchimp):
+    people(80)
+    audience = AudienceFactory(name="Potential Parisians", criteria=PREMIUM)
+    refresh_audience(audience)
+    split.change_split(audience, SPLIT)  # `audience` still holds the split version it was read with
+
+    conn = services.connect(audience, mailchimp, {"list_id": LIST_A}, variant=variant(audience, "A"))
+    drain(conn.pk)
+
+    assert subscribed(sandbox, LIST_A) == emails(variant(audience, "A"))
