@@ -114,7 +114,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
         delivery = ["delivery_mode", "interval_minutes", "interval_messages"]
         if obj is None:
             return [
-                (None, {"fields": ["output_name", "audience"]}),
+                (None, {"fields": ["output_name", "audience", "variant"]}),
                 (f"{partner.name} settings", {"fields": settings}),
                 ("Delivery", {"fields": delivery, "classes": ["collapse"]}),
             ]
@@ -197,7 +197,9 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         mode, minutes, messages_ = form.delivery_values()
         if not change:
-            conn = services.connect(obj.audience, form.output, form.settings_values(), mode, minutes, messages_)
+            conn = services.connect(
+                obj.audience, form.output, form.settings_values(), mode, minutes, messages_, variant=obj.variant
+            )
             for field in Connection._meta.concrete_fields:
                 setattr(obj, field.attname, getattr(conn, field.attname))
             obj._state.adding = False
