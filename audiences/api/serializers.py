@@ -309,7 +309,7 @@ class RefreshResultSerializer(serializers.Serializer):
 class VariantSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(max_length=100)
-    percent = serializers.IntegerField(min_value=1, max_value=99, help_text="Whole-number share of the members.")
+    percent = serializers.IntegerField(help_text="Whole-number share of the members, 1 to 99.")
     first_bucket = serializers.IntegerField(read_only=True, help_text="The variant's bucket range (0–9,999).")
     last_bucket = serializers.IntegerField(read_only=True)
     size = serializers.SerializerMethodField(help_text="Members in the variant now.")
