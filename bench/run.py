@@ -50,6 +50,11 @@ def parse(argv=None):
         default=None,
         help="profiles of the growth comparison run (default profiles/10; 0 skips it)",
     )
+    p.add_argument(
+        "--variants",
+        action="store_true",
+        help="split the refresh audience 45/45/10 (A, B, control) and fan out to A and B besides the whole audience",
+    )
     p.add_argument("--smoke", action="store_true", help="small and quick: 10,000 profiles, small backlogs")
     p.add_argument("--drop", action="store_true", help="drop the scratch database(s) afterwards")
     p.add_argument(
