@@ -229,6 +229,7 @@ def change_split(audience: Audience, spec, disconnect: str | None = None) -> Spl
     once those connections are gone).
     """
     cleaned = clean_split(spec)
+    callers = audience
     with transaction.atomic():
         audience = Audience.objects.select_for_update().get(pk=audience.pk)
         old = list(audience.variants.all())
@@ -260,6 +261,8 @@ def change_split(audience: Audience, spec, disconnect: str | None = None) -> Spl
             variants.append(v)
         new_scopes = {v.pk: Scope(new_seeds, v.first_bucket, v.last_bucket) for v in variants}
         queued = hooks.split_changed(audience, old_scopes, new_scopes)
+    # The caller's object reads its variants' members next (variants fetched through it point back to it).
+    callers.split_version = audience.split_version
     return SplitResult("changed", _changed_sentence(audience, variants, old, moved, queued), audience.size, moved,
                        queued, variants)  # fmt: skip
 
