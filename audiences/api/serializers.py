@@ -324,6 +324,13 @@ class SplitSerializer(serializers.Serializer):
     variants = VariantSerializer(many=True, allow_empty=True)
 
 
+class SplitStateSerializer(serializers.Serializer):
+    split_version = serializers.IntegerField(
+        help_text="Part of every member's hash; goes up when the set of variants changes (a new test)."
+    )
+    variants = VariantSerializer(many=True)
+
+
 class SplitResultSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["changed", "unchanged", "disconnecting"],

@@ -241,7 +241,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
         audience = self.get_object()
         return audience_csv_response(audience, self._variant(audience, request))
 
-    @extend_schema(methods=["GET"], request=None, responses=s.SplitResultSerializer(partial=True))
+    @extend_schema(methods=["GET"], request=None, responses=s.SplitStateSerializer)
     @extend_schema(
         methods=["PUT"],
         request=s.SplitSerializer,
