@@ -41,6 +41,13 @@ def _fresh_throttle_counts():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _queued_drains_never_start(settings):
+    """No worker runs here: a drain a test queues (connect, fan-out) stays queued, and a drain the test runs itself
+    would hand its worker over to it once both are a second old. Tests of the hand-over set it lower."""
+    settings.DRAIN_HANDOVER_SECONDS = 600
+
+
 @pytest.fixture(scope="session")
 def _sandbox_server():
     from outputs.sandbox.server import PartnerSandbox

@@ -146,6 +146,7 @@ def seed_profiles(
     progress: Callable[[int, int], None] | None = None,
     now: dt.datetime | None = None,
     using: str | None = None,
+    fast: bool = False,
 ) -> dict[str, int]:
     """Create ``count`` profiles with identities and events; return the counts created.
 
@@ -153,6 +154,10 @@ def seed_profiles(
     listed get none). Events fall in the last ``days`` days before ``now``; each
     profile gets between ``events_per_profile[0]`` and ``[1]`` of them.
     ``progress(done, count)`` is called after every chunk.
+
+    ``fast`` (PostgreSQL only) generates the rows inside the database instead
+    (``audiences.seeding_sql``): the same distributions and formats, another random
+    stream, one transaction that locks the tables; for millions of profiles.
 
     Raises ``ValueError`` (``SeedingError``) for bad arguments or when profiles
     with this prefix already exist.
@@ -189,9 +194,17 @@ def seed_profiles(
 
     # A string seed hashes with SHA-512, independent of PYTHONHASHSEED; mixing
     # in the prefix keeps device IDs of two prefixes seeded alike apart.
+    connection = connections[using]
+    if fast:
+        if connection.vendor != "postgresql":
+            raise SeedingError("fast seeding needs PostgreSQL; leave fast out on other databases")
+        from audiences import seeding_sql
+
+        settings = seeding_sql.settings_for(mix, seed, prefix, now, days, low, high, mobile_base)
+        return seeding_sql.seed_profiles_sql(connection, settings, count, progress)
+
     rng = random.Random(f"{seed}/{prefix}") if seed is not None else random.Random()
     generator = _Generator(rng, mix, prefix, now, days, low, high, mobile_base)
-    connection = connections[using]
     write = _write_chunk_postgresql if connection.vendor == "postgresql" else _write_chunk_orm
 
     totals = {"profiles": 0, "identities": 0, "events": 0}

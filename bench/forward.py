@@ -249,6 +249,8 @@ def run(ctx) -> list[Figure]:
                 extra=r,
             )
         )
+    if not ctx.args.braze_messages:
+        return figures
     r = measure(ctx, "braze", ctx.args.braze_messages)
     figures.append(
         Figure(

@@ -3,6 +3,7 @@
     python bench/run.py --profiles 1000000                 # everything (make bench PROFILES=1000000)
     python bench/run.py --profiles 100000 --only refresh,fanout --json out.json
     python bench/run.py --profiles 100000 --only ingest      # event ingest under 1, 10 and 50 audiences
+    python bench/run.py --profiles 100000 --only latency_load  # a change's latency under API load and a backlog
     python bench/run.py --smoke                            # seconds, for the test suite (make bench-smoke)
 
 Runs against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bench, created when missing), seeds
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
 
-PIECES = ("refresh", "fanout", "forward", "profile_path", "memory", "queries", "ingest")
+PIECES = ("refresh", "fanout", "forward", "profile_path", "latency_load", "memory", "queries", "ingest")
 GROWTH_PIECES = ("refresh", "profile_path", "memory")
 
 
@@ -44,6 +45,14 @@ def parse(argv=None):
     )
     p.add_argument("--braze-messages", type=int, default=None, help="Braze backlog (default 100,000)")
     p.add_argument("--updates", type=int, default=None, help="per-profile path: updates per broker (default 500)")
+    p.add_argument("--backlog", type=int, default=None, help="latency under load: backlog to drain (default 100,000)")
+    p.add_argument(
+        "--changes", type=int, default=None, help="latency under load: single changes per broker (default 100)"
+    )
+    p.add_argument(
+        "--load-rate", type=float, default=None, help="latency under load: API profile updates/s (default 500)"
+    )
+    p.add_argument("--load-seconds", type=float, default=900, help="latency under load: longest wrk run per broker")
     p.add_argument(
         "--growth-base",
         type=int,
@@ -54,6 +63,18 @@ def parse(argv=None):
         "--variants",
         action="store_true",
         help="split the refresh audience 45/45/10 (A, B, control) and fan out to A and B besides the whole audience",
+    )
+    p.add_argument(
+        "--growth-forward",
+        action="store_true",
+        help="the growth run also drains the largest Mailchimp backlog, so forwarding per identity\n"
+        "is compared at both profile counts with the same backlog",
+    )
+    p.add_argument(
+        "--growth-from",
+        default=None,
+        help="the JSON of an earlier run at fewer profiles to compare with, instead of a growth run\n"
+        "(for sizes where measuring both in one go takes too long)",
     )
     p.add_argument("--smoke", action="store_true", help="small and quick: 10,000 profiles, small backlogs")
     p.add_argument("--drop", action="store_true", help="drop the scratch database(s) afterwards")
@@ -67,8 +88,12 @@ def parse(argv=None):
     small = args.smoke
     args.profiles = args.profiles if args.profiles is not None else (10_000 if small else 1_000_000)
     args.messages = args.messages or ([2_000, 10_000] if small else [100_000, 1_000_000])
-    args.braze_messages = args.braze_messages or (1_500 if small else 100_000)
+    if args.braze_messages is None:  # 0 leaves Braze out
+        args.braze_messages = 1_500 if small else 100_000
     args.updates = args.updates or (10 if small else 500)
+    args.backlog = args.backlog or (2_000 if small else 100_000)
+    args.changes = args.changes or (4 if small else 100)
+    args.load_rate = args.load_rate or (50 if small else 500)
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -118,6 +143,9 @@ def growth_run(args, url) -> dict | None:
 
     base = args.growth_base
     pieces = [p for p in GROWTH_PIECES if p in args.only]
+    forward = args.growth_forward and "forward" in args.only
+    if forward:
+        pieces.append("forward")
     if not base or base >= args.profiles or not pieces:
         return None
     base_url = harness.with_db_name(url, f"{harness.db_name(url)}_{base}")
@@ -136,9 +164,9 @@ def growth_run(args, url) -> dict | None:
         "--updates",
         str(args.updates),
         "--messages",
-        "+".join(str(m) for m in args.messages),
+        str(max(args.messages)) if forward else "+".join(str(m) for m in args.messages),
         "--braze-messages",
-        str(args.braze_messages),
+        "0" if forward else str(args.braze_messages),
         "--redis-url",
         args.redis_url,
         "--growth-child",
@@ -150,6 +178,13 @@ def growth_run(args, url) -> dict | None:
     data = json.loads(out.read_text())
     out.unlink()
     return {f["key"]: f for f in data["figures"]} | {"_profiles": base}
+
+
+def growth_from(path: str) -> dict:
+    import json
+
+    data = json.loads(Path(path).read_text())
+    return {f["key"]: f for f in data["figures"]} | {"_profiles": data["meta"]["profiles"]}
 
 
 def growth_figures(ctx, base) -> list:
@@ -187,6 +222,21 @@ def growth_figures(ctx, base) -> list:
     # Forwarding does not depend on the profile count (it reads only the outbox): its growth is the
     # backlog's, 100,000 → 1,000,000 messages, drained in this run.
     drains = ctx.state.get("drains", {})
+    largest = f"forward.mailchimp.{max(drains)}" if drains else None
+    if base is not None and largest in base and largest in mine:
+        before, after = base[largest]["value"], mine[largest].value
+        g = before / after  # time per identity grows as the rate falls
+        figures.append(
+            Figure(
+                "growth.forward.profiles",
+                f"growth {b:,} → {n:,} profiles: forwarding time per identity ({max(drains):,} messages)",
+                g,
+                "×",
+                target="< 1.5×",
+                ok=g < 1.5,
+                note=f"{before:,.0f} → {after:,.0f} ids/s",
+            )
+        )
     if len(drains) >= 2:
         small, large = min(drains), max(drains)
         g = drains[small]["rate"] / drains[large]["rate"]
@@ -220,7 +270,7 @@ def main(argv=None) -> int:
                 ctx.run_piece(name)
         if not args.growth_child:
             ctx.close()
-            base = growth_run(args, url)
+            base = growth_from(args.growth_from) if args.growth_from else growth_run(args, url)
             ctx.figures.extend(growth_figures(ctx, base))
     finally:
         ctx.close()

@@ -43,11 +43,12 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "audiences",
     "outputs",
     "connections",
     "staff",
+    # After our apps: their management commands come first (connections' `qcluster` ends once it has stopped).
+    "django_q",
 ]
 
 MIDDLEWARE = [
@@ -201,21 +202,32 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.5)
+    # An idle pusher asks the database for tasks every Q_POLL seconds: the broker's share of a profile change's
+    # latency (up to Q_POLL) against ~3 ms of CPU a poll (README "Latency under load").
+    Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.2)
 
 # Forwarding. A claimed batch is leased to one worker for OUTBOX_LEASE_SECONDS;
 # if the worker dies the batch is claimed again after that.
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=120)
 # Transient failures back off exponentially from RETRY_BASE_SECONDS up to
-# RETRY_MAX_SECONDS (with jitter), and give up after RETRY_WINDOW_HOURS.
-RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=5)
-RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=3600)
+# RETRY_MAX_SECONDS (with jitter, one draw per batch so a batch's retries go out together), or wait the
+# partner's Retry-After when it gives one, and give up after RETRY_WINDOW_HOURS. A drain stops at a batch
+# that failed whole, so a partner that is down gets one request per connection every RETRY_MAX_SECONDS.
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=2)
+RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=60)
+# A request that got no answer (a timeout, a cut connection) may still be applied by the partner later: the
+# identity's next message waits this long after it, so a held add cannot land after a newer remove. It must
+# be at least the longest a partner may hold a request past PARTNER_HTTP_TIMEOUT (the sandbox: 60 s).
+OUTCOME_SETTLE_SECONDS = env.float("OUTCOME_SETTLE_SECONDS", default=60)
 RETRY_WINDOW_HOURS = env.float("RETRY_WINDOW_HOURS", default=72)
 # Messages a drain lane claims at once: whole partner requests up to this many (Braze's 75 a request → 450),
 # so the database work of a claim is shared by several requests. At least one request is always claimed.
 CLAIM_MESSAGES = env.int("CLAIM_MESSAGES", default=500)
 # One drain task works at most this long, then queues a successor.
 DRAIN_MAX_SECONDS = env.int("DRAIN_MAX_SECONDS", default=300)
+# A drain that has run this long hands its worker over when another connection's drain has waited this long
+# for one (every worker busy with backlogs): a profile change does not wait for another connection's backfill.
+DRAIN_HANDOVER_SECONDS = env.float("DRAIN_HANDOVER_SECONDS", default=1.0)
 # How long a drain waits for one of its output's request slots while other drains hold them all.
 SLOT_WAIT_SECONDS = env.float("SLOT_WAIT_SECONDS", default=30)
 # Delivered, rejected and failed messages are pruned after this many days.

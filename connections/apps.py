@@ -9,7 +9,7 @@ class ConnectionsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from audiences import hooks
-        from connections import fanout, reverify, variants
+        from connections import fanout, reverify, slots, variants
         from connections.admin import inlines
         from connections.api import delete_guards
         from connections.schedules import ensure_schedules
@@ -20,6 +20,7 @@ class ConnectionsConfig(AppConfig):
         hooks.on_profiles_erased(fanout.forget_erased)
         hooks.on_variants(variants.Listener)
         output_hooks.on_output_changed(reverify.output_changed)
+        output_hooks.on_partner_request(slots.one)
         inlines.register()
         delete_guards.register()
         post_migrate.connect(ensure_schedules, sender=self)

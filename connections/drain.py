@@ -37,6 +37,8 @@ SLOT_POLL_SECONDS = 0.25
 # Hex digits of the random part of a drain's name: enough to tell two drains of one thread apart.
 DRAIN_ID_CHARS = 12
 HOLDER_CHARS = OutputSlot._meta.get_field("holder").max_length
+# How often a running drain asks whether another connection's drain is waiting for a worker.
+HANDOVER_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -146,8 +148,13 @@ def _configuration_fault(conn: Connection, problem: str) -> str:
     return problem
 
 
-def drain(connection_id: int, max_seconds: float | None = None, progress=None) -> DrainReport:
-    """Send everything due for one connection, in parallel up to the output's slot allowance."""
+def drain(connection_id: int, max_seconds: float | None = None, progress=None, handover=None) -> DrainReport:
+    """Send everything due for one connection, in parallel up to the output's slot allowance.
+
+    `handover`, when given, is asked between batches (once DRAIN_HANDOVER_SECONDS have passed, then at most every
+    HANDOVER_CHECK_SECONDS) whether another connection's drain is waiting for this worker; if so the drain stops
+    after the batches in flight and reports `more_due`, so its successor queues behind the waiting one.
+    """
     started = time.monotonic()
     deadline = started + (max_seconds or settings.DRAIN_MAX_SECONDS)
     report = DrainReport(worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -177,15 +184,40 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None) -
         report.more_due = True  # every slot busy with other connections of this output: try again soon
         return report
     with output_slots.Lease(slots, holder, settings.OUTBOX_LEASE_SECONDS, since) as lease:
-        _send_all(conn, account, lease, slots, deadline, report, progress)
+        _send_all(conn, account, lease, slots, deadline, report, progress, _throttled(handover, started))
     report.seconds = time.monotonic() - started
     # A lane that lost its slot left work behind, as does the deadline: a successor drain takes it.
     report.more_due = not report.fault and (report.more_due or time.monotonic() >= deadline)
     return report
 
 
+def _throttled(handover, started: float):
+    """`handover`, asked no sooner than DRAIN_HANDOVER_SECONDS after the drain started and then at most every
+    HANDOVER_CHECK_SECONDS whichever lane asks; None when there is nothing to ask."""
+    if handover is None:
+        return None
+    lock = threading.Lock()
+    next_at = [started + settings.DRAIN_HANDOVER_SECONDS]
+
+    def due() -> bool:
+        with lock:
+            if time.monotonic() < next_at[0]:
+                return False
+            next_at[0] = time.monotonic() + HANDOVER_CHECK_SECONDS
+        return bool(handover())
+
+    return due
+
+
 def _send_all(
-    conn: Connection, account, lease, slots: list[int], deadline: float, report: DrainReport, progress
+    conn: Connection,
+    account,
+    lease,
+    slots: list[int],
+    deadline: float,
+    report: DrainReport,
+    progress,
+    handover=None,
 ) -> None:
     """Run one lane per leased slot, as work shows up, until the queue is empty, a fault, or the deadline."""
     partner = conn.partner
@@ -217,6 +249,11 @@ def _send_all(
                     # The lease ran out (a stall) and another drain may have the slot: sending on it would put
                     # one request more in the air than the partner allows. What is left waits for the next drain.
                     report.more_due = True
+                    return
+                if handover is not None and handover():
+                    # Another connection's change waits for a worker: hand this one over, go on after it.
+                    report.more_due = True
+                    stop.set()
                     return
                 rows = outbox.claim(conn.pk, size)
                 if not rows:

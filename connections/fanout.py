@@ -47,7 +47,9 @@ def _insert(conn: Connection, source_sql: str, params: list, *, forget: bool = F
             f"FROM ({source_sql}) src WHERE 1 = 1 "
             f"ON CONFLICT (connection_id, identity_type, value) WHERE state = '{State.PENDING}' DO UPDATE SET "
             f"action = excluded.action, profile_id = excluded.profile_id, attempts = 0, "
-            f"next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at, "
+            # A replaced message whose identity is settling (a request got no answer) keeps waiting.
+            f"next_attempt_at = CASE WHEN {T_OUTBOX}.settles_at > excluded.next_attempt_at "
+            f"THEN {T_OUTBOX}.settles_at ELSE excluded.next_attempt_at END, created_at = excluded.created_at, "
             f"updated_at = excluded.updated_at, last_error = '', "
             f"forget_after_delivery = excluded.forget_after_delivery",
             [conn.pk, now, now, now, forget, *params],

@@ -13,6 +13,7 @@ from audiences.models import Identity
 from connections.models import Connection, OutboxMessage
 from connections.variants import members as members_of
 from identities import ADVERTISING_TYPES, DEVICE_TYPES, SINGULARS, plural_phrase
+from outputs import hooks as output_hooks
 from outputs.partners.base import Partner
 from outputs.partners.http import TransportError
 
@@ -109,8 +110,9 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
     accepted = max(0, forwarded - rejected)
     if partner_count is ...:
         try:
-            partner_count = partner.partner_count(conn.output.account(), conn.settings)
-        except TransportError:
+            with output_hooks.partner_request(conn.output):
+                partner_count = partner.partner_count(conn.output.account(), conn.settings)
+        except (TransportError, output_hooks.SlotsBusy):
             partner_count = None
 
     if not types:

@@ -27,6 +27,10 @@ HINTS = {
     "partner_count_lower": "{partner} reports {count} but {forwarded} were forwarded and accepted. Members removed "
     "or unsubscribed at {partner} (by hand, by a bounce or by a compliance review) are not added back; check "
     "the destination's activity at {partner}.",
+    "partner_count_higher": "{partner} reports {count} but only {forwarded} of the audience's members were "
+    "forwarded and accepted. {partner} also counts members added there by other means (by hand, an import, a "
+    "signup form, another tool writing to the same destination); check that nothing else writes to it, and "
+    "look up at {partner} the members the audience does not hold.",
     "partner_count_zero": "{partner} reports no members although {forwarded} were forwarded and accepted: check "
     "that the connection points at the list or segment you are looking at, and that nobody emptied it at {partner}.",
     "expired": "{partner} removes a member {days} days after the last upload that added them. Members still in "

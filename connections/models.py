@@ -123,6 +123,9 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # An earlier request for this identity got no answer and may still land at the partner until then
+    # (connections.policy.settles_at): the message is not sent before, even when a newer change replaces it.
+    settles_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=1000, blank=True)
     # Erased profiles: the row is deleted once delivered, so no identity outlives the erasure.
     forget_after_delivery = models.BooleanField(default=False)

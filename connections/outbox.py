@@ -189,7 +189,7 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
         if result.fault is not None:
             give_back(cursor, rows, now, refund=True)
         elif retry:
-            failed = _retry(cursor, retry, now)
+            failed = _retry(cursor, retry, now, unknown=policy.unanswered(result.attempts))
         counts = {
             "batches": 1,
             "messages": len(rows),
@@ -272,12 +272,19 @@ def _queue_again(rows, now) -> tuple[str, list]:
     )
 
 
-def _retry(cursor, retry, now) -> int:
-    """Back off transient failures; close as failed those past the retry window. Returns how many failed."""
+def _retry(cursor, retry, now, unknown: bool = False) -> int:
+    """Back off transient failures; close as failed those past the retry window. Returns how many failed.
+
+    `unknown`: a request of the batch got no answer, so the partner may still apply it; every retried
+    identity settles first (connections.policy.settles_at), its newer pending message included.
+    """
     adapt = db.ops.adapt_datetimefield_value
     window_start = policy.retry_window_start(now)
     expired = [(r, o) for r, o in retry if _aware(r[CREATED]) < window_start]
     live = [(r, o) for r, o in retry if _aware(r[CREATED]) >= window_start]
+    settle = policy.settles_at(now) if unknown else None
+    if settle is not None:
+        _settle(cursor, [r for r, _ in retry], settle)
     if expired:
         cursor.execute(
             f"UPDATE {T_OUTBOX} SET state = '{State.FAILED}', finished_at = %s, updated_at = %s, "
@@ -287,20 +294,37 @@ def _retry(cursor, retry, now) -> int:
     if live:
         whens = " ".join("WHEN %s THEN %s" for _ in live)
         errors = " ".join("WHEN %s THEN %s" for _ in live)
-        params = [
-            x
-            for r, o in live
-            for x in (r[ID], adapt(now + dt.timedelta(seconds=policy.backoff_seconds(r[ATTEMPTS], o.retry_after))))
-        ]
+        spread = policy.jitter()
+
+        def next_at(row, outcome):
+            at = now + dt.timedelta(seconds=policy.backoff_seconds(row[ATTEMPTS], outcome.retry_after, spread))
+            return max(at, settle) if settle is not None else at
+
+        params = [x for r, o in live for x in (r[ID], adapt(next_at(r, o)))]
         params += [x for r, o in live for x in (r[ID], o.reason[:MESSAGE_ERROR_CHARS])]
         _close_replaced(cursor, [r for r, _ in live], now)
         cursor.execute(
             f"UPDATE {T_OUTBOX} SET state = '{State.PENDING}', lease_expires_at = NULL, updated_at = %s, "
-            f"next_attempt_at = CASE id {whens} END, last_error = CASE id {errors} END "
+            f"next_attempt_at = CASE id {whens} END, last_error = CASE id {errors} END"
+            f"{', settles_at = %s' if settle is not None else ''} "
             f"WHERE id IN ({_ids([r for r, _ in live])}) AND state = '{State.IN_FLIGHT}'",
-            [adapt(now), *params],
+            [adapt(now), *params, *([adapt(settle)] if settle is not None else [])],
         )
     return len(expired)
+
+
+def _settle(cursor, rows, until) -> None:
+    """The pending messages of these rows' identities (newer changes queued meanwhile) wait until `until`."""
+    adapt = db.ops.adapt_datetimefield_value
+    values = sorted({r[VALUE] for r in rows})
+    cursor.execute(
+        f"UPDATE {T_OUTBOX} SET settles_at = %s, next_attempt_at = CASE WHEN next_attempt_at < %s THEN %s "
+        f"ELSE next_attempt_at END WHERE value IN ({', '.join(['%s'] * len(values))}) "
+        f"AND state = '{State.PENDING}' AND EXISTS (SELECT 1 FROM {T_OUTBOX} r "
+        f"WHERE r.id IN ({_ids(rows)}) AND r.connection_id = {T_OUTBOX}.connection_id "
+        f"AND r.identity_type = {T_OUTBOX}.identity_type AND r.value = {T_OUTBOX}.value)",
+        [adapt(until), adapt(until), adapt(until), *values],
+    )
 
 
 def _close_replaced(cursor, rows, now) -> None:

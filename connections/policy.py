@@ -56,13 +56,35 @@ def due(now) -> Q:
     return reduce(or_, (d.q(now) for d in DUE))
 
 
-def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter; a partner's Retry-After is honoured as the minimum."""
-    base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    delay = base * random.uniform(*JITTER)
+def jitter() -> float:
+    """One draw per batch: the messages a batch retries wait alike and go out again together, in one claim."""
+    return random.uniform(*JITTER)
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None, spread: float | None = None) -> float:
+    """The wait before a retry: the partner's Retry-After when it gave one, else exponential backoff with jitter.
+
+    Retry-After is the partner saying when it will take the request again (a 429's window resets, a 503's
+    maintenance ends): waiting the exponential delay on top would only leave it idle.
+    """
     if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
+        return max(0.0, retry_after)
+    base = min(settings.RETRY_MAX_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return base * (jitter() if spread is None else spread)
+
+
+def unanswered(attempts) -> bool:
+    """A request went out and no answer came back (a timeout, a connection cut): the partner may still apply it."""
+    return any(a.status is None and not a.refused for a in attempts)
+
+
+def settles_at(now):
+    """Until when a request that got no answer may still land at the partner (OUTCOME_SETTLE_SECONDS).
+
+    Nothing newer for the identity goes out before then: a remove sent while the partner still holds an
+    add would be undone when the add lands. After it, the newest state is sent again, whatever happened.
+    """
+    return now + dt.timedelta(seconds=settings.OUTCOME_SETTLE_SECONDS)
 
 
 def retry_window_start(now):

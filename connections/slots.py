@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
 from django.utils import timezone
 
 from connections.models import OutputSlot
+from outputs.hooks import SlotsBusy
 
 log = logging.getLogger(__name__)
+
+# While drains hold every slot, a check asks again this often, for at most SLOT_WAIT_SECONDS.
+POLL_SECONDS = 0.25
+HOLDER_CHARS = OutputSlot._meta.get_field("holder").max_length
 
 
 def acquire(output, want: int, holder: str, lease_seconds: float, now=None) -> list[int]:
@@ -114,3 +124,29 @@ class Lease:
                     self._valid_until = started + self.seconds
         finally:
             db.close()  # this thread's own database connection
+
+
+@contextmanager
+def one(output):
+    """Hold one of the output's request slots around a request made outside a drain (a verification, a
+    credentials check), waiting up to SLOT_WAIT_SECONDS for drains to free one; SlotsBusy when none did."""
+    if output.pk is None:  # an output being tried before it is saved: no forwarding shares it yet
+        yield
+        return
+    holder = f"check {uuid.uuid4().hex[:12]} {socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    holder = holder[:HOLDER_CHARS]
+    give_up = time.monotonic() + settings.SLOT_WAIT_SECONDS
+    while True:
+        since = time.monotonic()
+        ids = acquire(output, 1, holder, settings.OUTBOX_LEASE_SECONDS)
+        if ids or time.monotonic() >= give_up:
+            break
+        time.sleep(POLL_SECONDS)
+    if not ids:
+        limit = max(1, output.partner.max_concurrency)
+        raise SlotsBusy(
+            f"forwarding kept all {limit} of {output.partner.name}'s simultaneous requests busy for "
+            f"{settings.SLOT_WAIT_SECONDS:g} seconds; it is checked again at the next verification."
+        )
+    with Lease(ids, holder, settings.OUTBOX_LEASE_SECONDS, since):
+        yield

@@ -15,8 +15,13 @@ from connections.models import Connection
 
 log = logging.getLogger(__name__)
 
-# A drain queued this long ago and never started (its worker died before it ran) no longer blocks a new one.
-STALE_QUEUE = dt.timedelta(minutes=10)
+# A drain queued this long ago and not started yet no longer blocks a new one. The broker may have lost it (a
+# killed cluster had taken it off the queue, the Redis broker forgets it); nothing tells a lost task from one
+# still waiting behind busy workers, so the marker is a lease shorter than the sweep's minute and the next
+# sweep queues the connection again. If the first was only waiting, both run: claims and slots keep them from
+# sending anything twice, and the later one usually finds nothing due. A spare drain costs a little work; a
+# lost one cost a connection stalled for ten minutes.
+QUEUED_DRAIN_LEASE = dt.timedelta(seconds=30)
 
 
 def request_drain(connection_ids, force: bool = False) -> list[int]:
@@ -37,7 +42,7 @@ def request_drain(connection_ids, force: bool = False) -> list[int]:
     for pk in eligible.values_list("pk", flat=True):
         # The conditional UPDATE is the lock: only one caller flips it.
         fresh = Connection.objects.filter(pk=pk).filter(
-            Q(drain_queued_at__isnull=True) | Q(drain_queued_at__lt=now - STALE_QUEUE)
+            Q(drain_queued_at__isnull=True) | Q(drain_queued_at__lt=now - QUEUED_DRAIN_LEASE)
         )
         if fresh.update(drain_queued_at=now):
             async_task("connections.tasks.drain_connection", pk, task_name=f"drain-{pk}-{now.timestamp():.3f}")
@@ -45,9 +50,26 @@ def request_drain(connection_ids, force: bool = False) -> list[int]:
     return queued
 
 
+def others_waiting(connection_id: int) -> bool:
+    """Whether another connection's drain has waited DRAIN_HANDOVER_SECONDS for a worker (queued, not started).
+
+    A drain clears its connection's `drain_queued_at` when it starts, and a free worker starts a queued drain
+    within the broker's poll: one still queued after that waits because every worker is busy.
+    """
+    now = timezone.now()
+    return (
+        Connection.objects.filter(
+            drain_queued_at__lte=now - dt.timedelta(seconds=settings.DRAIN_HANDOVER_SECONDS),
+            drain_queued_at__gt=now - QUEUED_DRAIN_LEASE,
+        )
+        .exclude(pk=connection_id)
+        .exists()
+    )
+
+
 def drain_connection(connection_id: int) -> dict:
     try:
-        report = drain(connection_id)
+        report = drain(connection_id, handover=lambda: others_waiting(connection_id))
     except Connection.DoesNotExist:
         return {}
     conn = Connection.objects.filter(pk=connection_id).select_related("output").first()

@@ -42,6 +42,10 @@ def clean_base_url(url: str, kind: str) -> str:
     return url
 
 
+# The start of a check's sentence when the partner could not be asked for want of a free request slot.
+NOT_CHECKED = "Not checked this time:"
+
+
 def partner_checks(output: Output, ask, name: str = "credentials", unreachable=None) -> list[Check]:
     """What `ask(partner, account)` answers, as checks a person can read whatever went wrong on the way.
 
@@ -56,7 +60,10 @@ def partner_checks(output: Output, ask, name: str = "credentials", unreachable=N
     except SecretsUnreadable as exc:
         return [Check(name, "failing", str(exc))]
     try:
-        checks = list(ask(partner, account))
+        with hooks.partner_request(output):
+            checks = list(ask(partner, account))
+    except hooks.SlotsBusy as exc:
+        checks = [Check(name, "warning", f"{NOT_CHECKED} {exc}")]
     except DestinationAnswer as exc:
         checks = [Check(name, "failing", exc.fault.message, exc.fault.hint)]
     except TransportError as exc:
@@ -69,7 +76,8 @@ def partner_checks(output: Output, ask, name: str = "credentials", unreachable=N
 def check_credentials(output: Output) -> Check:
     """Ask the partner whether the output's credentials work, and remember the answer on the output."""
     (check,) = partner_checks(output, lambda partner, account: [partner.check_credentials(account)])
-    record_credentials(output, check)
+    if not check.detail.startswith(NOT_CHECKED):  # the partner was not asked: what is known stays
+        record_credentials(output, check)
     log.info("Checked credentials of output %s (%s): %s", output.pk, output.kind, check.status)
     return check
 

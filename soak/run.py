@@ -1,7 +1,7 @@
 """Run the fault soaks and print their figures.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/soak python soak/run.py [--only crashes,faults,dbrestart,load]
-        [--messages 100000] [--small]
+        [--messages 100000] [--small] [--defaults]
 
 Each soak runs in a scratch PostgreSQL database whose name starts with "soak" (created when missing, emptied
 by every soak) against the partner sandbox in its own process, and writes its figures to
@@ -28,6 +28,11 @@ def main() -> int:
     p.add_argument("--only", default=",".join(SOAKS), help="comma-separated: " + ", ".join(SOAKS))
     p.add_argument("--messages", type=int, default=None, help="messages per forward (default 100,000; small 4,000)")
     p.add_argument("--small", action="store_true", help="the small versions tests/soak runs")
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="workers with the product's lease, backoff and drain defaults instead of the fast soak settings",
+    )
     p.add_argument("--seconds", type=float, default=None, help="load duration (default 60 s; small 5 s)")
     args = p.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -41,6 +46,8 @@ def main() -> int:
     if not harness.is_postgres(url):
         raise SystemExit("the soaks need PostgreSQL (DATABASE_URL=postgres://…)")
     scene.check_scratch(url)
+    if args.defaults:
+        scene.use_defaults()
     os.environ.setdefault("ALLOW_PRIVATE_DESTINATIONS", "true")
     os.environ.setdefault("ALLOW_BASE_URL_OVERRIDE", "true")
     harness.create_database(url)

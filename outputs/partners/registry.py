@@ -14,7 +14,9 @@ PARTNERS = (
     "outputs.partners.braze.adapter.Braze",
     "outputs.partners.xandr.adapter.Xandr",
     "outputs.partners.facebook.adapter.FacebookCustomAudiences",
+    "outputs.partners.google_ads.adapter.GoogleAdsCustomerMatch",
     "outputs.partners.webhook.adapter.Webhook",
+    "outputs.partners.klaviyo.adapter.Klaviyo",
 )
 
 

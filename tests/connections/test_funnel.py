@@ -231,7 +231,9 @@ def test_it_makes_the_same_few_queries_whatever_the_audience_size(sandbox, djang
         messages.filter(value__in=[email(start), email(start + 2)]).update(state="rejected")
         conn = Connection.objects.get(pk=conn.pk)
 
-        with django_assert_max_num_queries(6) as captured:
+        # 6 for the funnel, and 6 to take and give back a request slot around the partner's count (its
+        # savepoints included: the test runs in a transaction).
+        with django_assert_max_num_queries(12) as captured:
             funnel = compute(conn)
 
         queries[size] = len(captured)

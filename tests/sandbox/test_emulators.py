@@ -88,6 +88,7 @@ def test_a_fault_names_the_partners_it_finds(acme_folder):
         SandboxClient(sandbox.url).fault("myspace", "drop")
 
     assert str(refused.value) == (
-        "POST /_sandbox/faults answered 400: 'partner' must be one of acme, braze, facebook, mailchimp, webhook, "
-        "xandr (or '*'), not 'myspace'."
+        "POST /_sandbox/faults answered 400: 'partner' must be one of acme, braze, facebook, google_ads, klaviyo, "
+        "mailchimp, "
+        "webhook, xandr (or '*'), not 'myspace'."
     )

@@ -109,12 +109,56 @@ def fill_webhook(demo, client):
     return lambda c: c.webhook_deliveries("demo")
 
 
+def fill_klaviyo(demo, client):
+    klaviyo = demo["klaviyo"]
+    headers = {
+        "Authorization": f"Klaviyo-API-Key {klaviyo['api_key']}",
+        "revision": "2026-10-15",
+        "Content-Type": "application/vnd.api+json",
+    }
+    profiles = [{"type": "profile", "attributes": {"email": f"m{i}@example.com"}} for i in range(3)]
+    job = {
+        "type": "profile-bulk-import-job",
+        "attributes": {"profiles": {"data": profiles}},
+        "relationships": {"lists": {"data": [{"type": "list", "id": klaviyo["list_id"]}]}},
+    }
+    url = f"{klaviyo['base_url']}/api/profile-bulk-import-jobs"
+    assert requests.post(url, headers=headers, json={"data": job}, timeout=5).status_code == 202
+    client._call("POST", "klaviyo/keys", {"api_key": "pk_second"})
+    client.revoke("klaviyo", "pk_second")
+    return lambda c: c._call("GET", f"klaviyo/lists/{klaviyo['list_id']}")
+
+
+def fill_google_ads(demo, client):
+    demo = demo["google_ads"]
+    form = {"grant_type": "refresh_token", **{k: demo[k] for k in ("client_id", "client_secret", "refresh_token")}}
+    token = requests.post(f"{demo['base_url']}/token", data=form, timeout=5).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "developer-token": demo["developer_token"]}
+    api = f"{demo['base_url']}/v24/customers/{demo['customer_id']}"
+    metadata = {"userList": f"customers/{demo['customer_id']}/userLists/{demo['user_list_id']}"}
+    job = {"job": {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": metadata}}
+    name = requests.post(f"{api}/offlineUserDataJobs:create", json=job, headers=headers, timeout=5).json()
+    job_path = name["resourceName"].partition("/offlineUserDataJobs/")[2]
+    operation = {"create": {"userIdentifiers": [{"hashedEmail": hashlib.sha256(b"ada@example.com").hexdigest()}]}}
+    added = requests.post(
+        f"{api}/offlineUserDataJobs/{job_path}:addOperations",
+        json={"operations": [operation]},
+        headers=headers,
+        timeout=5,
+    )
+    assert added.status_code == 200
+    assert requests.post(f"{api}/offlineUserDataJobs/{job_path}:run", json={}, headers=headers, timeout=5).ok
+    return lambda c: c._call("GET", f"google_ads/lists/{demo['user_list_id']}")
+
+
 FILL = {
     "mailchimp": fill_mailchimp,
+    "klaviyo": fill_klaviyo,
     "braze": fill_braze,
     "xandr": fill_xandr,
     "facebook": fill_facebook,
     "webhook": fill_webhook,
+    "google_ads": fill_google_ads,
 }
 
 

@@ -49,7 +49,16 @@ class Command(RelayCommand):
             "--days", type=int, default=14, help="Spread events over this many past days (>= 1). Default: 14."
         )
 
-    def handle(self, *args, count, mix, seed, prefix, days, **options):
+        parser.add_argument(
+            "--fast",
+            action="store_true",
+            help=(
+                "PostgreSQL: generate the rows inside the database (same distributions, another random stream), "
+                "rebuilding the indexes once; locks the profile tables while it runs. For millions of profiles."
+            ),
+        )
+
+    def handle(self, *args, count, mix, seed, prefix, days, fast=False, **options):
         if count < 1:
             raise called_wrongly(f"--count must be at least 1, not {count}.")
         if days < 1:
@@ -78,6 +87,7 @@ class Command(RelayCommand):
                     seed=seed,
                     prefix=prefix,
                     days=days,
+                    fast=fast,
                     progress=lambda done, total: bar.update(task, completed=done),
                 )
             except SeedingError as exc:

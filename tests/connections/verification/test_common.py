@@ -318,6 +318,35 @@ def test_it_gives_an_interval_upload_its_period_before_messages_are_late(sandbox
 
 
 @pytest.mark.django_db(transaction=True)
+def test_it_warns_when_the_partner_counts_more_than_were_forwarded(sandbox):
+    conn = mailchimp_connection(sandbox, members=1)
+    drain(conn.pk)
+    # A member the audience does not hold is subscribed at Mailchimp (a late add, or another tool).
+    member = hashlib.md5(b"stray@example.com").hexdigest()
+    response = requests.put(
+        f"{sandbox.mailchimp_url()}/lists/{LIST_ID}/members/{member}",
+        json={"email_address": "stray@example.com", "status_if_new": "subscribed", "status": "subscribed"},
+        auth=("anyone", MAILCHIMP_KEY),
+        timeout=5,
+    )
+    assert response.status_code == 200
+
+    status, checks = reverify(conn)
+
+    assert status == "warning"
+    count = by_name(checks)["partner count"]
+    assert (count.status, count.detail) == ("warning", "Mailchimp reports 2; 1 was forwarded and accepted.")
+    assert_hint(
+        count,
+        "partner_count_higher",
+        "Mailchimp reports 2 but only 1 of the audience's members were forwarded and accepted. Mailchimp also "
+        "counts members added there by other means (by hand, an import, a signup form, another tool writing to "
+        "the same destination); check that nothing else writes to it, and look up at Mailchimp the members the "
+        "audience does not hold.",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_it_warns_when_the_partner_counts_fewer_than_were_forwarded(sandbox):
     conn = mailchimp_connection(sandbox, members=3)
     drain(conn.pk)

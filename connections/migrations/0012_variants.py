@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('audiences', '0004_variants'),
-        ('connections', '0010_last_error_resolved_at'),
+        ('connections', '0011_outbox_settles_at'),
     ]
 
     operations = [
