@@ -2,18 +2,19 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
-from django.http import JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from audiences import criteria as criteria_lang
+from audiences import variants as split
 from audiences.admin_profile_writes import ErasingDeletes, IdentitiesThroughIngest
 from audiences.export import audience_csv_response
-from audiences.models import Audience, Identity, Membership, Profile, RefreshRun
+from audiences.models import Audience, Identity, Membership, Profile, RefreshRun, Variant
 from audiences.permissions import HIDDEN, can_see_identities, require_identities
 from audiences.queries import profiles_with_identity
 from audiences.refresh import reevaluate_profiles, refresh_audience
@@ -161,6 +162,55 @@ class AudienceForm(forms.ModelForm):
         return data
 
 
+class VariantInline(admin.TabularInline):
+    """The audience's A/B variants with their sizes now; the split changes on its own page (an explicit action
+    that says how many members move), so the rows are read-only and follow the audience's permissions."""
+
+    model = Variant
+    fields = ["name", "percent", "buckets", "members", "members_csv"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "A/B variants"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("audiences.view_audience")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("audience")
+
+    @admin.display(description="buckets")
+    def buckets(self, variant):
+        return f"{variant.first_bucket:,}–{variant.last_bucket:,}"
+
+    @admin.display(description="members now")
+    def members(self, variant):
+        audience = variant.audience
+        if not hasattr(audience, "variant_sizes"):
+            audience.variant_sizes = split.sizes(audience)  # one pass for every row of the page
+        return f"{audience.variant_sizes.get(variant.pk, 0):,}"
+
+    @admin.display(description="members CSV")
+    def members_csv(self, variant):
+        if not self._sees_identities:
+            return "-"
+        url = reverse("admin:audiences_audience_export", args=[variant.audience_id]) + f"?variant={variant.pk}"
+        return format_html('<a href="{}">Download</a>', url)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self._sees_identities = can_see_identities(request.user)
+        return super().get_formset(request, obj, **kwargs)
+
+
 @admin.register(Audience)
 class AudienceAdmin(SeamedAdmin, admin.ModelAdmin):
     form = AudienceForm
@@ -169,12 +219,36 @@ class AudienceAdmin(SeamedAdmin, admin.ModelAdmin):
     list_display = ["name", "kind", "size", "last_refreshed_at", "summary"]
     list_filter = ["kind"]
     search_fields = ["name", "description"]
-    readonly_fields = ["size", "last_refreshed_at", "identity_types", "download"]
+    readonly_fields = ["size", "last_refreshed_at", "identity_types", "download", "variants_summary"]
     actions = ["refresh_now"]
+    inlines = [VariantInline]
     fieldsets = [
         (None, {"fields": ["name", "description", "kind", "criteria"]}),
-        ("Members", {"fields": ["size", "last_refreshed_at", "identity_types", "download"]}),
+        ("Members", {"fields": ["size", "last_refreshed_at", "identity_types", "download", "variants_summary"]}),
     ]
+
+    @admin.display(description="A/B variants")
+    def variants_summary(self, audience):
+        if not audience.pk:
+            return "-"
+        variants = list(audience.variants.all())
+        said = f"Split {split.describe(variants)}." if variants else "Not split."
+        if not getattr(audience, "may_split", False):
+            return said
+        url = reverse("admin:audiences_audience_variants", args=[audience.pk])
+        return format_html('{} <a class="button" href="{}">Change the split</a>', said, url)
+
+    def get_inlines(self, request, obj):
+        inlines = super().get_inlines(request, obj)
+        # A new audience has no members to split yet.
+        return inlines if obj is not None else [i for i in inlines if i is not VariantInline]
+
+    def get_object(self, request, object_id, from_field=None):
+        # The read-only parts see only the object: it carries whether this user may change the split.
+        audience = super().get_object(request, object_id, from_field)
+        if audience is not None:
+            audience.may_split = self.has_change_permission(request, audience)
+        return audience
 
     @admin.display(description="criteria")
     def summary(self, audience):
@@ -214,8 +288,10 @@ class AudienceAdmin(SeamedAdmin, admin.ModelAdmin):
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
         preview = self.admin_site.admin_view(require_POST(self.preview_view))
+        variants = self.admin_site.admin_view(self.variants_view)
         return [
             path("<int:pk>/export/", export, name="audiences_audience_export"),
+            path("<int:pk>/variants/", variants, name="audiences_audience_variants"),
             path("preview/", preview, name="audiences_audience_preview"),
             *super().get_urls(),
         ]
@@ -231,7 +307,41 @@ class AudienceAdmin(SeamedAdmin, admin.ModelAdmin):
         if not self.has_view_permission(request, audience):
             raise PermissionDenied
         require_identities(request.user)
-        return audience_csv_response(audience)
+        raw = request.GET.get("variant", "")
+        variant = get_object_or_404(Variant, pk=raw, audience=audience) if raw else None
+        return audience_csv_response(audience, variant)
+
+    def variants_view(self, request, pk):
+        """Change the split: the same service as the API and the command, with its sentence as the message."""
+        audience = get_object_or_404(Audience, pk=pk)
+        if not self.has_change_permission(request, audience):
+            raise PermissionDenied
+        variants = list(audience.variants.all())
+        current = " ".join(f"{v.name}={v.percent}" for v in variants)
+        text, disconnect = current, ""
+        if request.method == "POST":
+            text, disconnect = request.POST.get("split", ""), request.POST.get("disconnect", "")
+            try:
+                result = split.change_split(audience, split.parse_split(text), disconnect or None)
+            except ValidationError as exc:
+                for problems in exc.message_dict.values():
+                    for problem in problems:
+                        self.message_user(request, problem, messages.ERROR)
+            else:
+                level = messages.WARNING if result.status == "disconnecting" else messages.SUCCESS
+                self.message_user(request, result.detail, level)
+                return HttpResponseRedirect(reverse("admin:audiences_audience_change", args=[audience.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"A/B variants of {audience.name}",
+            "audience": audience,
+            "variants": variants,
+            "current": split.describe(variants) if variants else "",
+            "split": text,
+            "disconnect": disconnect,
+        }
+        return render(request, "admin/audiences/audience/variants.html", context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

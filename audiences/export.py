@@ -7,6 +7,7 @@ from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
+from audiences import variants
 from audiences.models import Identity, Membership
 from identities import IdentityType
 
@@ -30,12 +31,12 @@ class _Echo:
         return value
 
 
-def csv_rows(audience):
+def csv_rows(audience, variant=None):
     """Yield CSV lines; memory stays flat because members are read in chunks."""
     writer = csv.writer(_Echo())
     yield writer.writerow(HEADER)
     members = (
-        Membership.objects.filter(audience=audience)
+        (variants.members(variant) if variant else Membership.objects.filter(audience=audience))
         .select_related("profile")
         .prefetch_related(Prefetch("profile__identities", queryset=Identity.objects.order_by("type", "value")))
         .order_by("profile_id")
@@ -48,7 +49,10 @@ def csv_rows(audience):
         yield writer.writerow([defuse(cells[0]), member.since.isoformat(), *map(defuse, cells[1:])])
 
 
-def audience_csv_response(audience):
-    response = StreamingHttpResponse(csv_rows(audience), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{slugify(audience.name) or "audience"}-members.csv"'
+def audience_csv_response(audience, variant=None):
+    response = StreamingHttpResponse(csv_rows(audience, variant), content_type="text/csv; charset=utf-8")
+    name = slugify(audience.name) or "audience"
+    if variant is not None:
+        name += "-" + (slugify(variant.name) or f"variant-{variant.pk}")
+    response["Content-Disposition"] = f'attachment; filename="{name}-members.csv"'
     return response

@@ -51,3 +51,30 @@ def on_profiles_erased(listener: Callable) -> Callable:
 def profiles_erased(profiles) -> None:
     for listener in _erasure_listeners:
         listener(profiles)
+
+
+_variant_listeners: list = []
+
+
+def on_variants(listener) -> object:
+    """Register an object with `removed(audience, variants, disconnect)` and `split_changed(audience, before,
+    after)` (connections does): see audiences/variants.py change_split."""
+    if listener not in _variant_listeners:
+        _variant_listeners.append(listener)
+    return listener
+
+
+def variants_removed(audience, variants, disconnect) -> str | None:
+    """Before variants go: a listener refuses (ValidationError), or answers a sentence when the change must wait
+    (their connections are removing members first), or None to let them go."""
+    for listener in _variant_listeners:
+        waiting = listener.removed(audience, variants, disconnect)
+        if waiting:
+            return waiting
+    return None
+
+
+def split_changed(audience, before, after) -> int:
+    """After a split changed, in its transaction: `before` and `after` map variant IDs to their Scope. Returns how
+    many messages the listeners queued."""
+    return sum(listener.split_changed(audience, before, after) for listener in _variant_listeners)

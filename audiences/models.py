@@ -72,6 +72,9 @@ class Audience(models.Model):
     criteria = models.JSONField(null=True, blank=True, help_text="Rule criteria (see docs/criteria.md).")
     size = models.PositiveIntegerField(default=0, editable=False)
     last_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Part of every member's variant hash: a new set of variants (one added, removed or renamed) is a new test
+    # and shuffles the members afresh; new percentages alone move only the members at the shifted boundaries.
+    split_version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -151,3 +154,25 @@ class MembershipChange(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.profile_id} {self.audience_id}"
+
+
+class Variant(models.Model):
+    """One share of an audience's members, for an A/B test: members are assigned by a stable hash (see
+    audiences/variants.py) into buckets 0–9,999, and a variant holds the members of its bucket range."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="variants")
+    name = models.CharField(max_length=100)
+    percent = models.PositiveSmallIntegerField()
+    position = models.PositiveSmallIntegerField()
+    # Written with the split: the variants of an audience cover 0–9,999 in position order, without gaps.
+    first_bucket = models.PositiveSmallIntegerField(editable=False)
+    last_bucket = models.PositiveSmallIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["audience__name", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "name"], name="variant_audience_name_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.audience.name} · {self.name}"

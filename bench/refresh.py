@@ -82,19 +82,27 @@ def refresh_child(audience_id: int) -> dict:
     }
 
 
-def prepare() -> int:
-    """A fresh audience with no members and no connections; returns its id."""
+SPLIT = [{"name": "A", "percent": 45}, {"name": "B", "percent": 45}, {"name": "control", "percent": 10}]
+
+
+def prepare(variants: bool = False) -> int:
+    """A fresh audience with no members and no connections (split 45/45/10 with `variants`); returns its id."""
+    from audiences import variants as split
     from audiences.models import Audience
 
     harness.reset_state()
-    return Audience.objects.create(name=AUDIENCE, criteria=HALF).pk
+    audience = Audience.objects.create(name=AUDIENCE, criteria=HALF)
+    if variants:
+        split.change_split(audience, SPLIT)
+    return audience.pk
 
 
 def run(ctx) -> list[Figure]:
     from audiences.models import Profile
 
     n = Profile.objects.count()
-    audience_id = prepare()
+    variants = getattr(ctx.args, "variants", False)
+    audience_id = prepare(variants)
     harness.settle()
     raw_first, adds, removes = raw_antijoin(audience_id)
     harness.settle()
@@ -119,7 +127,8 @@ def run(ctx) -> list[Figure]:
     return [
         Figure(
             "refresh.first",
-            f"first refresh, {n:,} profiles ({share:.0%} match: +{first['added']:,})",
+            f"first refresh, {n:,} profiles ({share:.0%} match: +{first['added']:,})"
+            + (", audience split 45/45/10" if variants else ""),
             first["seconds"],
             "s",
             raw_first,

@@ -60,6 +60,11 @@ def parse(argv=None):
         help="profiles of the growth comparison run (default profiles/10; 0 skips it)",
     )
     p.add_argument(
+        "--variants",
+        action="store_true",
+        help="split the refresh audience 45/45/10 (A, B, control) and fan out to A and B besides the whole audience",
+    )
+    p.add_argument(
         "--growth-forward",
         action="store_true",
         help="the growth run also drains the largest Mailchimp backlog, so forwarding per identity\n"

@@ -176,7 +176,7 @@ def _connections(n: int) -> str:
 def build(user, now=None) -> Dashboard:
     now = now or timezone.now()
     slots = hour_slots(now)
-    conns = list(with_pending(Connection.objects.select_related("audience", "output")).order_by())
+    conns = list(with_pending(Connection.objects.select_related("audience", "variant", "output")).order_by())
     per_hour = hourly([c.pk for c in conns], slots[0]) if conns else {}
 
     rows = []

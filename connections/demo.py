@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audiences import variants as split
 from audiences.ingest import ProfileInput, ingest_events, upsert_profiles
-from audiences.models import Audience, Profile
+from audiences.models import Audience, Identity, Profile
 from audiences.refresh import refresh_audience
 from connections import services
 from connections.models import Connection, OutboxMessage
@@ -37,6 +38,9 @@ POTENTIAL_PARISIANS = {
 }
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us6"
 MAILCHIMP_LIST = "a1b2c3d4e5"
+# The A/B test of the story: two Mailchimp campaigns' lists, and a control group sent nowhere.
+SPLIT = [{"name": "A", "percent": 45}, {"name": "B", "percent": 45}, {"name": "control", "percent": 10}]
+CAMPAIGN_LISTS = {"A": "c1a0000001", "B": "c2b0000002"}
 XANDR = {"username": "demo", "password": "demo-pass", "member_id": 1234, "segment_id": 5678}
 # The ten members who stop qualifying in the second act: five have an email, all ten an Android advertising ID.
 LEAVERS = [1, 2, 11, 12, 21, 22, 31, 32, 41, 42]
@@ -179,6 +183,43 @@ def partner_holds(client, conn) -> int:
         "xandr": lambda: client.xandr_segment_state(XANDR["segment_id"])["count"],
     }
     return read[conn.output.kind]()
+
+
+def split_and_connect(audience, mailchimp) -> list[Connection]:
+    """Split the audience 45/45/10 and connect variants A and B to a campaign list each; control stays unconnected."""
+    split.change_split(audience, SPLIT)
+    variants = {v.name: v for v in audience.variants.all()}
+    return [
+        services.connect(audience, mailchimp, {"list_id": list_id}, variant=variants[name])
+        for name, list_id in CAMPAIGN_LISTS.items()
+    ]
+
+
+def variant_lines(audience, client) -> list[str]:
+    """One line per variant: its size, where it goes, and what the sandbox list holds (the emails among them)."""
+    audience.refresh_from_db()
+    sizes = split.sizes(audience)
+    held = {name: set(client.mailchimp_list_state(lid)["members"]) for name, lid in CAMPAIGN_LISTS.items()}
+    lines = []
+    for v in audience.variants.all():
+        emails = set(
+            Identity.objects.filter(type="email", profile_id__in=split.members(v).values("profile_id")).values_list(
+                "value", flat=True
+            )
+        )
+        if v.name in CAMPAIGN_LISTS:
+            right = "exactly its members with an email" if held[v.name] == emails else "NOT its members"
+            lines.append(
+                f"  {v.name} ({v.percent}%): {sizes[v.pk]} members, {len(emails)} with an email → Mailchimp list "
+                f"{CAMPAIGN_LISTS[v.name]} holds {len(held[v.name])}: {right}."
+            )
+        else:
+            elsewhere = sum(len(emails & h) for h in held.values())
+            lines.append(
+                f"  {v.name} ({v.percent}%): {sizes[v.pk]} members, connected nowhere; "
+                f"{elsewhere} of them in either campaign list."
+            )
+    return lines
 
 
 def refreshed(audience):

@@ -100,7 +100,7 @@ def send_batch(conn: Connection, account, rows) -> tuple[SendResult, list]:
             r[ACTION],
             r[TYPE],
             r[VALUE],
-            conn.audience.name,
+            conn.source_name,
             lists.get((r[TYPE], r[VALUE]), ()) if whole else None,
         )
         for r in rows
@@ -158,7 +158,7 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None, h
     started = time.monotonic()
     deadline = started + (max_seconds or settings.DRAIN_MAX_SECONDS)
     report = DrainReport(worker=f"{socket.gethostname()}:{os.getpid()}")
-    conn = Connection.objects.select_related("output", "audience").get(pk=connection_id)
+    conn = Connection.objects.select_related("output", "audience", "variant").get(pk=connection_id)
     Connection.objects.filter(pk=conn.pk).update(drain_queued_at=None)
     if conn.status not in policy.SENDING:
         return report

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audiences.models import Identity, Membership, MembershipChange
 from connections.models import Connection, OutboxMessage
+from connections.variants import member_condition
 
 State = OutboxMessage.State
 T_OUTBOX = OutboxMessage._meta.db_table
@@ -59,7 +60,9 @@ def _insert(conn: Connection, source_sql: str, params: list, *, forget: bool = F
 def fan_out_run(run) -> None:
     """Listener for audiences.hooks: queue the changes of one refresh run for every connection."""
     audience_ids = set(MembershipChange.objects.filter(run=run).values_list("audience_id", flat=True).distinct())
-    conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related("output")
+    conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related(
+        "output", "audience", "variant__audience"
+    )
     # An erasure's removals are forgotten once delivered (see forget_erased for the rest of its history).
     forget = run.trigger == "erasure"
     touched = []
@@ -71,6 +74,7 @@ def fan_out_run(run) -> None:
             f"SELECT ch.profile_id AS profile_id, i.type AS type, i.value AS value, ch.action AS action "
             f"FROM {T_CHANGE} ch JOIN {T_IDENTITY} i ON i.profile_id = ch.profile_id "
             f"WHERE ch.run_id = %s AND ch.audience_id = %s AND i.type IN ({_placeholders(types)})"
+            f"{member_condition(conn, 'ch.profile_id')}"
         )
         _insert(conn, source, [run.pk, conn.audience_id, *types], forget=forget)
         _count_unaccepted(conn, run, types)
@@ -85,7 +89,7 @@ def _count_unaccepted(conn, run, types) -> None:
             f"UPDATE {Connection._meta.db_table} SET unaccepted_count = unaccepted_count + ("
             f"SELECT COUNT(*) FROM {T_CHANGE} ch WHERE ch.run_id = %s AND ch.audience_id = %s "
             f"AND NOT EXISTS (SELECT 1 FROM {T_IDENTITY} i WHERE i.profile_id = ch.profile_id "
-            f"AND i.type IN ({_placeholders(types)}))) WHERE id = %s",
+            f"AND i.type IN ({_placeholders(types)})){member_condition(conn, 'ch.profile_id')}) WHERE id = %s",
             [run.pk, conn.audience_id, *types, conn.pk],
         )
 
@@ -103,7 +107,9 @@ def fan_out_identity_changes(removed, added) -> None:
     audience_ids = set(
         Membership.objects.filter(profile_id__in=profile_ids).values_list("audience_id", flat=True).distinct()
     )
-    conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related("output")
+    conns = Connection.objects.filter(audience_id__in=audience_ids, status__in=QUEUEING).select_related(
+        "output", "audience", "variant__audience"
+    )
     touched = []
     for conn in conns:
         types = set(accepted_types(conn))
@@ -117,7 +123,8 @@ def fan_out_identity_changes(removed, added) -> None:
                 source = (
                     f"SELECT v.column1 AS profile_id, v.column2 AS type, v.column3 AS value, '{action}' AS action "
                     f"FROM (VALUES {values}) v WHERE EXISTS (SELECT 1 FROM {T_MEMBER} m "
-                    f"WHERE m.audience_id = %s AND m.profile_id = v.column1)"
+                    f"WHERE m.audience_id = %s AND m.profile_id = v.column1"
+                    f"{member_condition(conn, 'm.profile_id')})"
                 )
                 _insert(conn, source, [x for row in chunk for x in row] + [conn.audience_id])
             touched.append(conn.pk)
@@ -138,7 +145,8 @@ def forget_erased(profiles) -> None:
 
 
 def backfill(conn: Connection, action: str = "add") -> int:
-    """Queue every current member of the audience (on connect: adds; on disconnect with removal: removes)."""
+    """Queue every current member of the audience, or of the connection's variant (on connect: adds; on
+    disconnect with removal: removes)."""
     types = accepted_types(conn)
     if not types:
         return 0
@@ -146,6 +154,7 @@ def backfill(conn: Connection, action: str = "add") -> int:
         f"SELECT m.profile_id AS profile_id, i.type AS type, i.value AS value, '{action}' AS action "
         f"FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
         f"WHERE m.audience_id = %s AND i.type IN ({_placeholders(types)})"
+        f"{member_condition(conn, 'm.profile_id')}"
     )
     queued = _insert(conn, source, [conn.audience_id, *types])
     if queued > ANALYZE_AFTER and db.vendor == "postgresql":
@@ -177,9 +186,11 @@ def rewrite_shared_lists(conn: Connection, shared) -> int:
         return 0
     source = (
         f"SELECT m.profile_id AS profile_id, i.type AS type, i.value AS value, CASE WHEN EXISTS (SELECT 1 "
-        f"FROM {T_MEMBER} s WHERE s.audience_id = %s AND s.profile_id = m.profile_id) THEN 'add' ELSE 'remove' END "
+        f"FROM {T_MEMBER} s WHERE s.audience_id = %s AND s.profile_id = m.profile_id"
+        f"{member_condition(sibling, 's.profile_id')}) THEN 'add' ELSE 'remove' END "
         f"AS action FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
         f"WHERE m.audience_id = %s AND i.type IN ({_placeholders(types)})"
+        f"{member_condition(conn, 'm.profile_id')}"
     )
     queued = _insert(sibling, source, [sibling.audience_id, conn.audience_id, *types])
     _drain_after_commit([sibling.pk])

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 
 from django.db.models import Count, Exists, Max, OuterRef
 
-from audiences.models import Identity, Membership
+from audiences.models import Identity
 from connections.models import Connection, OutboxMessage
+from connections.variants import members as members_of
 from identities import ADVERTISING_TYPES, DEVICE_TYPES, SINGULARS, plural_phrase
 from outputs import hooks as output_hooks
 from outputs.partners.base import Partner
@@ -48,6 +49,13 @@ def _or(nouns) -> str:
     return nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]
 
 
+def _matches(conn: Connection, size: int) -> str:
+    users = f"{size:,} user{'' if size == 1 else 's'}"
+    if conn.variant_id:
+        return f"Variant {conn.variant.name} ({conn.variant.percent}% of the audience) holds {users}."
+    return f"The audience matches {users}."
+
+
 @dataclass
 class Step:
     name: str
@@ -69,18 +77,23 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
     partner = conn.partner
     name = partner.name
     types = sorted(partner.accepted_types(conn.settings))
-    members = Membership.objects.filter(audience_id=conn.audience_id)
+    members = members_of(conn)
     accepted_identity = Identity.objects.filter(profile_id=OuterRef("profile_id"), type__in=types)
     size = members.count()
     reachable = members.filter(Exists(accepted_identity)).count()
-    identities = Identity.objects.filter(type__in=types, profile__memberships__audience_id=conn.audience_id)
+    if conn.variant_id:
+        identities = Identity.objects.filter(type__in=types, profile_id__in=members.values("profile_id"))
+    else:
+        identities = Identity.objects.filter(type__in=types, profile__memberships__audience_id=conn.audience_id)
     per_type = dict(identities.values_list("type").annotate(n=Count("profile_id", distinct=True)))
     identity_count = identities.count()
 
     latest = OutboxMessage.objects.filter(connection=conn).values("identity_type", "value").annotate(last=Max("id"))
-    member_identity = Identity.objects.filter(
-        type=OuterRef("identity_type"), value=OuterRef("value"), profile__memberships__audience_id=conn.audience_id
-    )
+    member_identity = Identity.objects.filter(type=OuterRef("identity_type"), value=OuterRef("value"))
+    if conn.variant_id:
+        member_identity = member_identity.filter(profile_id__in=members.values("profile_id"))
+    else:
+        member_identity = member_identity.filter(profile__memberships__audience_id=conn.audience_id)
     state = dict(
         OutboxMessage.objects.filter(pk__in=latest.values("last"), action="add")
         .filter(Exists(member_identity))
@@ -123,7 +136,7 @@ def compute(conn: Connection, partner_count=...) -> Funnel:
     else:
         count_reason = f"{name} reports {partner_count:,}."
     steps = [
-        Step("audience members", size, 0, f"The audience matches {size:,} user{'' if size == 1 else 's'}."),
+        Step("audience members", size, 0, _matches(conn, size)),
         Step("members with an accepted identity", reachable, size - reachable, reachable_reason),
         Step(
             "identities valid after normalization",

@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from audiences.models import Audience
+from audiences.models import Audience, Variant
 from identities import IdentityType
 from outputs.models import Output
 from staff import dates
@@ -21,6 +21,11 @@ class Connection(models.Model):
         INTERVAL = "interval", "Interval upload"
 
     audience = models.ForeignKey(Audience, on_delete=models.PROTECT, related_name="connections")
+    # Set: the connection forwards one variant of the audience (its members whose bucket is in the variant's
+    # range), not the whole audience. A control variant is one nobody connects.
+    variant = models.ForeignKey(
+        Variant, null=True, blank=True, on_delete=models.PROTECT, related_name="connections", db_index=False
+    )
     output = models.ForeignKey(Output, on_delete=models.PROTECT, related_name="connections")
     settings = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.ACTIVE)
@@ -71,7 +76,12 @@ class Connection(models.Model):
         indexes = [models.Index(fields=["status"], name="connection_status_idx")]
 
     def __str__(self):
-        return f"{self.audience} → {self.output}"
+        return f"{self.source_name} → {self.output}"
+
+    @property
+    def source_name(self) -> str:
+        """What is forwarded: the audience, or one of its variants ("Potential Parisians · A")."""
+        return f"{self.audience.name} · {self.variant.name}" if self.variant_id else self.audience.name
 
     @property
     def partner(self):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from connections.fanout import QUEUEING, T_IDENTITY, T_MEMBER, T_OUTBOX, _insert, accepted_types
 from connections.models import Connection, OutboxMessage
 from connections.outbox import in_list
+from connections.variants import member_condition
 
 State = OutboxMessage.State
 
@@ -39,7 +40,7 @@ LAST_ADD = (
 def refreshing_connections():
     """Interval connections whose partner expires members, with their refresh age in days."""
     conns = Connection.objects.filter(status__in=QUEUEING, delivery_mode=Connection.Mode.INTERVAL)
-    for conn in conns.select_related("output", "audience"):
+    for conn in conns.select_related("output", "audience", "variant__audience"):
         days = conn.partner.refresh_days(conn.settings)
         if days:
             yield conn, days
@@ -62,7 +63,7 @@ def refresh(conn: Connection, days: int, now, spread_runs: int = SPREAD_RUNS, mi
     source = (
         f"SELECT m.profile_id AS profile_id, i.type AS type, i.value AS value, 'add' AS action "
         f"FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
-        f"WHERE m.audience_id = %s AND i.type IN ({placeholders}) "
+        f"WHERE m.audience_id = %s AND i.type IN ({placeholders}){member_condition(conn, 'm.profile_id')} "
         f"AND NOT EXISTS (SELECT 1 FROM {T_OUTBOX} o WHERE o.connection_id = %s AND o.value = i.value "
         f"AND o.identity_type = i.type AND (o.state IN {in_list(OutboxMessage.WAITING)} OR (o.action = 'add' "
         f"AND o.state IN {in_list(TRIED)} AND o.finished_at >= %s))) "
@@ -74,7 +75,10 @@ def refresh(conn: Connection, days: int, now, spread_runs: int = SPREAD_RUNS, mi
 
 def _members(conn: Connection) -> int:
     with db.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {T_MEMBER} WHERE audience_id = %s", [conn.audience_id])
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {T_MEMBER} m WHERE m.audience_id = %s{member_condition(conn, 'm.profile_id')}",
+            [conn.audience_id],
+        )
         return cursor.fetchone()[0]
 
 
@@ -88,7 +92,7 @@ def expired_count(conn: Connection, days: int, now) -> int:
     with db.cursor() as cursor:
         cursor.execute(
             f"SELECT COUNT(*) FROM {T_MEMBER} m JOIN {T_IDENTITY} i ON i.profile_id = m.profile_id "
-            f"WHERE m.audience_id = %s AND i.type IN ({placeholders}) "
+            f"WHERE m.audience_id = %s AND i.type IN ({placeholders}){member_condition(conn, 'm.profile_id')} "
             f"AND ({LAST_ADD}) < %s",
             [conn.audience_id, *types, conn.pk, cutoff],
         )

@@ -88,12 +88,38 @@ def clean_connection(output, data: dict, mode: str | None, minutes, messages, ex
     return cleaned, mode, minutes, messages
 
 
-def connect(audience, output, settings: dict, mode=None, minutes=None, messages=None) -> Connection:
-    """Create the connection and queue the audience's current members (the backfill), atomically."""
+def clean_variant(audience, variant):
+    """The variant, when it is one of the audience's; ValidationError keyed "variant" otherwise."""
+    if variant is not None and variant.audience_id != audience.pk:
+        raise ValidationError({"variant": [f"'{variant.name}' is not a variant of '{audience.name}'."]})
+    return variant
+
+
+def clean_variant_for(output, settings: dict, variant) -> None:
+    """A list the partner shares between audiences (a Braze attribute) holds audiences, not their variants."""
+    if variant is not None and output.partner.shared_list(output.settings, settings) is not None:
+        raise ValidationError(
+            {
+                "variant": [
+                    f"These {output.partner.name} settings write one list shared by audiences; "
+                    "a variant cannot be placed in it. Connect the whole audience instead."
+                ]
+            }  # fmt: skip
+        )
+
+
+def connect(audience, output, settings: dict, mode=None, minutes=None, messages=None, variant=None) -> Connection:
+    """Create the connection and queue the current members of the audience or its variant (the backfill),
+    atomically."""
+    clean_variant(audience, variant)
+    if variant is not None:  # as it is now: its range and its audience's hash may have changed since it was read
+        variant = type(variant).objects.select_related("audience").get(pk=variant.pk)
     cleaned, mode, minutes, messages = clean_connection(output, settings, mode, minutes, messages)
+    clean_variant_for(output, cleaned, variant)
     with transaction.atomic():
         conn = Connection.objects.create(
             audience=audience,
+            variant=variant,
             output=output,
             settings=cleaned,
             delivery_mode=mode,
@@ -110,6 +136,7 @@ def update_connection(conn: Connection, settings: dict, mode=None, minutes=None,
     if conn.status == Connection.Status.DISCONNECTING:
         raise ValidationError({"status": ["This connection is being disconnected; it can no longer be changed."]})
     cleaned, mode, minutes, messages = clean_connection(conn.output, settings, mode, minutes, messages, existing=conn)
+    clean_variant_for(conn.output, cleaned, conn.variant)
     moved = _placement(conn.output, cleaned) != _placement(conn.output, conn.settings)
     before = (conn.settings, conn.delivery_mode, conn.interval_minutes, conn.interval_messages)
     changed = before != (cleaned, mode, minutes, messages)
@@ -155,7 +182,8 @@ def connected(conn: Connection) -> str:
             f"Connected {label(conn)}. No current member has an identity {conn.partner.name} accepts, "
             f"so nothing was queued."
         )
-    return f"Connected {label(conn)}. Queued {_messages(queued)} for the audience's current members."
+    whose = f"variant {conn.variant.name}'s" if conn.variant_id else "the audience's"
+    return f"Connected {label(conn)}. Queued {_messages(queued)} for {whose} current members."
 
 
 def updated(conn: Connection, queued: int) -> str:
@@ -304,12 +332,12 @@ def finish_disconnect(conn: Connection) -> bool:
 
 
 def connections_of(audience=None, output=None):
-    qs = Connection.objects.select_related("audience", "output")
+    qs = Connection.objects.select_related("audience", "output", "variant")
     return qs.filter(audience=audience) if audience is not None else qs.filter(output=output)
 
 
 def describe_connections(connections) -> str:
-    return ", ".join(f"'{c.audience.name}' → '{c.output.name}'" for c in connections)
+    return ", ".join(f"'{c.source_name}' → '{c.output.name}'" for c in connections)
 
 
 def verify(conn: Connection) -> str:

@@ -157,7 +157,7 @@ def verify_after_fault(conn) -> None:
 
 
 def verify_connection(connection_id: int) -> str | None:
-    conn = Connection.objects.select_related("audience", "output").filter(pk=connection_id).first()
+    conn = Connection.objects.select_related("audience", "variant", "output").filter(pk=connection_id).first()
     if conn is None:
         return None
     status, _ = verification.verify(conn)

@@ -21,6 +21,7 @@ from connections import dashboard
 from connections.funnel import types_phrase
 from connections.models import Connection, Delivery, OutboxMessage
 from connections.queries import candidate_values
+from connections.variants import scope as variant_scope
 from identities import IdentityType
 from staff import dates
 
@@ -92,7 +93,7 @@ def trace(raw: str) -> Trace:
     conns = (
         list(
             Connection.objects.filter(audience_id__in=audience_ids)
-            .select_related("audience", "output")
+            .select_related("audience", "variant", "output")
             .order_by("audience__name", "output__name")
         )
         if audience_ids
@@ -127,11 +128,17 @@ def trace(raw: str) -> Trace:
             memberships=[m for m in memberships if m.profile_id == profile.pk],
             messages=mine,
         )
-        pt.routes = [_route(c, own, mine) for c in conns if c.audience_id in audience_of]
+        pt.routes = [_route(c, own, mine) for c in conns if c.audience_id in audience_of and _reaches(c, profile)]
         traces.append(pt)
     stray = [] if traces else rows
     matched = {i.value for i in identities if i.value in candidates} | ({raw} if raw else set())
     return Trace(raw, traces, matched, stray, more)
+
+
+def _reaches(conn: Connection, profile: Profile) -> bool:
+    """A connection of a variant forwards the member only when the member is in that variant."""
+    s = variant_scope(conn)
+    return s is None or s.holds(profile.pk)
 
 
 def _route(conn: Connection, identities: list[Identity], rows: list[MessageRow]) -> Route:

@@ -306,3 +306,42 @@ class RefreshResultSerializer(serializers.Serializer):
     removed = serializers.IntegerField()
     size = serializers.IntegerField()
     seconds = serializers.FloatField()
+
+
+class VariantSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=100)
+    percent = serializers.IntegerField(help_text="Whole-number share of the members, 1 to 99.")
+    first_bucket = serializers.IntegerField(read_only=True, help_text="The variant's bucket range (0–9,999).")
+    last_bucket = serializers.IntegerField(read_only=True)
+    size = serializers.SerializerMethodField(help_text="Members in the variant now.")
+
+    def get_size(self, variant) -> int:
+        return self.context.get("sizes", {}).get(variant.pk, 0)
+
+
+class SplitSerializer(serializers.Serializer):
+    """An audience's variants: 2 to 5, whole-number percentages adding up to 100; an empty list removes them."""
+
+    variants = VariantSerializer(many=True, allow_empty=True)
+
+
+class SplitStateSerializer(serializers.Serializer):
+    split_version = serializers.IntegerField(
+        help_text="Part of every member's hash; goes up when the set of variants changes (a new test)."
+    )
+    variants = VariantSerializer(many=True)
+
+
+class SplitResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["changed", "unchanged", "disconnecting"],
+        help_text="disconnecting: variants that go away still had connections, which now remove their members "
+        "from the partners first; nothing else changed (put the split again once they are gone).",
+    )
+    detail = serializers.CharField(help_text="What happened, in one or two sentences.")
+    members = serializers.IntegerField(help_text="Members of the audience.")
+    moved = serializers.IntegerField(help_text="Members now in another variant than before.")
+    queued = serializers.IntegerField(help_text="Messages queued to move them at the connected partners.")
+    split_version = serializers.IntegerField()
+    variants = VariantSerializer(many=True)

@@ -1,11 +1,14 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from audiences import variants as split
 from audiences.api import serializers as s
 from audiences.api.filters import EventFilter, ProfileFilter
 from audiences.criteria import compile_criteria
@@ -91,6 +94,31 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(ingest_events(batch.validated_data["events"]).as_dict())
 
 
+VARIANT = OpenApiParameter(
+    "variant", OpenApiTypes.STR, description="A variant's name: only the members in that variant."
+)
+DISCONNECT = OpenApiParameter(
+    "disconnect",
+    OpenApiTypes.STR,
+    enum=["remove", "keep"],
+    description="When variants that go away have connections: remove = remove their members from the partners "
+    "first (202; put the split again once those connections are gone); keep = disconnect them leaving the members.",
+)
+
+
+def _split_body(audience, result=None) -> dict:
+    audience.refresh_from_db()
+    variants = list(audience.variants.all())
+    body = {
+        "split_version": audience.split_version,
+        "variants": s.VariantSerializer(variants, many=True, context={"sizes": split.sizes(audience)}).data,
+    }
+    if result is not None:
+        body = {"status": result.status, "detail": result.detail, "members": audience.size, "moved": result.moved,
+                "queued": result.queued, **body}  # fmt: skip
+    return body
+
+
 class AudienceViewSet(viewsets.ModelViewSet):
     # Any ID reaches the view, which answers a JSON 404; the router's default stops at a dot ("1.5"), and
     # Django would answer that with an HTML page.
@@ -148,7 +176,22 @@ class AudienceViewSet(viewsets.ModelViewSet):
         matching = Profile.objects.filter(compile_criteria(data.validated_data["criteria"]))
         return Response({"size": matching.count(), "identity_types": identity_breakdown(matching)})
 
-    @extend_schema(methods=["GET"], request=None, responses=s.MemberSerializer(many=True))
+    @staticmethod
+    def _variant(audience, request):
+        name = request.query_params.get("variant")
+        if name is None:
+            return None
+        variant = audience.variants.filter(name=name).first()
+        if variant is None:
+            names = ", ".join(audience.variants.values_list("name", flat=True)) or "none"
+            raise serializers.ValidationError({"variant": [f"'{audience.name}' has no variant '{name}' ({names})."]})
+        return variant
+
+    def _members_of(self, audience, request):
+        variant = self._variant(audience, request)
+        return split.members(variant) if variant else Membership.objects.filter(audience=audience)
+
+    @extend_schema(methods=["GET"], request=None, responses=s.MemberSerializer(many=True), parameters=[VARIANT])
     @extend_schema(methods=["POST"], request=s.MemberChangeSerializer, responses=s.RefreshResultSerializer)
     @action(detail=True, methods=["get", "post"])
     def members(self, request, pk=None):
@@ -157,7 +200,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
         if request.method == "POST":
             return self._change_members(audience, request, add=True)
         queryset = (
-            Membership.objects.filter(audience=audience)
+            self._members_of(audience, request)
             .select_related("profile")
             .prefetch_related("profile__identities")
             .order_by("profile_id")
@@ -191,8 +234,36 @@ class AudienceViewSet(viewsets.ModelViewSet):
         }
         return Response(body, status=status.HTTP_200_OK)
 
-    @extend_schema(request=None, responses={(200, "text/csv"): bytes})
+    @extend_schema(request=None, responses={(200, "text/csv"): bytes}, parameters=[VARIANT])
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
-        """Every member with its identities, as CSV."""
-        return audience_csv_response(self.get_object())
+        """Every member with its identities, as CSV (of one variant with ?variant=)."""
+        audience = self.get_object()
+        return audience_csv_response(audience, self._variant(audience, request))
+
+    @extend_schema(methods=["GET"], request=None, responses=s.SplitStateSerializer)
+    @extend_schema(
+        methods=["PUT"],
+        request=s.SplitSerializer,
+        parameters=[DISCONNECT],
+        responses={200: s.SplitResultSerializer, 202: s.SplitResultSerializer},
+    )
+    @extend_schema(methods=["DELETE"], request=None, parameters=[DISCONNECT], responses=s.SplitResultSerializer)
+    @action(detail=True, methods=["get", "put", "delete"])
+    def variants(self, request, pk=None):
+        """The audience's A/B variants with their sizes. PUT sets them (by name: a variant keeps its connections;
+        the answer says how many members move, and their removes and adds are queued); DELETE removes them."""
+        audience = self.get_object()
+        if request.method == "GET":
+            return Response(_split_body(audience))
+        spec = []
+        if request.method == "PUT":
+            data = s.SplitSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            spec = [{"name": v["name"], "percent": v["percent"]} for v in data.validated_data["variants"]]
+        try:
+            result = split.change_split(audience, spec, request.query_params.get("disconnect"))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        code = status.HTTP_202_ACCEPTED if result.status == "disconnecting" else status.HTTP_200_OK
+        return Response(_split_body(audience, result), status=code)

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audiences.variants import sizes as variant_sizes
 from connections import last_problem, reverify, services, timing
 from connections.admin.html import ago, badge, render, status_html, table
 from connections.admin.operations import OPERATIONS
@@ -23,6 +24,11 @@ class ChangePageParts:
 
     @admin.display(description="audience")
     def audience_link(self, conn):
+        if conn.variant_id:
+            v = conn.variant
+            size = variant_sizes(conn.audience).get(v.pk, 0)
+            return format_html("{}, variant {} ({}%: {} of its {} members)", links.link(conn.audience), v.name,
+                               v.percent, f"{size:,}", f"{conn.audience.size:,}")  # fmt: skip
         return format_html("{} ({} members)", links.link(conn.audience), f"{conn.audience.size:,}")
 
     @admin.display(description="output")

@@ -46,13 +46,11 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
     # -- list ---------------------------------------------------------------------------------------------
 
     def get_queryset(self, request):
-        return with_pending(super().get_queryset(request).select_related("audience", "output"))
+        return with_pending(super().get_queryset(request).select_related("audience", "variant", "output"))
 
     @admin.display(description="connection", ordering="audience__name")
     def connection(self, conn):
-        return format_html(
-            "{} → {}<br><small>{}</small>", conn.audience.name, conn.output.name, conn.output.partner.name
-        )
+        return format_html("{} → {}<br><small>{}</small>", conn.source_name, conn.output.name, conn.output.partner.name)
 
     @admin.display(description="status", ordering="status")
     def status_label(self, conn):
@@ -116,7 +114,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
         delivery = ["delivery_mode", "interval_minutes", "interval_messages"]
         if obj is None:
             return [
-                (None, {"fields": ["output_name", "audience"]}),
+                (None, {"fields": ["output_name", "audience", "variant"]}),
                 (f"{partner.name} settings", {"fields": settings}),
                 ("Delivery", {"fields": delivery, "classes": ["collapse"]}),
             ]
@@ -199,7 +197,9 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         mode, minutes, messages_ = form.delivery_values()
         if not change:
-            conn = services.connect(obj.audience, form.output, form.settings_values(), mode, minutes, messages_)
+            conn = services.connect(
+                obj.audience, form.output, form.settings_values(), mode, minutes, messages_, variant=obj.variant
+            )
             for field in Connection._meta.concrete_fields:
                 setattr(obj, field.attname, getattr(conn, field.attname))
             obj._state.adding = False
@@ -243,7 +243,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
 
     def verify_view(self, request, pk):
         """Verifying changes nothing at the partner, so the button posts here directly, without a confirmation."""
-        conn = get_object_or_404(Connection.objects.select_related("audience", "output"), pk=pk)
+        conn = get_object_or_404(Connection.objects.select_related("audience", "variant", "output"), pk=pk)
         if not self.may(request, "verify", conn):
             raise PermissionDenied
         self._verify(request, [conn])
@@ -256,7 +256,9 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
             self.message_user(request, sentence, VERIFY_MESSAGE_LEVEL[conn.verification_status])
 
     def operate_view(self, request, pk, op):
-        conn = get_object_or_404(with_pending(Connection.objects.select_related("audience", "output")), pk=pk)
+        conn = get_object_or_404(
+            with_pending(Connection.objects.select_related("audience", "variant", "output")), pk=pk
+        )
         if op not in OPERATIONS or not self.may(request, op, conn):
             raise PermissionDenied
         if request.method == "POST":
@@ -302,7 +304,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
 
     @admin.action(description="Verify", permissions=[VERIFY_PERMISSION])
     def verify_selected(self, request, queryset):
-        self._verify(request, queryset.select_related("audience", "output"))
+        self._verify(request, queryset.select_related("audience", "variant", "output"))
 
     @operation_action("sync")
     def sync_selected(self, request, queryset):
@@ -336,7 +338,9 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
 
     def delete_view(self, request, object_id, extra_context=None):
         # Deleting a connection is disconnecting it, which needs an answer about the members at the partner.
-        conn = get_object_or_404(with_pending(Connection.objects.select_related("audience", "output")), pk=object_id)
+        conn = get_object_or_404(
+            with_pending(Connection.objects.select_related("audience", "variant", "output")), pk=object_id
+        )
         if not self.has_delete_permission(request, conn):
             raise PermissionDenied
         context = {

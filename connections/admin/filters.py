@@ -55,7 +55,7 @@ class ConnectionListFilter(admin.SimpleListFilter):
     parameter_name = "connection"
 
     def lookups(self, request, model_admin):
-        return [(c.pk, str(c)) for c in Connection.objects.select_related("audience", "output")]
+        return [(c.pk, str(c)) for c in Connection.objects.select_related("audience", "variant", "output")]
 
     def queryset(self, request, queryset):
         return queryset.filter(connection_id=self.value()) if self.value() else queryset

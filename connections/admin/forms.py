@@ -19,7 +19,7 @@ class ConnectionFormBase(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["audience", "delivery_mode", "interval_minutes", "interval_messages"]
+        fields = ["audience", "variant", "delivery_mode", "interval_minutes", "interval_messages"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -29,6 +29,12 @@ class ConnectionFormBase(forms.ModelForm):
             self.fields["audience"].help_text = (
                 f"Its current members are queued for {self.output.partner.name} when you save (the backfill); "
                 f"later membership changes follow."
+            )
+        if "variant" in self.fields:
+            self.fields["variant"].queryset = self.fields["variant"].queryset.select_related("audience")
+            self.fields["variant"].help_text = (
+                "Optional: forward one A/B variant of the audience (its members whose bucket falls in the variant's "
+                "share) instead of all of it. Empty: the whole audience."
             )
         if self.instance.pk:
             for name, value in self.instance.settings.items():
@@ -67,6 +73,11 @@ class ConnectionFormBase(forms.ModelForm):
                 self.add_error(field if field in self.fields else None, problems)
             return data
         if existing is None and data.get("audience"):
+            try:
+                services.clean_variant(data["audience"], data.get("variant"))
+                services.clean_variant_for(self.output, cleaned, data.get("variant"))
+            except ValidationError as exc:
+                self.add_error("variant", exc.message_dict["variant"])
             twin = duplicate_of(data["audience"], self.output, cleaned)
             if twin is not None:
                 self.add_error(None, f"{services.label(twin)} already exists with these settings.")

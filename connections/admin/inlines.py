@@ -26,7 +26,7 @@ class ConnectionInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return with_pending(super().get_queryset(request).select_related("audience", "output"))
+        return with_pending(super().get_queryset(request).select_related("audience", "variant", "output"))
 
     @admin.display(description="status")
     def status_label(self, conn):
@@ -66,7 +66,7 @@ class AudienceConnectionInline(ConnectionInline):
 class OutputConnectionInline(ConnectionInline):
     @admin.display(description="audience")
     def other(self, conn):
-        return _link(conn, conn.audience.name)
+        return _link(conn, conn.source_name)
 
 
 def register() -> None:

@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from audiences.api.fields import StorableDictField
-from audiences.models import Audience
+from audiences.models import Audience, Variant
 from connections import last_problem, services
 from connections.models import Connection, Delivery, OutboxMessage
 from connections.queries import duplicate_of, pending_of
@@ -64,6 +64,14 @@ class FunnelSerializer(serializers.Serializer):
 
 class ConnectionSerializer(serializers.ModelSerializer):
     audience = serializers.PrimaryKeyRelatedField(queryset=Audience.objects.all(), help_text="Audience ID.")
+    variant = serializers.PrimaryKeyRelatedField(
+        queryset=Variant.objects.select_related("audience"),
+        required=False,
+        allow_null=True,
+        help_text="A variant ID of the audience (GET /api/v1/audiences/{id}/variants/): forward that variant's "
+        "members only. Null: the whole audience.",
+    )
+    variant_name = serializers.CharField(source="variant.name", read_only=True, allow_null=True, default=None)
     output = serializers.PrimaryKeyRelatedField(queryset=Output.objects.all(), help_text="Output ID.")
     audience_name = serializers.CharField(source="audience.name", read_only=True)
     output_name = serializers.CharField(source="output.name", read_only=True)
@@ -121,7 +129,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Connection
         fields = [
-            "id", "audience", "audience_name", "output", "output_name", "partner", "settings",
+            "id", "audience", "audience_name", "variant", "variant_name", "output", "output_name", "partner",
+            "settings",
             "status", "status_reason", "delivery_mode", "interval_minutes", "interval_messages",
             "pending", "sent", "accepted", "rejected", "failed", "unaccepted",
             "last_delivery_at", "last_upload_at", "last_error", "last_error_at", "last_error_resolved_at",
@@ -152,7 +161,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
     def validate(self, data):
         if self.instance is not None:
-            for field in ("audience", "output"):
+            for field in ("audience", "variant", "output"):
                 if field in data and data[field] != getattr(self.instance, field):
                     raise serializers.ValidationError(
                         {field: [f"A connection's {field} cannot change; create a new connection."]}
@@ -163,6 +172,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             data.setdefault("settings", {})
             return data
         try:
+            services.clean_variant(data["audience"], data.get("variant"))
             cleaned, *_ = services.clean_connection(
                 data["output"],
                 data.get("settings", {}),
@@ -170,6 +180,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
                 data.get("interval_minutes"),
                 data.get("interval_messages"),
             )
+            services.clean_variant_for(data["output"], cleaned, data.get("variant"))
         except DjangoValidationError as exc:
             raise serializers.ValidationError(api_errors(exc)) from None
         twin = duplicate_of(data["audience"], data["output"], cleaned)
@@ -192,6 +203,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
                 data.get("delivery_mode"),
                 data.get("interval_minutes"),
                 data.get("interval_messages"),
+                variant=data.get("variant"),
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(api_errors(exc)) from None

@@ -65,7 +65,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     identity_actions = {"messages"}  # one message per identity value
 
     def get_queryset(self):
-        return with_pending(Connection.objects.select_related("audience", "output")).order_by("pk")
+        return with_pending(Connection.objects.select_related("audience", "variant", "output")).order_by("pk")
 
     def _reload(self, conn) -> Connection:
         return self.get_queryset().get(pk=conn.pk)

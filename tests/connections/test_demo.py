@@ -35,7 +35,20 @@ def test_the_demo_forwards_50_emails_to_mailchimp_and_80_device_ids_to_appnexus(
     assert re.search(r"AppNexus \(demo\)\s+│ 90\s+│ 70\s+│ 80 adds, 10 removes\s+│ 70 ", second)
     assert re.search(r"Mailchimp \(demo\)\s+│ 90\s+│ 45\s+│ 50 adds, 5 removes\s+│ 45 ", second)
 
-    verified = out.split("6. Verify and troubleshoot")[1]
+    # The A/B test: each campaign list holds exactly its variant's members with an email; control goes nowhere.
+    ab = out.split("6. An A/B test")[1].split("7. Verify and troubleshoot")[0]
+    assert ": 'Potential Parisians' split 45/45/10; A and B each connected to a Mailchimp campaign list" in ab
+    held = re.findall(
+        r"  ([AB]) \(45%\): (\d+) members, (\d+) with an email → Mailchimp list \w+ holds (\d+): (.+)\.", ab
+    )
+    assert [(name, right) for name, _, _, _, right in held] == [("A", "exactly its members with an email")] + [
+        ("B", "exactly its members with an email")
+    ]
+    assert all(emails == holds for _, _, emails, holds, _ in held)
+    control = re.search(r"  control \(10%\): (\d+) members, connected nowhere; 0 of them in either campaign list\.", ab)
+    assert control and sum(int(size) for _, size, *_ in held) + int(control[1]) == 90
+
+    verified = out.split("7. Verify and troubleshoot")[1]
     assert re.search(r"'Potential Parisians' → 'Mailchimp \(demo\)'\s+│ ok\s+│ ok: credentials, destination,", verified)
     assert re.search(r"'Potential Parisians' → 'AppNexus \(demo\)'\s+│ ok\s+│ ok: credentials, segment,", verified)
     assert re.search(

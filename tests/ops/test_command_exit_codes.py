@@ -21,6 +21,7 @@ CALLED_WRONGLY = [
     ("seed_profiles", ["--count", "0"], "--count must be at least 1, not 0."),
     ("erase_profiles", ["--external-id", " "], "Not an external ID: ''"),
     ("connect", ["Nobody", "Nowhere"], "No audience named 'Nobody'."),
+    ("variants", ["Nobody"], "No audience named 'Nobody'."),
     ("forward", [], "Say what to forward: --connection ID (repeatable) or --all."),
     ("forward", ["--connection", "999999"], "No connection with ID 999999."),
     ("pause", ["999999"], "No connection with ID 999999."),

@@ -8,7 +8,7 @@ from connections.queries import with_pending
 
 
 def get_connection(pk: int) -> Connection:
-    conn = with_pending(Connection.objects.select_related("audience", "output")).filter(pk=pk).first()
+    conn = with_pending(Connection.objects.select_related("audience", "variant", "output")).filter(pk=pk).first()
     if conn is None:
         raise called_wrongly(
             f"No connection with ID {pk}. The admin's connection list and GET /api/v1/connections/ show the IDs."

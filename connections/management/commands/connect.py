@@ -27,6 +27,9 @@ class Command(RelayCommand):
             "true or false; multiple-choice settings take comma-separated values (identity_types=email,ios_idfa).",
         )
         parser.add_argument(
+            "--variant", metavar="NAME", help="Forward one variant of the audience (`manage.py variants AUDIENCE`)."
+        )
+        parser.add_argument(
             "--mode",
             choices=Connection.Mode.values,
             help="realtime (each change as it comes) or interval (queued uploads). Default: the partner's.",
@@ -38,22 +41,31 @@ class Command(RelayCommand):
             "--every-messages", type=int, metavar="N", help="Interval mode: upload as soon as N messages wait."
         )
 
-    def handle(self, *args, audience, output, setting, mode, every_minutes, every_messages, **options):
+    def handle(self, *args, audience, output, setting, mode, every_minutes, every_messages, variant=None, **options):
         audience_obj = Audience.objects.filter(name=audience).first()
         if audience_obj is None:
             raise called_wrongly(f"No audience named '{audience}'.")
+        variant_obj = None
+        if variant is not None:
+            variant_obj = audience_obj.variants.filter(name=variant).first()
+            if variant_obj is None:
+                names = ", ".join(audience_obj.variants.values_list("name", flat=True)) or "none"
+                raise called_wrongly(f"--variant: '{audience}' has no variant '{variant}' ({names}).")
         output_obj = Output.objects.filter(name=output).first()
         if output_obj is None:
             raise called_wrongly(f"No output named '{output}'.")
         values = self._settings(output_obj, setting)
         try:
             cleaned, *_ = services.clean_connection(output_obj, values, mode, every_minutes, every_messages)
+            services.clean_variant_for(output_obj, cleaned, variant_obj)
             twin = duplicate_of(audience_obj, output_obj, cleaned)
             if twin is not None:
                 raise called_wrongly(
                     f"{services.label(twin)} already exists with these settings (connection {twin.pk})."
                 )
-            conn = services.connect(audience_obj, output_obj, values, mode, every_minutes, every_messages)
+            conn = services.connect(
+                audience_obj, output_obj, values, mode, every_minutes, every_messages, variant=variant_obj
+            )
         except ValidationError as exc:
             raise called_wrongly(self._problems(exc)) from None
         out = console(self)
@@ -83,7 +95,7 @@ class Command(RelayCommand):
         lines = []
         for key, problems in exc.message_dict.items():
             name = key.removeprefix("settings.")
-            flag = {"delivery_mode": "--mode", "interval_minutes": "--every-minutes",
+            flag = {"delivery_mode": "--mode", "variant": "--variant", "interval_minutes": "--every-minutes",
                     "interval_messages": "--every-messages"}.get(name, f"--setting {name}")  # fmt: skip
             lines.extend(f"{flag}: {problem}" for problem in problems)
         return "\n".join(lines)

@@ -57,6 +57,8 @@ class Command(RelayCommand):
                 raise CommandError(f"The demo sends to the partner sandbox at {url}: {exc.messages[0]}") from None
             client = SandboxClient(url)
             client.mailchimp_list(demo.MAILCHIMP_KEY, demo.MAILCHIMP_LIST, "Potential Parisians")
+            for name, list_id in demo.CAMPAIGN_LISTS.items():
+                client.mailchimp_list(demo.MAILCHIMP_KEY, list_id, f"Paris campaign {name}")
             # Like a Xandr member whose Batch Segment Service was set up for BSS Avro, the demo output's format.
             xandr_account = (demo.XANDR["username"], demo.XANDR["password"], demo.XANDR["member_id"])
             client.xandr_account(*xandr_account, file_format="avro")
@@ -105,11 +107,23 @@ class Command(RelayCommand):
                 )
                 out.print(self.report(audience, conns, client))
 
+                tests = demo.split_and_connect(audience, mailchimp)
+                if not demo.wait_until_forwarded(tests):
+                    raise CommandError("Forwarding of the variants did not finish within 90 seconds.")
+                say(
+                    f"\n[bold]6. An A/B test[/]: '{audience.name}' split 45/45/10; A and B each connected to a "
+                    "Mailchimp campaign list, control to nothing."
+                )
+                for line in demo.variant_lines(audience, client):
+                    say(line)
+
             say(
-                "\n[bold]6. Verify and troubleshoot[/]: every check of both connections and each one's size funnel, "
+                "\n[bold]7. Verify and troubleshoot[/]: every check of both connections and each one's size funnel, "
                 "as `verify_connections` prints them."
             )
-            conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related("audience", "output")
+            conns = Connection.objects.filter(pk__in=[c.pk for c in conns]).select_related(
+                "audience", "variant", "output"
+            )
             verify_connections.render(out, verify_connections.verify_each(conns.order_by("pk")))
             if shared:
                 kept = f" and what they hold (kept in {sandbox.state.path})" if sandbox.state is not None else ""

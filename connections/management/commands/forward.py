@@ -52,7 +52,7 @@ class Command(RelayCommand):
         if max_seconds is not None and max_seconds <= 0:
             raise called_wrongly("--max-seconds must be more than 0.")
         if all:
-            conns = list(Connection.objects.select_related("audience", "output").order_by("pk"))
+            conns = list(Connection.objects.select_related("audience", "variant", "output").order_by("pk"))
         else:
             conns = [get_connection(pk) for pk in dict.fromkeys(connection)]
         out = console(self)
@@ -118,7 +118,7 @@ class Command(RelayCommand):
     def _after(conn, totals) -> None:
         """What the drain task does after a drain: note an interval upload, finish a disconnect, and have the
         verdict checked again after a fault or a delivery that contradicts it."""
-        conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "output").first()
+        conn = Connection.objects.filter(pk=conn.pk).select_related("audience", "variant", "output").first()
         if conn is None:
             return
         # The outbox's record keeps the partner's reason for the batch's last refusal or retry on the connection.

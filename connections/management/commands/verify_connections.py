@@ -75,7 +75,7 @@ def as_json(conn: Connection, funnel: Funnel) -> dict:
     partner = conn.partner
     return {
         "id": conn.pk,
-        "audience": conn.audience.name,
+        "audience": conn.source_name,
         "output": conn.output.name,
         "partner": {"slug": partner.slug, "name": partner.name},
         "status": conn.verification_status,
@@ -137,7 +137,7 @@ class Command(RelayCommand):
     @staticmethod
     def _select(ids, audience, output) -> list[Connection]:
         # Bad arguments exit 2, as argparse's own do; a failing connection exits 1.
-        qs = Connection.objects.select_related("audience", "output").order_by("pk")
+        qs = Connection.objects.select_related("audience", "variant", "output").order_by("pk")
         if ids:
             ids = [get_connection(pk).pk for pk in dict.fromkeys(ids)]
             qs = qs.filter(pk__in=ids)
