@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audiences', '0004_variants'),
+        ('audiences', '0005_variants'),
         ('connections', '0011_outbox_settles_at'),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audiences', '0003_profile_view_identities_permission'),
+        ('audiences', '0004_membership_one_index_per_lookup'),
     ]
 
     operations = [
