@@ -42,10 +42,15 @@ def _fresh_throttle_counts():
 
 
 @pytest.fixture(autouse=True)
-def _queued_drains_never_start(settings):
+def _queued_drains_never_start():
     """No worker runs here: a drain a test queues (connect, fan-out) stays queued, and a drain the test runs itself
-    would hand its worker over to it once both are a second old. Tests of the hand-over set it lower."""
-    settings.DRAIN_HANDOVER_SECONDS = 600
+    would hand its worker over to it once both are a second old. Tests of the hand-over set it lower.
+
+    override_settings rather than the `settings` fixture: a test may parametrize an argument of that name."""
+    from django.test import override_settings
+
+    with override_settings(DRAIN_HANDOVER_SECONDS=600):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -242,8 +242,8 @@ def change_split(audience: Audience, spec, disconnect: str | None = None) -> Spl
         before = [(v.name, v.first_bucket, v.last_bucket) for v in old]
         ranges = _ranges(cleaned)
         if before == [(n, f, last) for n, _, f, last in ranges]:
-            return SplitResult("unchanged", f"'{audience.name}' is already split {describe(old)}.", audience.size,
-                               variants=old)  # fmt: skip
+            said = f"is already split {describe(old)}" if old else "has no variants"
+            return SplitResult("unchanged", f"'{audience.name}' {said}.", audience.size, variants=old)
         old_seeds = seed(audience.pk, audience.split_version)
         old_scopes = {v.pk: Scope(old_seeds, v.first_bucket, v.last_bucket) for v in old if v.name in wanted}
         if {v.name for v in old} != wanted:

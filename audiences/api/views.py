@@ -248,7 +248,12 @@ class AudienceViewSet(viewsets.ModelViewSet):
         parameters=[DISCONNECT],
         responses={200: s.SplitResultSerializer, 202: s.SplitResultSerializer},
     )
-    @extend_schema(methods=["DELETE"], request=None, parameters=[DISCONNECT], responses=s.SplitResultSerializer)
+    @extend_schema(
+        methods=["DELETE"],
+        request=None,
+        parameters=[DISCONNECT],
+        responses={200: s.SplitResultSerializer, 202: s.SplitResultSerializer},
+    )
     @action(detail=True, methods=["get", "put", "delete"])
     def variants(self, request, pk=None):
         """The audience's A/B variants with their sizes. PUT sets them (by name: a variant keeps its connections;

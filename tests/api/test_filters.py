@@ -72,7 +72,7 @@ def test_the_schema_documents_each_lists_filters_on_that_list_only(api):
         return sorted(p["name"] for p in schema["paths"][path]["get"].get("parameters", []) if p["in"] == "query")
 
     assert query("/api/v1/audiences/") == ["kind", "name", "page"]
-    assert query("/api/v1/audiences/{id}/members/") == ["page"]
+    assert query("/api/v1/audiences/{id}/members/") == ["page", "variant"]
     assert query("/api/v1/connections/{id}/funnel/") == []
     assert query("/api/v1/outputs/{id}/") == []
     params = schema["paths"]["/api/v1/profiles/"]["get"]["parameters"]
