@@ -459,20 +459,23 @@ class Klaviyo(Partner):
             self.by_identifier[(field, value)] = profile_id
         return profile_id
 
+    def _job_profiles(self, request, kind, limit, verb):
+        """A bulk job's body and its profiles, refused as Klaviyo does: wrong type, none, or more than the limit."""
+        data = self._body(request)
+        if not isinstance(data, dict) or data.get("type") != kind:
+            raise _Invalid(f"'type' must be '{kind}'.", "/data/type")
+        profiles = ((data.get("attributes") or {}).get("profiles") or {}).get("data")
+        if not isinstance(profiles, list) or not profiles:
+            raise _Invalid("'profiles' is a required property.", "/data/attributes/profiles/data")
+        if len(profiles) > limit:
+            raise _Invalid(f"At most {limit:,} profiles may be {verb} per request.", "/data/attributes/profiles/data")
+        return data, profiles
+
     def _bulk_import(self, request):
         try:
             if len(request.body) > MAX_IMPORT_BYTES:
                 raise _Invalid("The maximum allowed payload size is 5MB.", "/data/")
-            data = self._body(request)
-            if not isinstance(data, dict) or data.get("type") != "profile-bulk-import-job":
-                raise _Invalid("'type' must be 'profile-bulk-import-job'.", "/data/type")
-            profiles = ((data.get("attributes") or {}).get("profiles") or {}).get("data")
-            if not isinstance(profiles, list) or not profiles:
-                raise _Invalid("'profiles' is a required property.", "/data/attributes/profiles/data")
-            if len(profiles) > MAX_IMPORT:
-                raise _Invalid(
-                    f"At most {MAX_IMPORT:,} profiles may be imported per request.", "/data/attributes/profiles/data"
-                )
+            data, profiles = self._job_profiles(request, "profile-bulk-import-job", MAX_IMPORT, "imported")
             keys = []
             for i, item in enumerate(profiles):
                 pointer = f"/data/attributes/profiles/data/{i}/attributes"
@@ -527,16 +530,9 @@ class Klaviyo(Partner):
 
     def _bulk_subscribe(self, request):
         try:
-            data = self._body(request)
-            if not isinstance(data, dict) or data.get("type") != "profile-subscription-bulk-create-job":
-                raise _Invalid("'type' must be 'profile-subscription-bulk-create-job'.", "/data/type")
-            profiles = ((data.get("attributes") or {}).get("profiles") or {}).get("data")
-            if not isinstance(profiles, list) or not profiles:
-                raise _Invalid("'profiles' is a required property.", "/data/attributes/profiles/data")
-            if len(profiles) > MAX_SUBSCRIBE:
-                raise _Invalid(
-                    f"At most {MAX_SUBSCRIBE} profiles may be subscribed per request.", "/data/attributes/profiles/data"
-                )
+            data, profiles = self._job_profiles(
+                request, "profile-subscription-bulk-create-job", MAX_SUBSCRIBE, "subscribed"
+            )
             entries = []
             for i, item in enumerate(profiles):
                 pointer = f"/data/attributes/profiles/data/{i}"
