@@ -69,6 +69,9 @@ def served(world):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # Ctrl-C as in a terminal: a suite started in the background inherits SIGINT ignored, and a shell
+        # cannot trap a signal ignored when it started, so bin/serve would never see it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     site = f"http://127.0.0.1:{world['PORT']}"
     try:
@@ -85,10 +88,13 @@ def served(world):
         os.killpg(process.pid, signal.SIGINT)
         try:
             output, _ = process.communicate(timeout=20)
+            stopped = True
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
+            stopped = False
     assert "objects imported automatically" not in output
+    assert stopped, "bin/serve did not stop within 20 s of Ctrl-C"
 
 
 def test_it_keeps_the_demos_connections_working_under_serve(page, served):
