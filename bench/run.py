@@ -92,7 +92,7 @@ def parse(argv=None):
         args.braze_messages = 1_500 if small else 100_000
     args.updates = args.updates or (10 if small else 500)
     args.backlog = args.backlog or (2_000 if small else 100_000)
-    args.changes = args.changes or (4 if small else 100)
+    args.changes = args.changes or (2 if small else 100)
     args.load_rate = args.load_rate or (50 if small else 500)
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10

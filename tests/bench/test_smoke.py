@@ -1,6 +1,6 @@
 """The benchmark suite at small scale, so that it cannot rot: it runs, and prints every figure of issue 7.
 
-It runs `bench/run.py --smoke` (10,000 profiles, small backlogs, 10 profile updates per broker, 4 changes per
+It runs `bench/run.py --smoke` (10,000 profiles, small backlogs, 10 profile updates per broker, 2 changes per
 broker under a 50 profiles/s wrk load and a 2,000-message backlog, a growth run at 1,000 profiles) in a scratch
 database of its own, dropped afterwards: on the PostgreSQL server of DATABASE_URL when the suite runs on
 PostgreSQL, else in a SQLite file. Timings are not checked here: at this scale they measure start-up costs, not
