@@ -1,8 +1,8 @@
 """Latency under load (issue 16): a single profile change until the partner holds it, while the API takes a
 sustained write load and a backlog drains, with the ORM broker and with Redis.
 
-Processes, as in production: gunicorn (2 workers) serves the API, a real `manage.py qcluster` (2 workers)
-forwards, the partner sandbox runs in its own process. Meanwhile:
+Processes, as in production: gunicorn (`--web-workers`, default 2 × cores, 4 threads each) serves the API,
+a real `manage.py qcluster` (2 workers) forwards, the partner sandbox runs in its own process. Meanwhile:
 
 - load: `wrk` (bench/latency_load.lua) posts `POST /api/v1/profiles/bulk/` batches of profiles at a steady
   `--load-rate` profiles/s (default 500): each thread's pool of profiles is created in the "Premium or Trial"
@@ -62,10 +62,17 @@ def _backlog_connection(sandbox_url: str, count: int) -> int:
     return conn.pk
 
 
-def _start_web(port: int, env: dict, log_path: Path):
+def _start_web(port: int, env: dict, log_path: Path, workers: int):
+    """gunicorn as the README's Deployment runs it: `workers` processes of 4 threads each."""
     log = open(log_path, "w")  # noqa: SIM115
     web = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi", "--workers=2", f"--bind=127.0.0.1:{port}"],
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "config.wsgi",
+            f"--workers={workers}",
+            "--threads=4",
+            f"--bind=127.0.0.1:{port}",
+        ],
         cwd=harness.ROOT,
         env=harness.child_env(env),
         stdout=log,
@@ -112,7 +119,7 @@ def measure(ctx, broker: str) -> dict:
     user, _ = get_user_model().objects.get_or_create(username="bench-integration")
     _, token = ApiToken.issue(user, "bench latency", "write")
     port = free_port()
-    web, web_log = _start_web(port, env, harness.RESULTS / f"latency-gunicorn-{os.getpid()}.log")
+    web, web_log = _start_web(port, env, harness.RESULTS / f"latency-gunicorn-{os.getpid()}.log", args.web_workers)
     load = None
     api = requests.Session()
     api.headers["Authorization"] = auth_header(token)
@@ -354,7 +361,7 @@ def run(ctx) -> list[Figure]:
                 "profiles/s",
                 better="higher",
                 note=f"{load['rps']:.1f} req/s of {load['per_request']} profiles over {load['seconds']:.0f} s, "
-                f"p99 {load['p99_ms']:.0f} ms, {errors} errors",
+                f"p99 {load['p99_ms']:.0f} ms, {errors} errors; gunicorn {ctx.args.web_workers} workers × 4 threads",
                 extra=load,
             ),
             Figure(

@@ -54,6 +54,12 @@ def parse(argv=None):
     )
     p.add_argument("--load-seconds", type=float, default=900, help="latency under load: longest wrk run per broker")
     p.add_argument(
+        "--web-workers",
+        type=int,
+        default=None,
+        help="latency under load: gunicorn workers, 4 threads each (default 2 × cores, as the README's Deployment)",
+    )
+    p.add_argument(
         "--growth-base",
         type=int,
         default=None,
@@ -94,6 +100,7 @@ def parse(argv=None):
     args.backlog = args.backlog or (2_000 if small else 100_000)
     args.changes = args.changes or (2 if small else 100)
     args.load_rate = args.load_rate or (50 if small else 500)
+    args.web_workers = args.web_workers or (2 * (os.cpu_count() or 1))
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]

@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 from outputs.models import Output
 from outputs.partners import destinations, http
 from outputs.partners.base import Account
-from outputs.partners.registry import get
+from outputs.partners.registry import all_partners, get
 from outputs.services import clean_base_url
 from tests.outputs.factories import MAILCHIMP_KEY, MailchimpOutputFactory
 
@@ -172,7 +172,26 @@ ACCOUNTS = {
     "braze": lambda s: Account({"api_key": "k", "rest_endpoint": "https://rest.iad-01.braze.com"}, s.braze_url()),
     "xandr": lambda s: Account({"username": "relay-api", "password": "pw-xandr", "member_id": 1}, s.xandr_url()),
     "facebook": lambda s: Account({"access_token": "t", "ad_account_id": "act_1"}, s.facebook_url(version=None)),
+    "klaviyo": lambda s: Account({"api_key": "pk_relay"}, f"{s.base_url}/klaviyo"),
+    "google_ads": lambda s: Account(
+        {
+            "developer_token": "dev",
+            "client_id": "client",
+            "client_secret": "secret",
+            "refresh_token": "refresh",
+            "customer_id": "123-456-7890",
+            "login_customer_id": "",
+            "api_version": "v24",
+        },
+        f"{s.base_url}/google_ads",
+    ),
 }
+
+
+def test_every_partner_that_declares_hosts_is_tried_against_an_undeclared_one():
+    declared = sorted(p.slug for p in all_partners() if p.hosts)
+
+    assert sorted(ACCOUNTS) == declared, "give the new partner an account in ACCOUNTS"
 
 
 @pytest.mark.parametrize("slug", sorted(ACCOUNTS))
