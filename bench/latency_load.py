@@ -63,7 +63,7 @@ def _backlog_connection(sandbox_url: str, count: int) -> int:
 
 
 def _start_web(port: int, env: dict, log_path: Path, workers: int):
-    """gunicorn as the README's Deployment runs it: `workers` processes of 4 threads each."""
+    """gunicorn as the README's Deployment runs it: `workers` processes of 4 threads each, keep-alive 75 s."""
     log = open(log_path, "w")  # noqa: SIM115
     web = subprocess.Popen(
         [
@@ -71,6 +71,9 @@ def _start_web(port: int, env: dict, log_path: Path, workers: int):
             "config.wsgi",
             f"--workers={workers}",
             "--threads=4",
+            # Longer than wrk's pause between two requests on one connection at a low --load-rate: gunicorn's
+            # default (2 s) closes the idle keep-alive connection under wrk, which counts a read error.
+            "--keep-alive=75",
             f"--bind=127.0.0.1:{port}",
         ],
         cwd=harness.ROOT,
