@@ -91,8 +91,9 @@ def _pick(vendor: str) -> str:
 # PostgreSQL: the creation time comes back as epoch seconds. Django's time-zone-aware timestamp loader is
 # pure Python, and parsing 500 timestamps per claim costs a sixth of a drain's CPU; the time is only read
 # when a message is retried, to close it once it is past the retry window.
-# The leases that ran out go first: their worker died or stalled. Each counts as an attempt of its messages
-# (one statement for all of them, and rare), and what they covered is due again at once.
+# The leases that ran out are deleted first: their worker died or stalled. Each counts as an attempt of its
+# messages (one statement for all of them, and rare); what they covered is due again at once, and goes first
+# as the longest due.
 _CLAIM_PG = (
     f"WITH gone AS (DELETE FROM {T_LEASE} WHERE connection_id = %s AND expires_at < %s RETURNING message_ids), "
     f"tried AS (UPDATE {T_OUTBOX} SET attempts = attempts + 1 WHERE id IN (SELECT unnest(message_ids) FROM gone) "
