@@ -98,9 +98,9 @@ def drain_child(connection_id: int) -> dict:
 
 
 def fresh_outbox() -> None:
-    from connections.models import Delivery, OutboxMessage, OutputSlot
+    from connections.models import Delivery, OutboxLease, OutboxMessage, OutputSlot
 
-    tables = [m._meta.db_table for m in (OutboxMessage, Delivery, OutputSlot)]
+    tables = [m._meta.db_table for m in (OutboxMessage, OutboxLease, Delivery, OutputSlot)]
     if harness.vendor() == "postgresql":
         harness.execute(f"TRUNCATE {', '.join(tables)}")
     else:

@@ -3,7 +3,9 @@
 Every statement here is INSERT … SELECT over a set (a run's change rows, an
 audience's members): one statement per connection, never one per member.
 `ON CONFLICT … WHERE state = 'pending'` is the coalescing: a newer change for
-an identity replaces its waiting message instead of queueing behind it.
+an identity replaces its waiting message instead of queueing behind it, also
+while a claim holds it (in flight): its revision moves, so the claim's record
+leaves it pending with the newer change.
 """
 
 from django.db import connection as db
@@ -47,6 +49,8 @@ def _insert(conn: Connection, source_sql: str, params: list, *, forget: bool = F
             f"FROM ({source_sql}) src WHERE 1 = 1 "
             f"ON CONFLICT (connection_id, identity_type, value) WHERE state = '{State.PENDING}' DO UPDATE SET "
             f"action = excluded.action, profile_id = excluded.profile_id, attempts = 0, "
+            # A claim may hold the message: its record sees the revision moved and leaves it pending (outbox).
+            f"revision = {T_OUTBOX}.revision + 1, "
             # A replaced message whose identity is settling (a request got no answer) keeps waiting.
             f"next_attempt_at = CASE WHEN {T_OUTBOX}.settles_at > excluded.next_attempt_at "
             f"THEN {T_OUTBOX}.settles_at ELSE excluded.next_attempt_at END, created_at = excluded.created_at, "

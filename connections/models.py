@@ -1,3 +1,5 @@
+import json
+
 from django.db import models
 from django.db.models import Q
 
@@ -92,6 +94,8 @@ class Connection(models.Model):
 # elsewhere they are read as OutboxMessage.State, OutboxMessage.FINISHED and OutboxMessage.WAITING.
 class MessageState(models.TextChoices):
     PENDING = "pending", "Pending"
+    # Not stored since leases (OutboxLease): a message in flight is a pending one a live lease covers. Kept as a
+    # label for the pages that tell the two apart, and for messages written before migration 0013.
     IN_FLIGHT = "in_flight", "In flight"
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected"
@@ -122,7 +126,10 @@ class OutboxMessage(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Counts the times a newer change replaced this pending message in place (connections.fanout). A claim
+    # reads it and the record writes an outcome only where it is unchanged: a message replaced while it was in
+    # flight stays pending, carrying the newer change.
+    revision = models.PositiveIntegerField(default=0, db_default=0)
     # An earlier request for this identity got no answer and may still land at the partner until then
     # (connections.policy.settles_at): the message is not sent before, even when a newer change replaces it.
     settles_at = models.DateTimeField(null=True, blank=True)
@@ -149,7 +156,7 @@ class OutboxMessage(models.Model):
             # there in order. (A second partial index of unsent messages by id cost two index entries per
             # message written and no claim used it.)
             # Every outbox write adds an entry to each index whose condition the new row version meets, and a
-            # message is written three times (queued, claimed, finished): indexes here are few and partial
+            # message is written twice (queued, finished; a claim writes a lease): indexes here are few and partial
             # where they can be. Lookups of one identity (the in-flight check of the claim, the trace) go
             # through the value, which is all but unique.
             models.Index(fields=["value"], name="outbox_value_idx"),
@@ -163,6 +170,42 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.identity_type}:{self.value}"
+
+
+class LeasedIds(models.Field):
+    """The ids of the messages one lease covers: a bigint array on PostgreSQL, a JSON list on SQLite."""
+
+    def db_type(self, connection):
+        return "bigint[]" if connection.vendor == "postgresql" else "text"
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        ids = [int(v) for v in value]
+        return ids if connection.vendor == "postgresql" else json.dumps(ids)
+
+
+class OutboxLease(models.Model):
+    """One claim: a batch of a connection's messages leased to one drain lane until `expires_at`.
+
+    A claim writes this one row instead of stamping each message; a message is in flight while a live lease
+    covers it (it stays pending). Recording the batch's outcomes deletes the lease in the same transaction; a
+    lease whose worker died expires and the next claim of its connection deletes it (connections.outbox).
+    """
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message_ids = LeasedIds()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "expires_at"], name="outbox_lease_idx")]
+
+    def __str__(self):
+        return f"Lease of {len(self.message_ids or [])} messages of connection {self.connection_id}"
 
 
 class Delivery(models.Model):

@@ -1,14 +1,18 @@
 """The outbox's SQL: claim a batch, record its outcomes, back off its retries, give it back, prune.
 
-Per batch: one statement claims it (leased, so a dead worker's batch is claimed again when the lease ends),
-one transaction records the outcomes and the delivery record (one statement on PostgreSQL), and one
-statement updates the connection's counters. The statements are written by hand: each is one query for the
-whole batch, and the claim's shape is chosen for its query plan on each database.
+Per batch: one statement claims it, inserting one lease row for the whole batch (OutboxLease) instead of
+stamping each message, so a dead worker's batch is claimed again when the lease ends; one transaction
+records the outcomes, ends the lease and writes the delivery record (one statement on PostgreSQL), and one
+statement updates the connection's counters. A message is written once, when its outcome is known. The
+statements are written by hand: each is one query for the whole batch, and the claim's shape is chosen for
+its query plan on each database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import time
 
 from django.conf import settings
@@ -18,7 +22,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from connections import policy
-from connections.models import Connection, Delivery, OutboxMessage
+from connections.models import Connection, Delivery, OutboxLease, OutboxMessage
 from outputs.partners import redact
 from outputs.partners.base import Outcome, SendResult
 
@@ -26,6 +30,7 @@ State = OutboxMessage.State
 T_OUTBOX = OutboxMessage._meta.db_table
 T_CONN = Connection._meta.db_table
 T_DELIVERY = Delivery._meta.db_table
+T_LEASE = OutboxLease._meta.db_table
 
 
 def _max_length(model, name: str) -> int:
@@ -40,8 +45,10 @@ DELIVERY_ERROR_CHARS = _max_length(Delivery, "error")
 EXCERPT_REQUESTS = 5
 EXCERPT_CHARS = 4000
 
-# A claimed row, as the claim returns it.
-ID, TYPE, VALUE, ACTION, ATTEMPTS, CREATED, FORGET = range(7)
+# A claimed row, as the claim returns it: the message, its revision (connections.fanout) and its lease's id.
+ID, TYPE, VALUE, ACTION, ATTEMPTS, CREATED, FORGET, REVISION, LEASE = range(9)
+# pg_advisory_xact_lock(CLAIM_LOCK, connection id): a connection's claims take turns (PostgreSQL).
+CLAIM_LOCK = 0x0C1A
 
 
 def in_list(values) -> str:
@@ -53,88 +60,130 @@ def _ids(rows) -> str:
     return ", ".join(str(int(r[ID])) for r in rows)
 
 
-_WAITING = (
-    "NOT EXISTS (SELECT 1 FROM {t} b{hint} WHERE b.connection_id = o.connection_id "
-    "AND b.identity_type = o.identity_type AND b.value = o.value AND {in_flight} AND b.id <> o.id "
-    "AND (b.lease_expires_at >= %s OR b.id < o.id){fence}) "
-    "AND EXISTS (SELECT 1 FROM {c} c WHERE c.id = o.connection_id AND c.status IN {sending})"
-)
-# PostgreSQL: the check for an older in-flight message of the same identity must be an index lookup by
-# identity for each candidate. Its statistics, taken when nothing was in flight, make an index on `state`
-# look cheaper; with thousands of rows in flight during a drain that plan compares every candidate with
-# every one of them (~0.25 s a claim at 5,000 in flight instead of ~2 ms). The state test is therefore
-# kept out of index conditions (`IS TRUE`) and the subquery stays a per-row lookup (`OFFSET 0`).
-_BLOCKED_PG = _WAITING.format(
-    t=T_OUTBOX,
-    hint="",
-    c=T_CONN,
-    sending=in_list(policy.SENDING),
-    in_flight=f"(b.state = '{State.IN_FLIGHT}') IS TRUE",
-    fence=" OFFSET 0",
-)
-# SQLite, without statistics, picks the claim index (connection, state) for the same check and then reads
-# every in-flight message of the connection per candidate: a claim of 500 with 500 in flight takes seconds,
-# holding the database's only write lock. The identity's value index finds the few rows it needs.
-_BLOCKED = _WAITING.format(
-    t=T_OUTBOX,
-    hint=" INDEXED BY outbox_value_idx",
-    c=T_CONN,
-    sending=in_list(policy.SENDING),
-    in_flight=f"b.state = '{State.IN_FLIGHT}'",
-    fence="",
-)
-_RETURNING = "RETURNING id, identity_type, value, action, attempts, created_at, forget_after_delivery"
+def _same(rows) -> str:
+    """SQL: the message is as its claim read it, i.e. no newer change replaced it in place since (its revision).
+
+    A replaced message stays pending: it carries the newer change, which has not been sent yet.
+    """
+    moved = [r for r in rows if r[REVISION]]
+    if not moved:
+        return "revision = 0"
+    whens = " ".join(f"WHEN {int(r[ID])} THEN {int(r[REVISION])}" for r in moved)
+    return f"revision = CASE id {whens} ELSE 0 END"
+
+
+_PENDING = policy.PENDING_DUE
+
+
+def _pick(vendor: str) -> str:
+    """Due messages of a sending connection that no live lease covers, longest due first; parameters:
+    connection, now (due), connection, now (live leases), limit."""
+    created = "EXTRACT(EPOCH FROM o.created_at)::float8" if vendor == "postgresql" else "o.created_at"
+    return (
+        f"SELECT o.id, o.identity_type, o.value, o.action, o.attempts, {created}, o.forget_after_delivery, "
+        f"o.revision FROM {T_OUTBOX} o WHERE o.connection_id = %s AND {_PENDING.sql('o')} "
+        f"AND o.id NOT IN ({policy.leased_sql(vendor, 'l.connection_id = %s AND ')}) "
+        f"AND EXISTS (SELECT 1 FROM {T_CONN} c WHERE c.id = o.connection_id AND c.status IN {in_list(policy.SENDING)}) "
+        f"ORDER BY o.next_attempt_at{'' if vendor == 'postgresql' else ', o.id'} LIMIT %s"
+    )
+
+
 # PostgreSQL: the creation time comes back as epoch seconds. Django's time-zone-aware timestamp loader is
 # pure Python, and parsing 500 timestamps per claim costs a sixth of a drain's CPU; the time is only read
 # when a message is retried, to close it once it is past the retry window.
-_RETURNING_PG = _RETURNING.replace("created_at", "EXTRACT(EPOCH FROM created_at)::float8")
-_CLAIM_SET = (
-    f"UPDATE {T_OUTBOX} SET state = '{State.IN_FLIGHT}', attempts = attempts + 1, lease_expires_at = %s, "
-    f"updated_at = %s WHERE id IN "
+# The leases that ran out are deleted first: their worker died or stalled. Each counts as an attempt of its
+# messages (one statement for all of them, and rare); what they covered is due again at once, and goes first
+# as the longest due.
+_CLAIM_PG = (
+    f"WITH gone AS (DELETE FROM {T_LEASE} WHERE connection_id = %s AND expires_at < %s RETURNING message_ids), "
+    f"tried AS (UPDATE {T_OUTBOX} SET attempts = attempts + 1 WHERE id IN (SELECT unnest(message_ids) FROM gone) "
+    f"AND state = '{State.PENDING}' RETURNING 1), "
+    f"picked AS ({_pick('postgresql')}), "
+    f"lease AS (INSERT INTO {T_LEASE} (connection_id, message_ids, expires_at, created_at) "
+    f"SELECT %s, array_agg(id), %s, %s FROM picked HAVING count(*) > 0 RETURNING id) "
+    f"SELECT picked.*, lease.id FROM picked, lease"
 )
-_EXPIRED, _PENDING = policy.LEASE_EXPIRED, policy.PENDING_DUE
+
+
+def _one_round_trip(cursor) -> bool:
+    """Whether the driver sends a query of several statements as it is (psycopg 3 binding on the client side,
+    Django's default), so that the claim's lock and the claim go in one round trip."""
+    try:
+        from psycopg import ClientCursor
+    except ImportError:
+        return False
+    return isinstance(cursor.cursor, ClientCursor)
+
+
+def _one_round_trip_possible() -> bool:
+    with db.cursor() as cursor:
+        return _one_round_trip(cursor)
+
+
+# The usual record commits without waiting for its WAL flush. A server crash may then lose the record of the
+# last batches, never more: their lease was committed durably before they were sent, so they are claimed and
+# sent again when it runs out (OUTBOX_LEASE_SECONDS, longer than OUTCOME_SETTLE_SECONDS), as after a worker's
+# crash; anything committed after them (a newer change) flushes them with it. Retries and faults keep the
+# durable commit: they change what is sent next and when.
+_LAZY_COMMIT = "SET LOCAL synchronous_commit = off; "
 
 
 def claim(conn_id: int, limit: int, now=None) -> list[tuple]:
-    """Lease up to `limit` due messages of a sending connection in one statement.
+    """Lease up to `limit` due messages of a sending connection: one lease row, no message written.
 
-    Due (connections.policy): pending and past its next attempt, or in flight with an expired lease (its
-    worker died); expired ones go first, then pending ones longest due first. A message waits while an
-    older one for the same identity is in flight, so the partner sees an identity's changes in order.
+    Due (connections.policy): pending, past its next attempt, and covered by no live lease; a lease whose
+    worker died expires, and its messages are due again. An identity has one waiting message at most (the
+    coalescing replaces it in place), so while it is in flight nothing newer of the identity can go out:
+    the partner sees an identity's changes in order.
+
+    A connection's claims take turns (an advisory lock on PostgreSQL, the write lock on SQLite), so each one
+    sees the leases of the one before: no message is leased twice.
     """
     now = now or timezone.now()
     lease = now + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     adapt = db.ops.adapt_datetimefield_value
-    with db.cursor() as cursor:
-        if db.vendor == "postgresql":
-            # Each kind of due message is found through the claim index (connection, state, next attempt) in
-            # the order it keeps, so a claim reads about `limit` index entries whatever the connection's
-            # history holds; ordering all candidates by id would walk every delivered message before them.
+    if db.vendor == "postgresql":
+        params = [
+            *(CLAIM_LOCK, conn_id),  # the turn
+            *(conn_id, adapt(now)),  # the leases that ran out
+            *(conn_id, adapt(now), conn_id, adapt(now), limit),  # the pick
+            *(conn_id, adapt(lease), adapt(now)),  # the new lease
+        ]
+        with db.cursor() as cursor:
+            if _one_round_trip(cursor):
+                # Two statements in one query: PostgreSQL runs them as one transaction, and the claim, started
+                # once the lock is ours, sees every lease committed before. One round trip, one commit.
+                cursor.execute(f"SELECT pg_advisory_xact_lock(%s, %s); {_CLAIM_PG}", params)
+                cursor.nextset()
+                rows = cursor.fetchall()
+            else:
+                with transaction.atomic():
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", params[:2])
+                    cursor.execute(_CLAIM_PG, params[2:])
+                    rows = cursor.fetchall()
+        rows.sort(key=lambda r: r[ID])
+        return rows
+    with transaction.atomic(), db.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {T_LEASE} WHERE connection_id = %s AND expires_at < %s RETURNING message_ids",
+            [conn_id, adapt(now)],
+        )
+        gone = [int(i) for (ids,) in cursor.fetchall() for i in json.loads(ids)]
+        if gone:
             cursor.execute(
-                f"WITH expired AS (SELECT o.id FROM {T_OUTBOX} o WHERE o.connection_id = %s "
-                f"AND {_EXPIRED.sql('o')} AND {_BLOCKED_PG} "
-                f"ORDER BY o.id LIMIT %s FOR UPDATE SKIP LOCKED), "
-                f"due AS (SELECT o.id FROM {T_OUTBOX} o WHERE o.connection_id = %s "
-                f"AND {_PENDING.sql('o')} AND {_BLOCKED_PG} "
-                f"ORDER BY o.next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-                f"{_CLAIM_SET}(SELECT id FROM (SELECT id, 0 AS k FROM expired UNION ALL "
-                f"SELECT id, 1 FROM due) picked ORDER BY k, id LIMIT %s) {_RETURNING_PG}",
-                [
-                    *(conn_id, adapt(now), adapt(now), limit),
-                    *(conn_id, adapt(now), adapt(now), limit),
-                    adapt(lease),
-                    adapt(now),
-                    limit,
-                ],
+                f"UPDATE {T_OUTBOX} SET attempts = attempts + 1 WHERE id IN ({', '.join(map(str, gone))}) "
+                f"AND state = '{State.PENDING}'"
             )
-        else:
-            cursor.execute(
-                f"{_CLAIM_SET}(SELECT o.id FROM {T_OUTBOX} o WHERE o.connection_id = %s AND ("
-                f"({_PENDING.sql('o')}) OR ({_EXPIRED.sql('o')})) AND {_BLOCKED} "
-                f"ORDER BY o.state = '{State.PENDING}', o.next_attempt_at, o.id LIMIT %s) {_RETURNING}",
-                [adapt(lease), adapt(now), conn_id, adapt(now), adapt(now), adapt(now), limit],
-            )
+        cursor.execute(_pick("sqlite"), [conn_id, adapt(now), conn_id, adapt(now), limit])
         rows = cursor.fetchall()
+        if rows:
+            cursor.execute(
+                f"INSERT INTO {T_LEASE} (connection_id, message_ids, expires_at, created_at) "
+                f"VALUES (%s, %s, %s, %s) RETURNING id",
+                [conn_id, json.dumps([r[ID] for r in rows]), adapt(lease), adapt(now)],
+            )
+            (lease_id,) = cursor.fetchone()
+            rows = [(*r, lease_id) for r in rows]
     rows.sort(key=lambda r: r[ID])
     return rows
 
@@ -159,36 +208,42 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
             {"accepted": accepted, "rejected": rejected, "retry": retry}[outcome.status].append((row, outcome))
     failed = 0
     writes = []  # (sql, params): independent statements, combined into one on PostgreSQL
+    pending = f"state = '{State.PENDING}'"
     if accepted:
         forget = [r for r, _ in accepted if r[FORGET]]
         keep = [r for r, _ in accepted if not r[FORGET]]
         if keep:
             writes.append(
                 (
-                    f"UPDATE {T_OUTBOX} SET state = '{State.DELIVERED}', finished_at = %s, updated_at = %s, "
-                    f"lease_expires_at = NULL, last_error = '' "
-                    f"WHERE id IN ({_ids(keep)}) AND state = '{State.IN_FLIGHT}'",
+                    f"UPDATE {T_OUTBOX} SET state = '{State.DELIVERED}', attempts = attempts + 1, finished_at = %s, "
+                    f"updated_at = %s, last_error = '' WHERE id IN ({_ids(keep)}) AND {pending} AND {_same(keep)}",
                     [adapt(now), adapt(now)],
                 )
             )
-        if again:
-            writes.append(_queue_again(again, now))
         if forget:
-            writes.append((f"DELETE FROM {T_OUTBOX} WHERE id IN ({_ids(forget)})", []))
+            writes.append(
+                (f"DELETE FROM {T_OUTBOX} WHERE id IN ({_ids(forget)}) AND {pending} AND {_same(forget)}", [])
+            )
     if rejected:
         reasons = " ".join("WHEN %s THEN %s" for _ in rejected)
+        done = [r for r, _ in rejected]
         writes.append(
             (
-                f"UPDATE {T_OUTBOX} SET state = '{State.REJECTED}', finished_at = %s, updated_at = %s, "
-                f"lease_expires_at = NULL, last_error = CASE id {reasons} END "
-                f"WHERE id IN ({_ids([r for r, _ in rejected])})",
+                f"UPDATE {T_OUTBOX} SET state = '{State.REJECTED}', attempts = attempts + 1, finished_at = %s, "
+                f"updated_at = %s, last_error = CASE id {reasons} END "
+                f"WHERE id IN ({_ids(done)}) AND {pending} AND {_same(done)}",
                 [adapt(now), adapt(now), *[x for r, o in rejected for x in (r[ID], o.reason[:MESSAGE_ERROR_CHARS])]],
             )
         )
-    with transaction.atomic(), db.cursor() as cursor:
-        if result.fault is not None:
-            give_back(cursor, rows, now, refund=True)
-        elif retry:
+    # The batch's lease goes with its outcomes, in one transaction: a claim sees both or neither. A fault gives
+    # the batch back untouched (it goes out when the connection resumes): ending its lease is all it takes.
+    if rows:
+        writes.append((f"DELETE FROM {T_LEASE} WHERE id = %s", [rows[0][LEASE]]))
+    # PostgreSQL, a batch with no retry and no fault (the usual one): one statement, its own transaction.
+    single = db.vendor == "postgresql" and result.fault is None and not retry and not again
+    lazy = _LAZY_COMMIT if single and _one_round_trip_possible() else ""
+    with contextlib.nullcontext() if single else transaction.atomic(), db.cursor() as cursor:
+        if result.fault is None and retry:
             failed = _retry(cursor, retry, now, unknown=policy.unanswered(result.attempts))
         counts = {
             "batches": 1,
@@ -249,14 +304,17 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
         if db.vendor == "postgresql":
             ctes = ", ".join(f"w{n} AS ({sql} RETURNING 1)" for n, (sql, _) in enumerate(writes))
             sql = f"WITH {ctes} {insert}" if writes else insert
-            cursor.execute(sql, [*(p for _, ps in writes for p in ps), *delivery])
+            cursor.execute(f"{lazy}{sql}", [*(p for _, ps in writes for p in ps), *delivery])
         else:
             for sql, ps in [*writes, counters]:
                 cursor.execute(sql, ps)
             cursor.execute(insert, delivery)
+        if again:
+            # After the delivered rows left `pending`: the copies take their place in the one-pending index.
+            cursor.execute(*_queue_again(again, now))
     if db.vendor == "postgresql":
         with db.cursor() as cursor:
-            cursor.execute(*counters)
+            cursor.execute(f"{lazy}{counters[0]}", counters[1])
     return counts
 
 
@@ -276,19 +334,20 @@ def _retry(cursor, retry, now, unknown: bool = False) -> int:
     """Back off transient failures; close as failed those past the retry window. Returns how many failed.
 
     `unknown`: a request of the batch got no answer, so the partner may still apply it; every retried
-    identity settles first (connections.policy.settles_at), its newer pending message included.
+    identity settles first (connections.policy.settles_at), also where a newer change replaced its message
+    while it was in flight (the message is the identity's only waiting one: it carries the newer change).
     """
     adapt = db.ops.adapt_datetimefield_value
     window_start = policy.retry_window_start(now)
     expired = [(r, o) for r, o in retry if _aware(r[CREATED]) < window_start]
     live = [(r, o) for r, o in retry if _aware(r[CREATED]) >= window_start]
     settle = policy.settles_at(now) if unknown else None
-    if settle is not None:
-        _settle(cursor, [r for r, _ in retry], settle)
+    pending = f"state = '{State.PENDING}'"
     if expired:
+        done = [r for r, _ in expired]
         cursor.execute(
-            f"UPDATE {T_OUTBOX} SET state = '{State.FAILED}', finished_at = %s, updated_at = %s, "
-            f"lease_expires_at = NULL, last_error = %s WHERE id IN ({_ids([r for r, _ in expired])})",
+            f"UPDATE {T_OUTBOX} SET state = '{State.FAILED}', attempts = attempts + 1, finished_at = %s, "
+            f"updated_at = %s, last_error = %s WHERE id IN ({_ids(done)}) AND {pending} AND {_same(done)}",
             [adapt(now), adapt(now), policy.gave_up(expired[-1][1].reason)[:MESSAGE_ERROR_CHARS]],
         )
     if live:
@@ -297,57 +356,32 @@ def _retry(cursor, retry, now, unknown: bool = False) -> int:
         spread = policy.jitter()
 
         def next_at(row, outcome):
-            at = now + dt.timedelta(seconds=policy.backoff_seconds(row[ATTEMPTS], outcome.retry_after, spread))
+            # The claim read the attempts before this one.
+            wait = policy.backoff_seconds(row[ATTEMPTS] + 1, outcome.retry_after, spread)
+            at = now + dt.timedelta(seconds=wait)
             return max(at, settle) if settle is not None else at
 
         params = [x for r, o in live for x in (r[ID], adapt(next_at(r, o)))]
         params += [x for r, o in live for x in (r[ID], o.reason[:MESSAGE_ERROR_CHARS])]
-        _close_replaced(cursor, [r for r, _ in live], now)
+        backing_off = [r for r, _ in live]
         cursor.execute(
-            f"UPDATE {T_OUTBOX} SET state = '{State.PENDING}', lease_expires_at = NULL, updated_at = %s, "
-            f"next_attempt_at = CASE id {whens} END, last_error = CASE id {errors} END"
-            f"{', settles_at = %s' if settle is not None else ''} "
-            f"WHERE id IN ({_ids([r for r, _ in live])}) AND state = '{State.IN_FLIGHT}'",
-            [adapt(now), *params, *([adapt(settle)] if settle is not None else [])],
+            f"UPDATE {T_OUTBOX} SET attempts = attempts + 1, updated_at = %s, "
+            f"next_attempt_at = CASE id {whens} END, last_error = CASE id {errors} END "
+            f"WHERE id IN ({_ids(backing_off)}) AND {pending} AND {_same(backing_off)}",
+            [adapt(now), *params],
         )
+    if settle is not None:
+        _settle(cursor, [r for r, _ in retry], settle)
     return len(expired)
 
 
 def _settle(cursor, rows, until) -> None:
-    """The pending messages of these rows' identities (newer changes queued meanwhile) wait until `until`."""
+    """These rows' identities wait until `until`: their message, backing off or replaced by a newer change."""
     adapt = db.ops.adapt_datetimefield_value
-    values = sorted({r[VALUE] for r in rows})
     cursor.execute(
         f"UPDATE {T_OUTBOX} SET settles_at = %s, next_attempt_at = CASE WHEN next_attempt_at < %s THEN %s "
-        f"ELSE next_attempt_at END WHERE value IN ({', '.join(['%s'] * len(values))}) "
-        f"AND state = '{State.PENDING}' AND EXISTS (SELECT 1 FROM {T_OUTBOX} r "
-        f"WHERE r.id IN ({_ids(rows)}) AND r.connection_id = {T_OUTBOX}.connection_id "
-        f"AND r.identity_type = {T_OUTBOX}.identity_type AND r.value = {T_OUTBOX}.value)",
-        [adapt(until), adapt(until), adapt(until), *values],
-    )
-
-
-def _close_replaced(cursor, rows, now) -> None:
-    """A message that a newer one replaced while it was in flight is closed: the newer one carries the state."""
-    adapt = db.ops.adapt_datetimefield_value
-    cursor.execute(
-        f"UPDATE {T_OUTBOX} SET state = '{State.REPLACED}', finished_at = %s, lease_expires_at = NULL "
-        f"WHERE id IN ({_ids(rows)}) AND state = '{State.IN_FLIGHT}' AND EXISTS (SELECT 1 FROM {T_OUTBOX} p "
-        f"WHERE p.connection_id = {T_OUTBOX}.connection_id AND p.identity_type = {T_OUTBOX}.identity_type "
-        f"AND p.value = {T_OUTBOX}.value AND p.state = '{State.PENDING}')",
-        [adapt(now)],
-    )
-
-
-def give_back(cursor, rows, now, refund: bool) -> None:
-    """Return a batch to the queue untouched (a fault stopped it): it goes out when the connection resumes."""
-    adapt = db.ops.adapt_datetimefield_value
-    _close_replaced(cursor, rows, now)
-    cursor.execute(
-        f"UPDATE {T_OUTBOX} SET state = '{State.PENDING}', lease_expires_at = NULL, next_attempt_at = %s, "
-        f"updated_at = %s{', attempts = attempts - 1' if refund else ''} "
-        f"WHERE id IN ({_ids(rows)}) AND state = '{State.IN_FLIGHT}'",
-        [adapt(now), adapt(now)],
+        f"ELSE next_attempt_at END WHERE id IN ({_ids(rows)}) AND state = '{State.PENDING}'",
+        [adapt(until), adapt(until), adapt(until)],
     )
 
 
@@ -379,4 +413,7 @@ def prune(cutoff, refreshing) -> int:
     old = old.exclude(Q(connection_id__in=refreshing, state=State.DELIVERED, action="add") & ~Exists(newer))
     deleted, _ = old.delete()
     deliveries, _ = Delivery.objects.filter(started_at__lt=cutoff).delete()
+    # Leases that ran out long ago on connections no claim came back to (paused, faulted): their messages are
+    # due already (policy.due); the rows only take room. Not counted: they held no identity.
+    OutboxLease.objects.filter(expires_at__lt=cutoff).delete()
     return deleted + deliveries

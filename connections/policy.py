@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
-from functools import reduce
-from operator import or_
 
 from django.conf import settings
+from django.db import connection as db
 from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from connections.models import Connection, OutboxMessage
+from connections.models import Connection, OutboxLease, OutboxMessage
 
 State = OutboxMessage.State
 
@@ -44,16 +44,31 @@ class Due:
         return f"{alias}.state = '{self.state}' AND {alias}.{self.column} {'<=' if self.inclusive else '<'} %s"
 
 
-# Waiting, and its next attempt has come.
+# Waiting, and its next attempt has come (a claim also skips those a live lease covers: `leased_sql`).
 PENDING_DUE = Due(State.PENDING, "next_attempt_at", inclusive=True)
-# Claimed by a worker whose lease ran out (it died or stalled): claimed again.
-LEASE_EXPIRED = Due(State.IN_FLIGHT, "lease_expires_at", inclusive=False)
-DUE = (PENDING_DUE, LEASE_EXPIRED)
+
+
+def leased_sql(vendor: str, where: str = "") -> str:
+    """The ids of the messages live leases cover (in flight), as a subquery; parameters: those of `where`
+    (a condition on the lease `l`, ending in AND), then now. A lease that ran out covers nothing."""
+    ids, each = ("unnest(l.message_ids)", "") if vendor == "postgresql" else ("j.value", ", json_each(l.message_ids) j")
+    return f"SELECT {ids} FROM {OutboxLease._meta.db_table} l{each} WHERE {where}l.expires_at >= %s"
+
+
+def leased(now) -> RawSQL:
+    """The ids of the messages in flight at `now`, for an ORM filter (`pk__in=`)."""
+    return RawSQL(leased_sql(db.vendor), [db.ops.adapt_datetimefield_value(now)])
+
+
+def in_flight(now) -> Q:
+    """Messages a worker holds at `now`: pending, and covered by a live lease (connections.outbox.claim)."""
+    return Q(state=State.PENDING, pk__in=leased(now))
 
 
 def due(now) -> Q:
-    """Messages a claim at `now` may take (before the check for an older message of the same identity)."""
-    return reduce(or_, (d.q(now) for d in DUE))
+    """Messages a claim at `now` may take: pending, past their next attempt, and in no live lease (a lease
+    whose worker died has run out, and its messages are due again)."""
+    return PENDING_DUE.q(now) & ~Q(pk__in=leased(now))
 
 
 def jitter() -> float:
@@ -100,7 +115,7 @@ def earliest_retry(conn):
     """When the first message backing off is due, for an active realtime connection; None otherwise."""
     if conn.delivery_mode != Connection.Mode.REALTIME or conn.status != Connection.Status.ACTIVE:
         return None
-    waiting = OutboxMessage.objects.filter(connection=conn, state=State.PENDING)
+    waiting = OutboxMessage.objects.filter(connection=conn, state=State.PENDING).exclude(in_flight(timezone.now()))
     return waiting.aggregate(at=Min("next_attempt_at"))["at"]
 
 
@@ -122,7 +137,7 @@ def retry_wait(sent: bool, due_at, now=None) -> float | None:
 def upload_due(conn, now=None) -> bool:
     """Interval connections upload every N minutes, or as soon as N messages are waiting."""
     now = now or timezone.now()
-    waiting = OutboxMessage.objects.filter(PENDING_DUE.q(now), connection=conn)
+    waiting = OutboxMessage.objects.filter(due(now), connection=conn)
     if conn.interval_messages and waiting.count() >= conn.interval_messages:
         return True
     last = conn.last_upload_at or conn.created_at
@@ -132,9 +147,8 @@ def upload_due(conn, now=None) -> bool:
 def ready_to_drain(now=None) -> list[int]:
     """Sending connections with due messages: realtime and disconnecting ones, and interval ones due an upload."""
     now = now or timezone.now()
-    messages = OutboxMessage.objects.filter(connection=OuterRef("pk"))
-    # One EXISTS per kind of due message: each is an index lookup (connection, state, time).
-    has_due = reduce(or_, (Exists(messages.filter(d.q(now))) for d in DUE))
+    # An index lookup (connection, state, time) past the messages in flight.
+    has_due = Exists(OutboxMessage.objects.filter(due(now), connection=OuterRef("pk")))
     candidates = Connection.objects.filter(has_due, status__in=SENDING)
     return [
         conn.pk

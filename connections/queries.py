@@ -1,9 +1,11 @@
 """Queries about connections shared by the admin, the API, the commands and the services: set-based, one
 query for a whole list."""
 
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+from connections import policy
 from connections.models import Connection, OutboxMessage
 from identities import IdentityType, InvalidIdentity, normalize
 
@@ -26,6 +28,24 @@ def pending_of(conn: Connection) -> int:
     if hasattr(conn, "pending"):
         return conn.pending
     return OutboxMessage.objects.filter(connection=conn, state__in=WAITING).count()
+
+
+def states_of(conn: Connection, now=None) -> dict[str, int]:
+    """Messages per state, those a worker holds (pending, covered by a live lease) counted as in flight."""
+    states = dict(conn.messages.order_by().values_list("state").annotate(n=Count("pk")))
+    if states.get(OutboxMessage.State.PENDING):
+        flying = conn.messages.filter(policy.in_flight(now or timezone.now())).count()
+        if flying:
+            states[OutboxMessage.State.PENDING] -= flying
+            states[OutboxMessage.State.IN_FLIGHT] = states.get(OutboxMessage.State.IN_FLIGHT, 0) + flying
+    return {state: n for state, n in states.items() if n}
+
+
+def with_state_shown(queryset, now=None):
+    """Annotate `state_shown`: the message's state, "in_flight" for a pending one a live lease covers."""
+    flying = policy.in_flight(now or timezone.now())
+    shown = Case(When(flying, then=Value(OutboxMessage.State.IN_FLIGHT)), default=F("state"), output_field=CharField())
+    return queryset.annotate(state_shown=shown)
 
 
 def candidate_values(raw: str) -> set[str]:

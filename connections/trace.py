@@ -20,7 +20,7 @@ from audiences.queries import profiles_with_identity
 from connections import dashboard
 from connections.funnel import types_phrase
 from connections.models import Connection, Delivery, OutboxMessage
-from connections.queries import candidate_values
+from connections.queries import candidate_values, with_state_shown
 from connections.variants import scope as variant_scope
 from identities import IdentityType
 from staff import dates
@@ -104,10 +104,12 @@ def trace(raw: str) -> Trace:
     pairs = {(i.type, i.value): i.profile_id for i in identities}
     values = {v for _, v in pairs} | candidates
     messages = list(
-        OutboxMessage.objects.filter(value__in=values)
+        with_state_shown(OutboxMessage.objects.filter(value__in=values))
         .select_related("connection__audience", "connection__output")
         .order_by("-id")[: MAX_MESSAGES * 2]
     )
+    for m in messages:
+        m.state = m.state_shown  # in flight: pending, and a worker holds it (a live lease)
     messages = [m for m in messages if (m.identity_type, m.value) in pairs or m.value in candidates][:MAX_MESSAGES]
     rows = _with_deliveries(messages)
 

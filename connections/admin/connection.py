@@ -18,7 +18,7 @@ from connections.admin.forms import PREFIX, form_for
 from connections.admin.html import ago, badge, status_html
 from connections.admin.operations import OPERATIONS, VERIFY_PERMISSION, operation_action
 from connections.models import Connection, Delivery, OutboxMessage
-from connections.queries import pending_of, with_pending
+from connections.queries import pending_of, states_of, with_pending
 from identities import plural_phrase
 from outputs.models import Output
 from staff import audit, cells, dates, links
@@ -171,7 +171,7 @@ class ConnectionAdmin(ChangePageParts, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         conn = self.get_object(request, object_id)
         if conn is not None:
-            states = dict(conn.messages.order_by().values_list("state").annotate(n=Count("pk")))
+            states = states_of(conn)
             sees = can_see_identities(request.user)
             recent = list(conn.messages.order_by("-id")[:50]) if sees else None
             for m in recent or []:

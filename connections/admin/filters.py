@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from connections import last_problem
-from connections.models import Connection
+from connections.models import Connection, OutboxMessage
 from identities import IdentityType
 from outputs.partners import registry
 
@@ -59,3 +59,16 @@ class ConnectionListFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(connection_id=self.value()) if self.value() else queryset
+
+
+class MessageStateFilter(admin.SimpleListFilter):
+    """The message's state as shown (queries.with_state_shown): in flight is a pending message a worker holds."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return OutboxMessage.State.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(state_shown=self.value()) if self.value() else queryset

@@ -4,10 +4,10 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audiences.permissions import IdentityPagesAdmin
-from connections.admin.filters import ConnectionListFilter, IdentityTypeFilter
+from connections.admin.filters import ConnectionListFilter, IdentityTypeFilter, MessageStateFilter
 from connections.admin.readonly import ReadOnlyAdmin
 from connections.models import OutboxMessage
-from connections.queries import candidate_values
+from connections.queries import candidate_values, with_state_shown
 from staff import cells, dates
 
 
@@ -16,11 +16,18 @@ class OutboxMessageAdmin(IdentityPagesAdmin, ReadOnlyAdmin):
     # One column for when (the next attempt of a waiting message, the last change of the others) keeps every
     # column on screen from 1280 px up.
     list_display = ["id", "connection", "type", "value", "action", "state", "attempts", "when", "error"]
-    list_filter = ["state", ConnectionListFilter, IdentityTypeFilter, "action"]
+    list_filter = [MessageStateFilter, ConnectionListFilter, IdentityTypeFilter, "action"]
     list_select_related = ["connection__audience", "connection__output"]
     search_fields = ["value"]
     search_help_text = "An identity value as typed (an email address is found whatever its case)."
     ordering = ["-id"]
+
+    def get_queryset(self, request):
+        return with_state_shown(super().get_queryset(request))
+
+    @admin.display(description="state", ordering="state")
+    def state(self, message):
+        return OutboxMessage.State(message.state_shown).label
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():

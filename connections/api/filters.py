@@ -28,7 +28,11 @@ class ConnectionFilter(django_filters.FilterSet):
 
 
 class MessageFilter(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(choices=OutboxMessage.State.choices)
+    state = django_filters.ChoiceFilter(
+        choices=OutboxMessage.State.choices,
+        method="filter_state",
+        help_text="in_flight: pending and held by a worker (queries.with_state_shown).",
+    )
     identity = django_filters.CharFilter(
         method="filter_identity", help_text="An identity value as typed (normalized like stored values)."
     )
@@ -38,6 +42,9 @@ class MessageFilter(django_filters.FilterSet):
     class Meta:
         model = OutboxMessage
         fields = ["state", "identity", "identity_type", "action"]
+
+    def filter_state(self, queryset, name, value):
+        return queryset.filter(state_shown=value)
 
     def filter_identity(self, queryset, name, value):
         return queryset.filter(value__in=candidate_values(value))

@@ -258,6 +258,9 @@ class RemovingSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    # A pending message a worker holds (a live lease covers it) is shown in flight (queries.with_state_shown).
+    state = serializers.ChoiceField(choices=OutboxMessage.State.choices, source="state_shown", read_only=True)
+
     class Meta:
         model = OutboxMessage
         fields = [

@@ -8,7 +8,7 @@ from connections import services
 from connections.api import serializers as s
 from connections.api.filters import ConnectionFilter, DeliveryFilter, MessageFilter
 from connections.models import Connection, OutboxMessage
-from connections.queries import with_pending
+from connections.queries import with_pending, with_state_shown
 from identities import IdentityType
 from staff import audit
 
@@ -181,7 +181,7 @@ class ConnectionViewSet(viewsets.ModelViewSet):
     def messages(self, request, pk=None):
         """The connection's outbox, newest first: filter by state, identity (as typed), identity_type, action."""
         conn = self.get_object()
-        queryset = self._filtered(MessageFilter, conn.messages.order_by("-id"))
+        queryset = self._filtered(MessageFilter, with_state_shown(conn.messages.order_by("-id")))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.MessageSerializer(page, many=True).data)
 

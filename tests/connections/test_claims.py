@@ -4,7 +4,7 @@ import pytest
 
 from connections import services
 from connections.drain import claim_size, drain
-from connections.models import Delivery, OutboxMessage
+from connections.models import Delivery, OutboxLease, OutboxMessage
 from outputs.models import Output
 from tests.connections.factories import StaticAudienceFactory, add_members
 
@@ -110,8 +110,8 @@ def test_the_forward_command_counts_as_due_exactly_what_a_claim_takes(sandbox):
     due, backing_off, expired, leased, delivered = OutboxMessage.objects.filter(connection=conn).order_by("pk")
     State = OutboxMessage.State
     OutboxMessage.objects.filter(pk=backing_off.pk).update(next_attempt_at=now + minute)
-    OutboxMessage.objects.filter(pk=expired.pk).update(state=State.IN_FLIGHT, lease_expires_at=now - minute)
-    OutboxMessage.objects.filter(pk=leased.pk).update(state=State.IN_FLIGHT, lease_expires_at=now + minute)
+    OutboxLease.objects.create(connection=conn, message_ids=[expired.pk], expires_at=now - minute, created_at=now)
+    OutboxLease.objects.create(connection=conn, message_ids=[leased.pk], expires_at=now + minute, created_at=now)
     OutboxMessage.objects.filter(pk=delivered.pk).update(state=State.DELIVERED, finished_at=now)
 
     assert due_count(conn) == 2

@@ -14,9 +14,9 @@ from django.utils import timezone
 from audiences.ingest import ProfileInput, upsert_profiles
 from audiences.models import Audience
 from audiences.refresh import refresh_audience
-from connections import services
+from connections import policy, services
 from connections.drain import drain
-from connections.models import OutboxMessage, OutputSlot
+from connections.models import OutboxLease, OutboxMessage, OutputSlot
 from outputs.models import Output
 from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY
 from tests.waiting import wait_until
@@ -67,18 +67,18 @@ def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(san
 
     def claimed():
         assert worker.poll() is None, "the worker ended before it was killed"
-        return OutboxMessage.objects.filter(connection=conn, state="in_flight").exists()
+        return OutboxMessage.objects.filter(policy.in_flight(timezone.now()), connection=conn).exists()
 
     # A loaded machine can take many seconds just to start Django.
     wait_until(claimed, timeout=60, what="the worker claiming a batch")
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    in_flight = OutboxMessage.objects.filter(connection=conn, state="in_flight").count()
+    in_flight = OutboxMessage.objects.filter(policy.in_flight(timezone.now()), connection=conn).count()
     assert in_flight > 0
 
     # The dead worker's leases run out: moved into the past rather than waited for.
     expired = timezone.now() - dt.timedelta(seconds=1)
-    OutboxMessage.objects.filter(connection=conn, state="in_flight").update(lease_expires_at=expired)
+    OutboxLease.objects.filter(connection=conn).update(expires_at=expired)
     OutputSlot.objects.filter(output=output).update(lease_expires_at=expired)
     # The requests the dead worker left hanging still reach the partner: let them land before the repeat (and
     # before the next test empties the sandbox).
@@ -96,3 +96,6 @@ def test_a_killed_worker_loses_no_message_and_the_repeat_has_no_extra_effect(san
     duplicates = sandbox.stats()["duplicates"]["mailchimp"]
     assert duplicates <= in_flight  # at most the batches the dead worker had in flight went twice
     assert report.messages >= in_flight
+    # The dead worker's leases are gone, and each counted as an attempt of the messages they held.
+    assert not OutboxLease.objects.filter(connection=conn).exists()
+    assert OutboxMessage.objects.filter(connection=conn, attempts=2).count() == in_flight
