@@ -38,7 +38,7 @@ SLOT_POLL_SECONDS = 0.25
 DRAIN_ID_CHARS = 12
 HOLDER_CHARS = OutputSlot._meta.get_field("holder").max_length
 # How often a running drain asks whether another connection's drain is waiting for a worker.
-HANDOVER_CHECK_SECONDS = 0.5
+HANDOVER_CHECK_SECONDS = 0.2
 
 
 @dataclass
