@@ -90,7 +90,15 @@ def retry_races(write):
 def _ensure_profiles(external_ids, result: EventsResult):
     """Return {external_id: profile id}, creating bare profiles for unknown IDs."""
     # IDs only: the profiles' attributes are not needed to store their events.
-    profiles = dict(Profile.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
+    if connection.vendor == "postgresql":
+        # One array parameter, not an IN list of thousands of placeholders that Django quotes one by one.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT external_id, id FROM {Profile._meta.db_table} WHERE external_id = ANY(%s)", [external_ids]
+            )
+            profiles = dict(cursor.fetchall())
+    else:
+        profiles = dict(Profile.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
     missing = [Profile(external_id=e, attributes={}) for e in external_ids if e not in profiles]
     if missing:
         # Returns primary keys on PostgreSQL and on SQLite 3.35+.

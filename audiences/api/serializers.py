@@ -1,5 +1,8 @@
+from datetime import datetime
+
 from django.conf import settings
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from audiences import criteria as criteria_lang
 from audiences.api.fields import AttributesField, json_problem, refuse_control_characters
@@ -114,6 +117,48 @@ def _plain_text(value, max_length=255):
     return value
 
 
+SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat_and_storable(attributes: dict) -> bool:
+    """True when `attributes` is one level of text keys and plain values whose text the database can store:
+    what json_problem accepts, checked with one scan of the joined text instead of a call per key and value.
+    False means only "look closer" (json_problem then says whether and where something is wrong)."""
+    texts = []
+    for key, value in attributes.items():
+        if type(key) is not str or not isinstance(value, SCALARS):
+            return False
+        texts.append(key)
+        if type(value) is str:
+            texts.append(value)
+    return text_problem("".join(texts)) is None
+
+
+def _occurred_at_parser(zone):
+    """A function reading `occurred_at` as DateTimeField(default_timezone=zone) does, faster for ISO 8601 text
+    with an offset (the common case): DRF's ISO parsing is `datetime.fromisoformat` first, then a move to `zone`.
+    Anything else (naive times, other formats, no time zone in use) goes through the field itself."""
+    field = serializers.DateTimeField(default_timezone=zone).to_internal_value
+    formats = getattr(api_settings, "DATETIME_INPUT_FORMATS", None) or ()
+    if zone is None or not formats or str(formats[0]).lower() != ISO_8601:
+        return field
+
+    def parse(value):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                return field(value)
+            if parsed.tzinfo is not None:
+                try:
+                    return parsed.astimezone(zone)
+                except OverflowError:
+                    pass
+        return field(value)
+
+    return parse
+
+
 def _plain_events(data) -> list[dict] | None:
     """The batch's events as EventInputSerializer would validate them, when every one is well-formed, else None.
 
@@ -126,7 +171,7 @@ def _plain_events(data) -> list[dict] | None:
         return None
     # The current time zone read once for the batch, not once per event; the field is otherwise the serializer's.
     zone = serializers.DateTimeField().default_timezone()
-    occurred_at = serializers.DateTimeField(default_timezone=zone).to_internal_value
+    occurred_at = _occurred_at_parser(zone)
     depth = settings.ATTRIBUTES_MAX_DEPTH
     events = []
     for item in items:
@@ -137,7 +182,9 @@ def _plain_events(data) -> list[dict] | None:
             return None
         if "attributes" in item:
             attributes = item["attributes"]
-            if not isinstance(attributes, dict) or json_problem(attributes, max_depth=depth):
+            if not isinstance(attributes, dict):
+                return None
+            if not (depth >= 1 and _flat_and_storable(attributes)) and json_problem(attributes, max_depth=depth):
                 return None
             event["attributes"] = attributes
         try:

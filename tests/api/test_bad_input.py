@@ -1,8 +1,10 @@
 """Bad input at every API door that reads outside data: a 4xx naming the field and why, and nothing written."""
 
+import datetime as dt
 import json
 
 import pytest
+from django.utils import timezone
 
 from audiences.models import Event, Identity, Membership, Profile
 from connections.models import OutboxMessage
@@ -289,6 +291,48 @@ def test_text_the_database_cannot_store_in_attributes_is_refused_naming_the_key(
     assert response.status_code == 400
     assert paths(response.json()) == {"profiles[1].attributes": [sentence]}
     assert counts() == before
+
+
+UNSTORABLE_ATTRIBUTES = [
+    ({"note": "a\x00b"}, "note must not contain the NUL character"),
+    ({"plan": {"tiers": ["gold", "x\x00"]}}, "plan.tiers[1] must not contain the NUL character"),
+    ({"k\x00": 1}, "the key 'k\\x00' must not contain the NUL character"),
+    ({"half": "\ud800"}, "half must not contain an unpaired surrogate (U+D800)"),
+    ({"fine": "text", "half": "\udc00"}, "half must not contain an unpaired surrogate (U+DC00)"),
+]
+
+
+@pytest.mark.parametrize(("attributes", "sentence"), UNSTORABLE_ATTRIBUTES)
+def test_text_the_database_cannot_store_in_event_attributes_is_refused_naming_the_key(api, world, attributes, sentence):
+    # Two good events around the bad one: the batch's one-pass check must stop at it, not only at the first.
+    events = [
+        GOOD_EVENT,
+        {**GOOD_EVENT, "source_id": "e-2", "attributes": attributes},
+        {**GOOD_EVENT, "source_id": "e-3"},
+    ]
+    before = counts()
+    response = post_json(api, "/api/v1/events/bulk/", {"events": events})
+
+    assert response.status_code == 400
+    assert paths(response.json()) == {"events[1].attributes": [sentence]}
+    assert counts() == before
+
+
+def test_event_times_with_any_offset_are_stored_as_the_instant_given(api, world):
+    events = [
+        {**GOOD_EVENT, "occurred_at": "2026-01-02T03:04:05+05:30"},
+        {**GOOD_EVENT, "source_id": "e-2", "occurred_at": "2026-01-02T03:04:05.25-08:00"},
+        {**GOOD_EVENT, "source_id": "e-3", "occurred_at": "2026-01-02T03:04:05"},  # naive: the current time zone
+    ]
+    response = api.post("/api/v1/events/bulk/", {"events": events}, format="json")
+
+    assert response.status_code == 200
+    stored = dict(Event.objects.values_list("source_id", "occurred_at"))
+    assert {k: v.astimezone(dt.UTC).isoformat() for k, v in stored.items()} == {
+        "e-1": "2026-01-01T21:34:05+00:00",
+        "e-2": "2026-01-02T11:04:05.250000+00:00",
+        "e-3": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.get_current_timezone()).astimezone(dt.UTC).isoformat(),
+    }
 
 
 def test_other_control_characters_in_attributes_are_kept_as_data(api, world):
