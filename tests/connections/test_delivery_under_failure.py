@@ -10,17 +10,10 @@ from connections import tasks
 from connections.drain import drain
 from connections.models import Connection, OutboxMessage
 from tests.connections.test_forwarding import connected, people, states, subscribed
-from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory
+from tests.outputs.factories import LIST_ID
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def mailchimp(sandbox):
-    sandbox.mailchimp_account(MAILCHIMP_KEY)
-    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
-    return MailchimpOutputFactory(name="Mailchimp", base_url=sandbox.url + "/mailchimp/{dc}")
 
 
 def at_mailchimp(sandbox):

@@ -13,16 +13,8 @@ from connections import outbox, policy
 from connections.drain import drain
 from connections.models import OutboxLease, OutboxMessage
 from tests.connections.test_forwarding import connected, people, states, subscribed
-from tests.outputs.factories import LIST_ID, MAILCHIMP_KEY, MailchimpOutputFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def mailchimp(sandbox):
-    sandbox.mailchimp_account(MAILCHIMP_KEY)
-    sandbox.mailchimp_list(MAILCHIMP_KEY, LIST_ID, "Potential Parisians")
-    return MailchimpOutputFactory(name="Mailchimp", base_url=sandbox.url + "/mailchimp/{dc}")
 
 
 T_OUTBOX = OutboxMessage._meta.db_table
