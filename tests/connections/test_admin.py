@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from audiences.models import Audience
 from connections import services
-from connections.models import Connection, Delivery, OutboxMessage
+from connections.admin.outbox import OutboxMessageAdmin
+from connections.models import Connection, Delivery, OutboxLease, OutboxMessage
 from tests.connections.factories import EMAILS, ConnectionFactory
 from tests.outputs.factories import LIST_ID, MailchimpOutputFactory
 
@@ -236,3 +237,22 @@ def test_it_shows_messages_and_deliveries_read_only_and_finds_a_message_by_value
     assert all(email in by_connection for email in EMAILS)
     assert "Potential Parisians → Mailchimp (marketing)" in deliveries
     assert "Save" not in detail and "Add outbox message" not in found
+
+
+def test_sorting_messages_by_state_puts_those_a_worker_holds_under_in_flight(staff, conn):
+    held, *waiting = OutboxMessage.objects.filter(connection=conn).order_by("pk")
+    now = timezone.now()
+    OutboxLease.objects.create(
+        connection=conn, message_ids=[held.pk], created_at=now, expires_at=now + dt.timedelta(minutes=2)
+    )
+
+    state_column = OutboxMessageAdmin.list_display.index("state_now")  # the changelist counts from 0
+    listed = page(staff.get("/admin/connections/outboxmessage/", {"connection": conn.pk, "o": state_column}))
+
+    rows = [listed.index(f">{m.value}<") for m in (held, *waiting)]
+    assert rows[0] == min(rows)  # in flight sorts before pending, though its stored state is pending too
+    assert listed.count("In flight") >= 2  # the row, and the state filter's choice
+    held_row = listed[rows[0] : listed.index("</tr>", rows[0])]
+    assert "In flight" in held_row and "next " not in held_row
+    detail = page(staff.get(f"/admin/connections/outboxmessage/{held.pk}/change/"))
+    assert "In flight" in detail and "Pending" not in detail
