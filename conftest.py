@@ -1,5 +1,42 @@
+import os
+
 import pytest
 from rest_framework.test import APIClient
+
+# A test that never opens the suite's database (a partner's payloads against the sandbox, settings, the demo in
+# a scratch SQLite file of its own) runs the same code whichever database the suite is given. CI runs the suite
+# on SQLite, then on PostgreSQL: the second run leaves those tests out unless they are marked
+# `every_database` (they choose something by the suite's database) or EVERY_TEST_ON_EVERY_DATABASE=1.
+ALL_ON_EVERY_DATABASE = os.environ.get("EVERY_TEST_ON_EVERY_DATABASE") == "1"
+
+
+def _suite_database_is_postgresql() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def _opens_the_database(item) -> bool:
+    # pytest-django's db fixtures (db, transactional_db, admin_client, live_server…) all rest on this one.
+    return item.get_closest_marker("django_db") is not None or "_django_db_helper" in item.fixturenames
+
+
+def pytest_report_header(config):
+    if _suite_database_is_postgresql() and not ALL_ON_EVERY_DATABASE:
+        return "database: PostgreSQL; tests that open no database run in the SQLite run only"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    if ALL_ON_EVERY_DATABASE or not _suite_database_is_postgresql():
+        return
+    keep, left = [], []
+    for item in items:
+        runs = _opens_the_database(item) or item.get_closest_marker("every_database") is not None
+        (keep if runs else left).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
 
 
 @pytest.fixture

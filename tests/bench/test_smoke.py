@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,7 @@ def scratch_url() -> str:
     return f"sqlite:///{ROOT / 'var' / name}.sqlite3"
 
 
+@pytest.mark.every_database  # its scratch database is the suite's kind: the PostgreSQL run takes the PostgreSQL paths
 def test_the_benchmark_suite_runs_and_prints_every_figure(tmp_path):
     out = tmp_path / "smoke.json"
     env = {**os.environ, "DATABASE_URL": scratch_url(), "BENCH_REDIS_URL": "redis://127.0.0.1:6379/12"}
