@@ -309,7 +309,8 @@ def _matches_sql(audiences, where, now) -> tuple[str, list]:
     """
     scope = RawSQL(_in_batch(f"{Profile._meta.db_table}.id", where), [], output_field=BooleanField())
     profiles = Profile.objects.filter(scope).order_by().annotate(pid=F("pk"))
-    profiles, columns = annotate_matches(profiles, [a.criteria for a in audiences], now)
+    batch = (f"SELECT pid FROM {T_BATCH}{f' WHERE {where}' if where else ''}", [])
+    profiles, columns = annotate_matches(profiles, [a.criteria for a in audiences], now, profile_ids=batch)
     sql, params = profiles.values("pid", *columns).query.sql_with_params()
     listed = " UNION ALL ".join(f"SELECT {i} AS i, {int(a.pk)} AS audience_id" for i, a in enumerate(audiences))
     pick = " ".join(f"WHEN {i} THEN s.{column}" for i, column in enumerate(columns))
