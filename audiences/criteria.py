@@ -21,22 +21,25 @@ from datetime import timedelta
 from functools import reduce
 
 from django.conf import settings
-from django.db import NotSupportedError
+from django.db import NotSupportedError, connection
 from django.db.models import (
     BooleanField,
     Case,
     CharField,
     Count,
+    DateTimeField,
     Exists,
+    Expression,
     ExpressionWrapper,
     F,
-    FilteredRelation,
     FloatField,
     Func,
+    IntegerField,
     OuterRef,
     Q,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Lower
 from django.db.models.lookups import (
     Contains,
@@ -47,9 +50,11 @@ from django.db.models.lookups import (
     LessThan,
     LessThanOrEqual,
 )
+from django.db.models.sql import Query
+from django.db.models.sql.constants import LOUTER
 from django.utils import timezone
 
-from audiences.models import Event, Identity
+from audiences.models import Event, Identity, Profile
 from identities import IdentityType
 
 MAX_CONDITIONS = 200
@@ -140,13 +145,17 @@ def referenced_events(criteria) -> set[str]:
     return names
 
 
-def annotate_matches(profiles, criteria_list, now=None):
+def annotate_matches(profiles, criteria_list, now=None, *, profile_ids=None):
     """`profiles` (a `Profile` queryset) with a boolean column per criteria: whether `compile_criteria` selects
     the profile. Returns the queryset and the columns' names, in the order of `criteria_list`.
 
+    `profile_ids`, when given, is SQL and its parameters selecting the IDs of `profiles` (or more): the events
+    read are those of these IDs, instead of those of `profiles.values("pk")`.
+
     Evaluated together in one pass over the profiles' events: each distinct event condition becomes one
-    count over a single join to the events of the names they read, grouped by profile, and each criteria a
-    condition on those counts and the profile's own columns. So many audiences cost about what one does.
+    count in a single grouped read of the profiles' events of the names read (`_event_counts`), and each
+    criteria a condition on those counts and the profile's own columns. So many audiences cost about what
+    one does.
     """
     now = now or timezone.now()
     counted = {}  # event condition, as canonical JSON -> (column, node)
@@ -161,18 +170,199 @@ def annotate_matches(profiles, criteria_list, now=None):
         validate(criteria)
         conditions.append(_compile(criteria, now, event))
     if counted:
-        nodes = [node for _, node in counted.values()]
-        read = Q(
-            events__name__in=sorted({node["event"] for node in nodes}),
-            events__occurred_at__gte=now
-            - timedelta(days=max(node.get("in_last_days", DEFAULT_DAYS) for node in nodes)),
+        ids = profile_ids or profiles.order_by().values("pk").query.sql_with_params()
+        profiles = _join_event_counts(profiles, _event_counts(ids, [node for _, node in counted.values()], now))
+        profiles = profiles.annotate(
+            **{
+                column: RawSQL(f"COALESCE({COUNTS}.c{i}, 0)", [], output_field=IntegerField())
+                for i, (column, _) in enumerate(counted.values())
+            }
         )
-        profiles = profiles.annotate(events_read=FilteredRelation("events", condition=read))
-        profiles = profiles.annotate(**{column: _event_count(node, now) for column, node in counted.values()})
     names = [f"match_{i}" for i in range(len(conditions))]
     return profiles.annotate(
         **{name: ExpressionWrapper(q, output_field=BooleanField()) for name, q in zip(names, conditions, strict=True)}
     ), names
+
+
+# --- Event counts, for many conditions at once ----------------------------------------------------
+#
+# `annotate_matches` joins the profiles to one derived table: per profile, how many of its events each
+# event condition counts. Its rows come from a subquery that reads each attribute key the conditions name
+# once per event row (its JSON type, and its lower-cased text or its number when a condition compares
+# them), so ten conditions on one key cost one read of the key, not thirty. The conditions are the same
+# `_attribute` conditions `compile_criteria` uses, over those columns instead of over the JSON.
+
+COUNTS = "relay_event_counts"  # the derived table's alias
+READ = "relay_events_read"  # the alias of the events subquery inside it
+
+
+class _KeyRead:
+    """One key of the JSON `column` read where it is compared (`compile_criteria`)."""
+
+    def __init__(self, column: str, key: str):
+        self.column, self.key = column, key
+
+    def type_is(self, json_type: str) -> Q:
+        return Q(Exact(JSONKeyType(self.column, self.key), json_type))
+
+    def lower_text(self):
+        return Lower(JSONKeyText(self.column, self.key))
+
+    def number(self):
+        # PostgreSQL raises on a cast of non-numeric text, and AND does not fix the order in which
+        # it evaluates its operands: only CASE guarantees the type check runs before the cast.
+        return Case(
+            When(self.type_is("number"), then=Cast(JSONKeyText(self.column, self.key), FloatField())),
+            output_field=FloatField(),
+        )
+
+
+class _ReadColumn(Expression):
+    """A column of the events subquery of `_event_counts`."""
+
+    def __init__(self, name: str, output_field):
+        super().__init__(output_field=output_field)
+        self.name = name
+
+    def as_sql(self, compiler, connection):
+        return f"{READ}.{self.name}", []
+
+
+class _ColumnsRead:
+    """One key already read by the events subquery: the columns holding its type, lower-cased text and number,
+    each the very expression `_KeyRead` compares."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def type_is(self, json_type: str) -> Q:
+        return Q(Exact(_ReadColumn(f"t{self.index}", CharField()), json_type))
+
+    def lower_text(self):
+        return _ReadColumn(f"s{self.index}", CharField())
+
+    def number(self):
+        return _ReadColumn(f"n{self.index}", FloatField())
+
+    @staticmethod
+    def columns(index: int, key: str, uses: set[str]) -> dict:
+        """The events subquery's columns for `key`: its type always, its text and number when `uses` them."""
+        read = _KeyRead("attributes", key)
+        columns = {f"t{index}": JSONKeyType("attributes", key)}
+        if "text" in uses:
+            columns[f"s{index}"] = read.lower_text()
+        if "number" in uses:
+            columns[f"n{index}"] = read.number()
+        return columns
+
+
+def _uses(op: str, value) -> set[str]:
+    """What of an attribute `_attribute` compares beside its type, for `op` and `value`."""
+    if op in ("eq", "ne"):
+        return set() if isinstance(value, bool) else {"text" if isinstance(value, str) else "number"}
+    if op == "contains":
+        return {"text"}
+    if op == "in":
+        return {"text" if isinstance(v, str) else "number" for v in value}
+    return set() if op == "exists" else {"number"}
+
+
+def _event_counts(profile_ids: tuple[str, list], nodes: list[dict], now) -> tuple[str, list]:
+    """SQL of the derived table: `profile_id` and `c0`, `c1`, … (how many events each of `nodes` counts), for
+    the profiles of `profile_ids` (SQL and parameters) that have events of the names read."""
+    keys = {}  # attribute key -> (index, what is compared)
+    for node in nodes:
+        for condition in node.get("where", []):
+            index, uses = keys.setdefault(condition["attribute"], (len(keys), set()))
+            uses |= _uses(condition["op"], condition["value"])
+    since = now - timedelta(days=max(node.get("in_last_days", DEFAULT_DAYS) for node in nodes))
+    events = Event.objects.filter(
+        _among(*profile_ids), name__in=sorted({node["event"] for node in nodes}), occurred_at__gte=since
+    ).order_by()
+    extracted = {}
+    for key, (index, uses) in keys.items():
+        extracted.update(_ColumnsRead.columns(index, key, uses))
+    read_sql, read_params = (
+        events.values("profile_id", "name", "occurred_at").annotate(**extracted).query.sql_with_params()
+    )
+    if connection.vendor == "postgresql":
+        # A fence: without it the planner folds the subquery into the grouping and reads the keys again in
+        # every condition.
+        read_sql += " OFFSET 0"
+
+    query = Query(Event)
+    compiler = query.get_compiler(connection=connection)
+    counts, params = [], []
+    for i, node in enumerate(nodes):
+        matching = Q(Exact(_ReadColumn("name", CharField()), node["event"])) & Q(
+            GreaterThanOrEqual(
+                _ReadColumn("occurred_at", DateTimeField()),
+                now - timedelta(days=node.get("in_last_days", DEFAULT_DAYS)),
+            )
+        )
+        for condition in node.get("where", []):
+            read = _ColumnsRead(keys[condition["attribute"]][0])
+            matching &= _attribute(read, condition["op"], condition["value"])
+        sql, cond_params = compiler.compile(query.build_where(matching))
+        if connection.features.supports_aggregate_filter_clause:
+            counts.append(f"COUNT(*) FILTER (WHERE {sql}) AS c{i}")
+        else:
+            counts.append(f"COUNT(CASE WHEN {sql} THEN 1 END) AS c{i}")
+        params += cond_params
+    return (
+        f"SELECT {READ}.profile_id, {', '.join(counts)} FROM ({read_sql}) {READ} GROUP BY {READ}.profile_id",
+        [*params, *read_params],
+    )
+
+
+def _among(ids_sql: str, ids_params) -> Q:
+    """Events of the profiles `ids_sql` selects; on PostgreSQL as `= ANY(ARRAY(…))`, so the events are found
+    through their profile index instead of by hashing a join."""
+    if connection.vendor == "postgresql":
+        sql = f'{Event._meta.db_table}."profile_id" = ANY(ARRAY({ids_sql}))'
+    else:
+        sql = f'{Event._meta.db_table}."profile_id" IN ({ids_sql})'
+    return Q(RawSQL(sql, ids_params, output_field=BooleanField()))
+
+
+class _CountsJoin:
+    """`LEFT OUTER JOIN (counts) relay_event_counts ON relay_event_counts.profile_id = <profile>.id`.
+
+    Django's `Join` joins only tables and relations; this duck-types it (the attributes `Query.alias_map`
+    entries must have) to join the derived table of `_event_counts`. Its alias never changes, so the
+    `RawSQL` reading its columns stays right even in a relabelled query.
+    """
+
+    join_type = LOUTER
+    nullable = True
+    filtered_relation = None
+
+    def __init__(self, sql: str, params: list, parent_alias: str):
+        self.sql, self.params, self.parent_alias = sql, params, parent_alias
+        self.table_name = self.table_alias = COUNTS
+
+    def as_sql(self, compiler, connection):
+        parent = compiler.quote_name_unless_alias(self.parent_alias)
+        on = f"{COUNTS}.profile_id = {parent}.{connection.ops.quote_name(Profile._meta.pk.column)}"
+        return f"LEFT OUTER JOIN ({self.sql}) {COUNTS} ON {on}", list(self.params)
+
+    def relabeled_clone(self, change_map):
+        return _CountsJoin(self.sql, self.params, change_map.get(self.parent_alias, self.parent_alias))
+
+    def demote(self):
+        return self
+
+    def promote(self):
+        return self
+
+
+def _join_event_counts(profiles, counts: tuple[str, list]):
+    sql, params = counts
+    profiles = profiles.all()
+    parent = profiles.query.get_initial_alias()
+    profiles.query.alias_map[COUNTS] = _CountsJoin(sql, params, parent)
+    profiles.query.alias_refcount[COUNTS] = 1
+    return profiles
 
 
 # --- Validation ---------------------------------------------------------------------------------
@@ -456,23 +646,6 @@ class JSONKeyText(_JSONKey):
         return f"json_extract({column}, %s)", (*params, self._sqlite_path)
 
 
-def _type_is(column: str, key: str, json_type: str) -> Q:
-    return Q(Exact(JSONKeyType(column, key), json_type))
-
-
-def _lower_text(column: str, key: str):
-    return Lower(JSONKeyText(column, key))
-
-
-def _number(column: str, key: str):
-    # PostgreSQL raises on a cast of non-numeric text, and AND does not fix the order in which
-    # it evaluates its operands: only CASE guarantees the type check runs before the cast.
-    return Case(
-        When(_type_is(column, key, "number"), then=Cast(JSONKeyText(column, key), FloatField())),
-        output_field=FloatField(),
-    )
-
-
 # --- Compilation --------------------------------------------------------------------------------
 
 
@@ -491,57 +664,46 @@ def _compile(node: dict, now, event=None) -> Q:
     if shape == "event":
         return event(node, now)
     if shape == "user":
-        return _attribute("attributes", node["user"], node["op"], node["value"])
+        return _attribute(_KeyRead("attributes", node["user"]), node["op"], node["value"])
     return Q(Exists(Identity.objects.filter(profile=OuterRef("pk"), type=node["has_identity"])))
 
 
-def _attribute(column: str, key: str, op: str, value) -> Q:
-    """A condition on one key of the JSON `column` (of Profile or of Event)."""
+def _attribute(read, op: str, value) -> Q:
+    """A condition on one attribute of Profile or of Event, read with `read` (a `_KeyRead` or `_ColumnsRead`)."""
     if op == "exists":
-        missing = _type_is(column, key, "missing")
+        missing = read.type_is("missing")
         return ~missing if value else missing
     if op == "eq":
-        return _equals(column, key, value)
+        return _equals(read, value)
     if op == "ne":
         # The negation of eq, so a missing attribute (or one of another type) matches.
-        return ~_equals(column, key, value)
+        return ~_equals(read, value)
     if op == "contains":
-        return _type_is(column, key, "string") & Q(Contains(_lower_text(column, key), value.lower()))
+        return read.type_is("string") & Q(Contains(read.lower_text(), value.lower()))
     if op == "in":
-        return _in(column, key, value)
+        return _in(read, value)
     lookup = NUMERIC_LOOKUPS[op]
-    return _type_is(column, key, "number") & Q(lookup(_number(column, key), float(value)))
+    return read.type_is("number") & Q(lookup(read.number(), float(value)))
 
 
-def _equals(column: str, key: str, value) -> Q:
+def _equals(read, value) -> Q:
     if isinstance(value, bool):
-        return _type_is(column, key, "true" if value else "false")
+        return read.type_is("true" if value else "false")
     if isinstance(value, str):
-        return _type_is(column, key, "string") & Q(Exact(_lower_text(column, key), value.lower()))
-    return _type_is(column, key, "number") & Q(Exact(_number(column, key), float(value)))
+        return read.type_is("string") & Q(Exact(read.lower_text(), value.lower()))
+    return read.type_is("number") & Q(Exact(read.number(), float(value)))
 
 
-def _in(column: str, key: str, values: list) -> Q:
+def _in(read, values: list) -> Q:
     strings = [value.lower() for value in values if isinstance(value, str)]
     # Compared as floats, like the attribute: SQLite cannot bind an integer beyond 64 bits.
     numbers = [float(value) for value in values if not isinstance(value, str)]
     parts = []
     if strings:
-        parts.append(_type_is(column, key, "string") & Q(In(_lower_text(column, key), strings)))
+        parts.append(read.type_is("string") & Q(In(read.lower_text(), strings)))
     if numbers:
-        parts.append(_type_is(column, key, "number") & Q(In(_number(column, key), numbers)))
+        parts.append(read.type_is("number") & Q(In(read.number(), numbers)))
     return reduce(operator.or_, parts)
-
-
-def _event_count(node: dict, now) -> Count:
-    """How many of a profile's `events_read` (see `annotate_matches`) the event condition `node` counts."""
-    matching = Q(
-        events_read__name=node["event"],
-        events_read__occurred_at__gte=now - timedelta(days=node.get("in_last_days", DEFAULT_DAYS)),
-    )
-    for condition in node.get("where", []):
-        matching &= _attribute("events_read__attributes", condition["attribute"], condition["op"], condition["value"])
-    return Count("events_read", filter=matching)
 
 
 def _event(node: dict, now) -> Q:
@@ -549,7 +711,9 @@ def _event(node: dict, now) -> Q:
     days = node.get("in_last_days", DEFAULT_DAYS)
     events = Event.objects.filter(name=node["event"], occurred_at__gte=now - timedelta(days=days))
     for condition in node.get("where", []):
-        events = events.filter(_attribute("attributes", condition["attribute"], condition["op"], condition["value"]))
+        events = events.filter(
+            _attribute(_KeyRead("attributes", condition["attribute"]), condition["op"], condition["value"])
+        )
 
     count = node.get("count", DEFAULT_COUNT)
     op, n = count["op"], count["value"]

@@ -176,20 +176,22 @@ BATCH_TABLES = (T_BATCH, T_BATCH_MATCH, T_BATCH_HELD)
 
 @contextmanager
 def _batch_tables(profile_ids, events_only):
-    """The batch's profiles (flagged when only their events changed), and empty tables for the audiences they
-    match and the memberships they hold.
+    """The batch's profiles (flagged when only their events changed) and, on SQLite, empty tables for the
+    audiences they match and the memberships they hold.
 
-    All keyed; the adds and removes are then computed between these small tables, never against an audience's
-    members. Not analysed: the batch is read as an array (`_in_batch`), and the planner sizes a table it has no
-    statistics for by its pages, which is enough for the hash and merge anti-joins between them (an ANALYZE of
-    the three cost 25–100 ms a batch).
+    All keyed; the adds and removes are then computed between the batch's matches and its memberships, never
+    against an audience's members (on PostgreSQL in one statement, without writing either side out). Not
+    analysed: the batch is read as an array (`_in_batch`), and the planner sizes a table it has no statistics
+    for by its pages, which is enough for the hash and merge joins between them (an ANALYZE cost 25–100 ms a
+    batch).
     """
     big = "bigint" if connection.vendor == "postgresql" else "INTEGER"
     rows = [(pid, pid in events_only) for pid in profile_ids]
     with connection.cursor() as cursor:
         _drop_batch_tables(cursor)
         cursor.execute(f"CREATE TEMPORARY TABLE {T_BATCH} (pid {big} PRIMARY KEY, events_only boolean NOT NULL)")
-        for table in (T_BATCH_MATCH, T_BATCH_HELD):
+        # PostgreSQL compares what the batch matches with what it holds in one statement (`_log_batch_changes`).
+        for table in (T_BATCH_MATCH, T_BATCH_HELD) if connection.vendor != "postgresql" else ():
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {table} (audience_id {big} NOT NULL, pid {big} NOT NULL, "
                 "PRIMARY KEY (audience_id, pid))"
@@ -270,15 +272,18 @@ def reevaluate_profiles(profile_ids, now=None, *, events_only=(), event_names=No
 
 
 def _log_batch_changes(run, whole, others, now) -> tuple[int, int]:
-    """Log the batch's adds and removes: what it matches against what it holds, both written out first."""
+    """Log the batch's adds and removes: what it matches against what it holds."""
     stamp = connection.ops.adapt_datetimefield_value(now)
     whole_ids = ", ".join(str(int(a.pk)) for a in whole) or "NULL"
     other_ids = ", ".join(str(int(a.pk)) for a in others) or "NULL"
+    scopes = [(audiences, where) for audiences, where in ((whole, ""), (others, "NOT events_only")) if audiences]
+    if connection.vendor == "postgresql":
+        return _log_batch_changes_joined(run, scopes, whole_ids, other_ids, stamp, now)
     pair = "{0}.audience_id = {1}.audience_id AND {0}.pid = {1}.pid"
     with connection.cursor() as cursor:
-        for audiences, where in ((whole, ""), (others, "NOT events_only")):
-            if audiences:
-                cursor.execute(*_matches_sql(audiences, where, now))
+        for audiences, where in scopes:
+            sql, params = _matches_sql(audiences, where, now)
+            cursor.execute(f"INSERT INTO {T_BATCH_MATCH} (audience_id, pid) {sql}", params)
         cursor.execute(
             f"INSERT INTO {T_BATCH_HELD} (audience_id, pid) SELECT m.audience_id, m.profile_id FROM {T_MEMBER} m "
             f"WHERE {_in_batch('m.profile_id')} AND m.audience_id IN ({whole_ids}, {other_ids})"
@@ -301,20 +306,55 @@ def _log_batch_changes(run, whole, others, now) -> tuple[int, int]:
     return added, removed
 
 
+def _log_batch_changes_joined(run, scopes, whole_ids, other_ids, stamp, now) -> tuple[int, int]:
+    """PostgreSQL: one statement joins what the batch matches with what it holds (FULL JOIN) and logs only the
+    differences, so neither side is written to a table first (at 50 audiences that was ~21,000 matches and
+    ~13,000 memberships a 5,000-event batch, to find ~7,000 changes); it answers the counts of adds and removes.
+
+    SQLite's CTEs cannot hold an INSERT, so it keeps the two tables."""
+    matched, params = [], []
+    for audiences, where in scopes:
+        sql, scope_params = _matches_sql(audiences, where, now)
+        matched.append(sql)
+        params += scope_params
+    held = f"SELECT m.audience_id, m.profile_id AS pid FROM {T_MEMBER} m WHERE {_in_batch('m.profile_id')} AND "
+    if other_ids == "NULL":
+        held += f"m.audience_id IN ({whole_ids})"
+    else:
+        # Of the audiences not reading the batch's events, only the profiles changed otherwise are evaluated.
+        held += (
+            f"(m.audience_id IN ({whole_ids}) OR (m.audience_id IN ({other_ids}) AND m.profile_id IN "
+            f"(SELECT pid FROM {T_BATCH} WHERE NOT events_only)))"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH changed AS (INSERT INTO {T_CHANGE} (run_id, audience_id, profile_id, action, created_at) "
+            "SELECT %s, COALESCE(x.audience_id, h.audience_id), COALESCE(x.pid, h.pid), "
+            "CASE WHEN h.pid IS NULL THEN 'add' ELSE 'remove' END, %s "
+            f"FROM ({' UNION ALL '.join(matched)}) x FULL JOIN ({held}) h "
+            "ON h.audience_id = x.audience_id AND h.pid = x.pid WHERE x.pid IS NULL OR h.pid IS NULL "
+            "RETURNING action) "
+            "SELECT COUNT(*) FILTER (WHERE action = 'add'), COUNT(*) FILTER (WHERE action = 'remove') FROM changed",
+            [run.pk, stamp, *params],
+        )
+        added, removed = cursor.fetchone()
+    return added, removed
+
+
 def _matches_sql(audiences, where, now) -> tuple[str, list]:
-    """One statement writing, for every audience, the batch's profiles (those `where` selects) it matches.
+    """A SELECT of (audience_id, pid): for every audience, the batch's profiles (those `where` selects) it matches.
 
     The audiences are evaluated together (`annotate_matches`: one pass over the profiles' events, one
     boolean column per audience), and each profile's row is spread over the audiences it matches.
     """
     scope = RawSQL(_in_batch(f"{Profile._meta.db_table}.id", where), [], output_field=BooleanField())
     profiles = Profile.objects.filter(scope).order_by().annotate(pid=F("pk"))
-    profiles, columns = annotate_matches(profiles, [a.criteria for a in audiences], now)
+    batch = (f"SELECT pid FROM {T_BATCH}{f' WHERE {where}' if where else ''}", [])
+    profiles, columns = annotate_matches(profiles, [a.criteria for a in audiences], now, profile_ids=batch)
     sql, params = profiles.values("pid", *columns).query.sql_with_params()
     listed = " UNION ALL ".join(f"SELECT {i} AS i, {int(a.pk)} AS audience_id" for i, a in enumerate(audiences))
     pick = " ".join(f"WHEN {i} THEN s.{column}" for i, column in enumerate(columns))
     return (
-        f"INSERT INTO {T_BATCH_MATCH} (audience_id, pid) SELECT a.audience_id, s.pid FROM ({sql}) s "
-        f"CROSS JOIN ({listed}) a WHERE CASE a.i {pick} END",
+        f"SELECT a.audience_id, s.pid FROM ({sql}) s CROSS JOIN ({listed}) a WHERE CASE a.i {pick} END",
         list(params),
     )

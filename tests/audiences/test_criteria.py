@@ -1,4 +1,5 @@
 import datetime as dt
+import random
 
 import pytest
 from django.utils import timezone
@@ -252,6 +253,83 @@ def test_it_counts_only_events_matching_the_where_conditions():
 
     assert matching(criteria) == set()
     assert matching({**criteria, "count": {"op": "eq", "value": 2}}) == {"mixed"}
+
+
+# --- Many conditions evaluated together (`annotate_matches`) ----------------------------------------
+
+VALUES = [
+    "Paris",
+    "paris",
+    "PARIS",
+    "Rome",
+    "São Paulo",
+    "",
+    "12",
+    12,
+    12.0,
+    7.5,
+    -3,
+    0,
+    True,
+    False,
+    None,
+    [1],
+    {"a": 1},
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_many_conditions_on_the_same_keys_match_what_each_selects_alone(seed):
+    """Together, each attribute key is read once per event row; every condition still selects what it does alone."""
+    rng = random.Random(seed)
+    for n in range(30):
+        profile = ProfileFactory(external_id=f"p{n}")
+        for _ in range(rng.randint(0, 3)):
+            attributes = {key: rng.choice(VALUES) for key in ("destination", "duration") if rng.random() < 0.8}
+            EventFactory(
+                profile=profile,
+                name=rng.choice(["Play Video", "Book Trip"]),
+                attributes=attributes,
+                occurred_at=ago(days=rng.randint(0, 20)),
+            )
+
+    def condition():
+        op = rng.choice(["eq", "ne", "contains", "in", "gt", "gte", "lt", "lte", "exists"])
+        if op == "contains":
+            value = rng.choice(["ar", "PAR", "", "ã"])
+        elif op == "in":
+            value = rng.sample(["Paris", "rome", 12, 7.5, "12"], 2)
+        elif op == "exists":
+            value = rng.random() < 0.5
+        elif op in ("eq", "ne"):
+            value = rng.choice(["Paris", "rome", "12", 12, 7.5, 0, True, False])
+        else:
+            value = rng.choice([0, 7.5, 12, -3])
+        return {"attribute": rng.choice(["destination", "duration"]), "op": op, "value": value}
+
+    criteria_list = []
+    for _ in range(25):
+        node = {"event": rng.choice(["Play Video", "Book Trip"]), "in_last_days": rng.choice([1, 7, 30])}
+        node["where"] = [condition() for _ in range(rng.randint(1, 2))]
+        if rng.random() < 0.3:
+            node["count"] = {"op": rng.choice(["eq", "gte", "lt"]), "value": rng.randint(0, 2)}
+        criteria_list.append(rng.choice([node, {"not": node}]))
+
+    alone = [
+        set(Profile.objects.filter(compile_criteria(c)).values_list("external_id", flat=True)) for c in criteria_list
+    ]
+    assert together(criteria_list) == alone
+    assert any(alone) and any(a != alone[0] for a in alone)  # the data exercise the conditions
+
+
+@pytest.mark.django_db
+def test_ten_conditions_on_one_key_read_it_as_often_as_one():
+    def statement(count):
+        criteria = [watched("destination", "eq", f"city {n}") for n in range(count)]
+        return str(annotate_matches(Profile.objects.order_by(), criteria)[0].query)
+
+    assert statement(10).count("destination") == statement(1).count("destination")
 
 
 # --- Combinations and identities ----------------------------------------------------------------
