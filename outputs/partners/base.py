@@ -287,9 +287,7 @@ class Partner:
             result.fault = Fault("destination", refused, DESTINATION_HINT)
         if result.fault is None:
             result.fault = next((a.fault for a in result.attempts if a.fault), None)
-        for attempt in result.attempts:
-            attempt.response_excerpt = self.scrub(account, attempt.response_excerpt)
-        redact.batch(result, self, account, messages)
+        redact.batch(result, self, account, messages)  # the answers lose the secrets (as `scrub`) and identities
         return result
 
     def scrub(self, account: Account, text: str, *extra: str) -> str:
