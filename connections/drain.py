@@ -92,19 +92,16 @@ def send_batch(conn: Connection, account, rows) -> tuple[SendResult, list]:
     partner = conn.partner
     shared = partner.shared_list(conn.output.settings, conn.settings)
     whole = shared if shared is not None and shared.whole else None
-    identities = {(r[TYPE], r[VALUE]) for r in rows}
-    lists = shared_lists.current_audiences(conn, whole, identities) if whole else {}
-    messages = [
-        Message(
-            r[ID],
-            r[ACTION],
-            r[TYPE],
-            r[VALUE],
-            conn.source_name,
-            lists.get((r[TYPE], r[VALUE]), ()) if whole else None,
-        )
-        for r in rows
-    ]
+    source = conn.source_name  # read once: per message it was a related-object lookup each time
+    if whole:
+        identities = {(r[TYPE], r[VALUE]) for r in rows}
+        lists = shared_lists.current_audiences(conn, whole, identities)
+        messages = [
+            Message(r[ID], r[ACTION], r[TYPE], r[VALUE], source, lists.get((r[TYPE], r[VALUE]), ())) for r in rows
+        ]
+    else:
+        lists = {}
+        messages = [Message(r[ID], r[ACTION], r[TYPE], r[VALUE], source) for r in rows]
     result = _send(partner, account, conn, messages)
     again = []
     if whole and result.fault is None:
