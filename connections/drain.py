@@ -8,6 +8,8 @@ deadline passes.
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import socket
@@ -145,6 +147,19 @@ def _configuration_fault(conn: Connection, problem: str) -> str:
     return problem
 
 
+@functools.cache
+def _freeze_long_lived() -> None:
+    """Take what is alive when a process first drains (Django, the apps, the partner modules, ~100,000 objects
+    that live as long as the process) out of the garbage collector's full passes, once per process.
+
+    A drain makes and drops objects by the hundred thousand, so the collector runs a full pass every
+    25,000 messages or so, walking every live object while it holds the GIL and every lane waits: measured
+    0.25-0.5 s of a 4.5 s drain of 50,000 Mailchimp messages, 0.01 s once frozen. Frozen objects are still
+    freed as usual when nothing refers to them; only a reference cycle among them would now stay.
+    """
+    gc.freeze()
+
+
 def drain(connection_id: int, max_seconds: float | None = None, progress=None, handover=None) -> DrainReport:
     """Send everything due for one connection, in parallel up to the output's slot allowance.
 
@@ -152,6 +167,7 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None, h
     HANDOVER_CHECK_SECONDS) whether another connection's drain is waiting for this worker; if so the drain stops
     after the batches in flight and reports `more_due`, so its successor queues behind the waiting one.
     """
+    _freeze_long_lived()
     started = time.monotonic()
     deadline = started + (max_seconds or settings.DRAIN_MAX_SECONDS)
     report = DrainReport(worker=f"{socket.gethostname()}:{os.getpid()}")
