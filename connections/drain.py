@@ -8,6 +8,8 @@ deadline passes.
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import socket
@@ -92,19 +94,16 @@ def send_batch(conn: Connection, account, rows) -> tuple[SendResult, list]:
     partner = conn.partner
     shared = partner.shared_list(conn.output.settings, conn.settings)
     whole = shared if shared is not None and shared.whole else None
-    identities = {(r[TYPE], r[VALUE]) for r in rows}
-    lists = shared_lists.current_audiences(conn, whole, identities) if whole else {}
-    messages = [
-        Message(
-            r[ID],
-            r[ACTION],
-            r[TYPE],
-            r[VALUE],
-            conn.source_name,
-            lists.get((r[TYPE], r[VALUE]), ()) if whole else None,
-        )
-        for r in rows
-    ]
+    source = conn.source_name  # read once: per message it was a related-object lookup each time
+    if whole:
+        identities = {(r[TYPE], r[VALUE]) for r in rows}
+        lists = shared_lists.current_audiences(conn, whole, identities)
+        messages = [
+            Message(r[ID], r[ACTION], r[TYPE], r[VALUE], source, lists.get((r[TYPE], r[VALUE]), ())) for r in rows
+        ]
+    else:
+        lists = {}
+        messages = [Message(r[ID], r[ACTION], r[TYPE], r[VALUE], source) for r in rows]
     result = _send(partner, account, conn, messages)
     again = []
     if whole and result.fault is None:
@@ -148,6 +147,19 @@ def _configuration_fault(conn: Connection, problem: str) -> str:
     return problem
 
 
+@functools.cache
+def _freeze_long_lived() -> None:
+    """Take what is alive when a process first drains (Django, the apps, the partner modules, ~100,000 objects
+    that live as long as the process) out of the garbage collector's full passes, once per process.
+
+    A drain makes and drops objects by the hundred thousand, so the collector runs a full pass every
+    25,000 messages or so, walking every live object while it holds the GIL and every lane waits: measured
+    0.25-0.5 s of a 4.5 s drain of 50,000 Mailchimp messages, 0.01 s once frozen. Frozen objects are still
+    freed as usual when nothing refers to them; only a reference cycle among them would now stay.
+    """
+    gc.freeze()
+
+
 def drain(connection_id: int, max_seconds: float | None = None, progress=None, handover=None) -> DrainReport:
     """Send everything due for one connection, in parallel up to the output's slot allowance.
 
@@ -155,6 +167,7 @@ def drain(connection_id: int, max_seconds: float | None = None, progress=None, h
     HANDOVER_CHECK_SECONDS) whether another connection's drain is waiting for this worker; if so the drain stops
     after the batches in flight and reports `more_due`, so its successor queues behind the waiting one.
     """
+    _freeze_long_lived()
     started = time.monotonic()
     deadline = started + (max_seconds or settings.DRAIN_MAX_SECONDS)
     report = DrainReport(worker=f"{socket.gethostname()}:{os.getpid()}")

@@ -45,6 +45,7 @@ DELIVERY_ERROR_CHARS = _max_length(Delivery, "error")
 EXCERPT_REQUESTS = 5
 EXCERPT_CHARS = 4000
 
+NO_ANSWER = Outcome("retry", "The partner gave no answer for this message.")
 # A claimed row, as the claim returns it: the message, its revision (connections.fanout) and its lease's id.
 ID, TYPE, VALUE, ACTION, ATTEMPTS, CREATED, FORGET, REVISION, LEASE = range(9)
 # pg_advisory_xact_lock(CLAIM_LOCK, connection id): a connection's claims take turns (PostgreSQL).
@@ -203,9 +204,10 @@ def record(conn: Connection, rows, result: SendResult, started: float, started_a
     adapt = db.ops.adapt_datetimefield_value
     accepted, rejected, retry = [], [], []
     if result.fault is None:
+        outcomes, by_status = result.outcomes, {"accepted": accepted, "rejected": rejected, "retry": retry}
         for row in rows:
-            outcome = result.outcomes.get(row[ID]) or Outcome("retry", "The partner gave no answer for this message.")
-            {"accepted": accepted, "rejected": rejected, "retry": retry}[outcome.status].append((row, outcome))
+            outcome = outcomes.get(row[ID]) or NO_ANSWER
+            by_status[outcome.status].append((row, outcome))
     failed = 0
     writes = []  # (sql, params): independent statements, combined into one on PostgreSQL
     pending = f"state = '{State.PENDING}'"

@@ -88,7 +88,15 @@ def secrets(text: str, *values, mark: str = SECRET) -> str:
             for form in _forms(part):
                 text = text.replace(form, mark)
     if found and text:
-        text = _BASE64.sub(lambda m: mark if _decodes_to(m.group(0), found) else m.group(0), text)
+        # A run decodes to three bytes per four characters: one too short to hold the shortest secret is left
+        # alone undecoded (a Mailchimp answer holds hundreds of short runs, member IDs and the like).
+        shortest = -(-4 * min(map(len, found)) // 3)
+
+        def mask(match):
+            run = match.group(0)
+            return mark if len(run) >= shortest and _decodes_to(run, found) else run
+
+        text = _BASE64.sub(mask, text)
     return text
 
 
@@ -99,7 +107,11 @@ def account_secrets(partner, account) -> list:
 
 def identities(text: str, values: Iterable[str] = ()) -> str:
     """`text` with the given identity values (compared case-insensitively) and identity-like words masked."""
-    known = {v.lower() for v in values if v}
+    return _identities(text, {v.lower() for v in values if v})
+
+
+def _identities(text: str, known: set[str]) -> str:
+    """`identities`, given the values lower-cased (a batch's are lower-cased once for all its texts)."""
     if known:
 
         def mask(match):
@@ -129,15 +141,18 @@ def batch(result, partner, account, messages) -> None:
     if not counts and not result.attempts:
         return
     values = _values(partner, messages)
+    known = {v.lower() for v in values if v}
     for attempt in result.attempts:
         # A path may name a member too: Mailchimp's /members/{MD5 of the email}.
-        attempt.path = identities(attempt.path, values)
+        attempt.path = _identities(attempt.path, known)
         if attempt.response_excerpt:
-            attempt.response_excerpt = identities(secrets(attempt.response_excerpt, *keys), values)
+            # One pass: the secrets as the partner marks them (`Partner.scrub`), then the identities.
+            clean = secrets(attempt.response_excerpt, *keys, mark=partner.secret_mark)
+            attempt.response_excerpt = _identities(clean, known)
     masked = {}
     for reason, n in counts.items():
         clean = secrets(reason, *keys)
-        masked[reason] = identities(clean, values) if n > 1 else clean
+        masked[reason] = _identities(clean, known) if n > 1 else clean
     masked = {reason: clean for reason, clean in masked.items() if clean != reason}
     if masked:
         result.outcomes = {
@@ -160,10 +175,12 @@ def member_reason(reason: str, partner, identity_type: str, value: str) -> str:
 
 def _values(partner, messages) -> set[str]:
     """The batch's identity values as we store them and as the partner was sent them."""
-    values = set()
-    for m in messages:
-        values.add(m.value)
-        shape = partner.identity_types.get(m.identity_type)
-        if shape is not None:
-            values.add(shape(m.value))
+    from outputs.partners.base import raw  # base imports this module
+
+    values = {m.value for m in messages}
+    shapes = partner.identity_types
+    for identity_type in {m.identity_type for m in messages}:
+        shape = shapes.get(identity_type)
+        if shape is not None and shape is not raw:  # raw sends the value as stored
+            values.update([shape(m.value) for m in messages if m.identity_type == identity_type])
     return values

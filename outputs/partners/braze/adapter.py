@@ -302,17 +302,17 @@ class Braze(Partner):
         )
         attribute = connection_settings.get("attribute_name") or "relay_audiences"
         write = WRITES[membership(connection_settings)]
-        changes = {}
+        objects = {}
         for m in sendable:
             try:
-                changes[m.key] = write(m, attribute)
+                objects[m.key] = attribute_object(m, identifier, write(m, attribute))
             except Unwritable as exc:
                 result.outcomes[m.key] = Outcome("rejected", str(exc))
-        sendable = [m for m in sendable if m.key in changes]
+        if len(objects) < len(sendable):
+            sendable = [m for m in sendable if m.key in objects]
         try:
             for chunk in chunks(sendable, self.batch_size):
-                objects = [attribute_object(m, identifier, changes[m.key]) for m in chunk]
-                self._send_chunk(account, chunk, objects, result)
+                self._send_chunk(account, chunk, [objects[m.key] for m in chunk], result)
         except Stop as stop:
             stop.settle(result, sendable)
         except http.TransportError as exc:
@@ -329,6 +329,9 @@ class Braze(Partner):
             for error in body.get("errors") or []:
                 if isinstance(error, dict) and error.get("input_array", "attributes") == "attributes":
                     rejected[error.get("index")] = self.scrub(account, str(error.get("type") or "")).rstrip(".")
+            if not rejected:  # the usual answer
+                result.outcomes.update(dict.fromkeys([m.key for m in chunk], ACCEPTED))
+                return
             for index, m in enumerate(chunk):
                 reason = rejected.get(index)
                 outcome = (

@@ -239,6 +239,9 @@ class Mailchimp(Partner):
         errors = {}
         for error in http.json_or_empty(response).get("errors") or []:
             errors[str(error.get("email_address", "")).lower()] = error
+        if not errors:  # the usual answer
+            result.outcomes.update(dict.fromkeys([m.key for m in messages], ACCEPTED))
+            return []
         existing = []
         for m in messages:
             error = errors.get(m.value.lower())
