@@ -132,7 +132,7 @@ def measure(ctx, broker: str) -> dict:
     waiting = OutboxMessage.objects.filter(connection_id=backlog_id, state__in=OutboxMessage.WAITING)
 
     def change(external_id, email, status, expect, timeout=30.0):
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         response = api.post(
             f"http://127.0.0.1:{port}/api/v1/profiles/bulk/",
             json={"profiles": [{"external_id": external_id, "attributes": {"status": status}}]},
@@ -146,11 +146,13 @@ def measure(ctx, broker: str) -> dict:
         while time.perf_counter() < deadline:
             member = poll.get(member_url + email, timeout=10)
             if member.status_code == 200 and member.json()["status"] == expect:
-                return time.perf_counter() - started
+                took = time.perf_counter() - started
+                timed.append({"email": email, "posted": wall, "answered": wall + answered[-1], "seen": wall + took})
+                return took
             time.sleep(0.005)
         raise TimeoutError(f"{email} did not become {expect} within {timeout:g} s under load")
 
-    latencies, during, answered = [], [], []
+    latencies, during, answered, timed = [], [], [], []
     drained_at = None
     stop = threading.Event()
 
@@ -206,7 +208,9 @@ def measure(ctx, broker: str) -> dict:
         web_log.close()
     assert drained == args.backlog, (drained, args.backlog)
     sent = wrk["sent"] * wrk["per_request"]
+    stages = _stages(conn.pk, backlog_id, timed[2:], during)
     return {
+        "stages": stages,
         "latencies": latencies,
         "during_backlog": during,
         "answered": answered[2:],
@@ -214,6 +218,82 @@ def measure(ctx, broker: str) -> dict:
         "backlog_rate": drained / (drained_at - kicked),
         "load": {**wrk, "profiles_per_second": sent / wrk["seconds"], "rps": wrk["requests"] / wrk["seconds"]},
     }
+
+
+STAGES = ("committed", "answered", "enqueued", "started", "sent", "acknowledged", "seen")
+
+
+def _stages(conn_id: int, backlog_id: int, timed: list, during: list) -> list:
+    """Where each timed change's time went, read back from the rows the run left (seconds after the POST):
+    the outbox message's `created_at` (the API's transaction), the API's answer, the drain task that sent it
+    (queued: the time in its name; started: django-q2's `started`), the batch's Delivery (`started_at`: claimed
+    and sent), the message's `finished_at` (the partner answered, outcome recorded), and seen at the sandbox.
+    Also: how many drain tasks ran when the change's drain was queued, and whether it was queued before the
+    change committed (the message then waited for a drain already running)."""
+    from django_q.models import Task
+
+    from connections.models import Delivery, OutboxMessage
+
+    tasks = []
+    for name, started, stopped in Task.objects.filter(name__startswith="drain-").values_list(
+        "name", "started", "stopped"
+    ):
+        pk, _, at = name[len("drain-") :].partition("-")
+        tasks.append((int(pk), float(at), started.timestamp(), stopped.timestamp()))
+    out = []
+    for change, busy in zip(timed, during, strict=False):
+        msg = (
+            OutboxMessage.objects.filter(connection_id=conn_id, value=change["email"], finished_at__isnull=False)
+            .filter(created_at__gte=_dt(change["posted"] - 0.05), created_at__lte=_dt(change["seen"]))
+            .order_by("created_at")
+            .values_list("created_at", "finished_at")
+            .first()
+        )
+        if msg is None:
+            continue
+        committed, finished = msg[0].timestamp(), msg[1].timestamp()
+        delivery = (
+            Delivery.objects.filter(connection_id=conn_id, started_at__lte=msg[1])
+            .order_by("-started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+        mine = [t for t in tasks if t[0] == conn_id and t[2] <= delivery.timestamp() <= t[3]]
+        row = {"posted": 0.0, "committed": committed, "answered": change["answered"], "sent": delivery.timestamp()}
+        row.update(acknowledged=finished, seen=change["seen"], during_backlog=busy)
+        if mine:
+            enq, start = mine[0][1], mine[0][2]
+            row.update(enqueued=enq, started=start, queued_before_commit=enq < committed)
+            row["running_at_enqueue"] = sum(1 for t in tasks if t[2] <= enq < t[3])
+            row["backlog_running_at_enqueue"] = any(t[0] == backlog_id and t[2] <= enq < t[3] for t in tasks)
+        for key in STAGES:
+            if key in row:
+                row[key] = round(row[key] - change["posted"], 4)
+        out.append(row)
+    return out
+
+
+def _dt(ts: float):
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def _stage_summary(stages: list, during: bool) -> str:
+    rows = [r for r in stages if r["during_backlog"] == during and "started" in r]
+    if not rows:
+        return "none"
+    parts = []
+    prev = "posted"
+    for key in STAGES:
+        if key == "answered":
+            continue
+        gaps = sorted(r[key] - (r[prev] if prev != "posted" else 0.0) for r in rows)
+        parts.append(f"{prev}->{key} p50 {statistics.median(gaps) * 1000:.0f} / max {gaps[-1] * 1000:.0f}")
+        prev = key
+    before = sum(r["queued_before_commit"] for r in rows)
+    both = sum(r["running_at_enqueue"] >= 2 for r in rows)
+    return f"{len(rows)} changes: " + ", ".join(parts) + f"; drain queued before commit {before}, 2+ running {both}"
 
 
 def _start_wrk(port: int, token: str, rate: float, seconds: float):
@@ -321,6 +401,12 @@ def run(ctx) -> list[Figure]:
         idle_p95 = percentile(idle, 0.95) if idle else None
         load = r["load"]
         errors = load["non_2xx"] + load["connect"] + load["read"] + load["write"] + load["timeout"]
+        for during in (True, False):
+            harness.log(
+                f"stages ({broker}, {'during' if during else 'outside'} the backlog): "
+                + _stage_summary(r["stages"], during)
+            )
+        (harness.RESULTS / f"latency-stages-{broker}-{os.getpid()}.json").write_text(json.dumps(r["stages"]))
         harness.log(
             f"under load ({broker}): p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms over {len(ms)}; "
             f"load {load['profiles_per_second']:.0f} profiles/s; backlog {r['backlog_rate']:,.0f} ids/s"
