@@ -36,9 +36,7 @@ def main(argv=None) -> None:
     p.add_argument("--profile", action="store_true", help="one lane, under cProfile")
     args = p.parse_args(argv)
     url = os.environ.get("DATABASE_URL", harness.DEFAULT_URL)
-    harness.check_scratch(url)
-    harness.create_database(url)
-    harness.configure(url)
+    harness.prepare(url)
     sandbox = harness.SandboxProcess()
     sandbox.start()
     try:

@@ -214,6 +214,14 @@ def check_scratch(url: str) -> None:
         )
 
 
+def prepare(url: str) -> None:
+    """What every benchmark entry point does first: refuse a database that is not a scratch one, create it when
+    missing, and configure this process for it (migrated)."""
+    check_scratch(url)
+    create_database(url)
+    configure(url)
+
+
 def configure(url: str, migrate: bool = True, child: bool = False) -> None:
     """Point this process at `url` with the benchmark's settings, set Django up, and migrate (quietly).
 

@@ -264,9 +264,7 @@ def growth_figures(ctx, base) -> list:
 def main(argv=None) -> int:
     args = parse(argv)
     url = os.environ.get("DATABASE_URL") or harness.DEFAULT_URL
-    harness.check_scratch(url)
-    harness.create_database(url)
-    harness.configure(url)
+    harness.prepare(url)
     started = time.perf_counter()
     ctx = Ctx(args, url)
     base = None

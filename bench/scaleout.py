@@ -170,9 +170,7 @@ def main() -> int:
         raise SystemExit("scale-out needs PostgreSQL (DATABASE_URL=postgres://…): SQLite is one machine's database")
     if not harness.redis_reachable(args.redis_url):
         raise SystemExit(f"scale-out needs Redis: nothing answers at {args.redis_url}")
-    harness.check_scratch(url)
-    harness.create_database(url)
-    harness.configure(url)
+    harness.prepare(url)
     sandbox = harness.SandboxProcess()
     sandbox.start()
     try:
