@@ -39,6 +39,8 @@ def summary(rows: list) -> list[str]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        sys.exit("usage: python -m bench.latency_stages bench/results/latency-stages-<broker>-<pid>.json [...]")
     for path in sys.argv[1:]:
         print(Path(path).name)
         print("\n".join(summary(json.loads(Path(path).read_text()))))
