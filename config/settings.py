@@ -5,6 +5,7 @@ Every setting has a safe local default except the secrets, which production
 """
 
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -181,6 +182,13 @@ PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="US")
 
 # Minutes between scheduled refreshes of every rule-based audience (0 turns the schedule off).
 AUDIENCE_REFRESH_MINUTES = env.int("AUDIENCE_REFRESH_MINUTES", default=15)
+# PostgreSQL memory for each sort or hash of a full refresh, for its own transaction only (the server's default
+# of 4 MB spills the anti-joins of a few million members to disk in batches: 10M profiles, README "10M").
+REFRESH_WORK_MEM = env.str("REFRESH_WORK_MEM", default="256MB").strip()
+if not re.fullmatch(r"[1-9][0-9]*\s*(kB|MB|GB)?", REFRESH_WORK_MEM):
+    raise ImproperlyConfigured(
+        f"REFRESH_WORK_MEM must be a PostgreSQL memory size such as 256MB or 1GB, not '{REFRESH_WORK_MEM}'."
+    )
 
 # https://django-q2.readthedocs.io/en/master/configure.html
 # The ORM broker keeps the embedded default to one database; REDIS_URL moves

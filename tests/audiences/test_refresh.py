@@ -1,6 +1,8 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
 from audiences import hooks
@@ -123,3 +125,28 @@ def test_static_members_are_added_and_removed_once():
     assert (run.removed, changes(run)) == (1, {(a.pk, "remove")})
     audience.refresh_from_db()
     assert members(audience) == {b.external_id} and audience.size == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="work_mem is PostgreSQL's")
+@override_settings(REFRESH_WORK_MEM="96MB")
+def test_a_refresh_compares_members_with_refresh_work_mem_and_gives_the_session_its_own_back():
+    ProfileFactory.create_batch(2, attributes={"status": "Premium"})
+    audience = AudienceFactory(criteria=PREMIUM)
+    seen = []
+
+    def record_work_mem(execute, sql, params, many, context):
+        if "NOT EXISTS" in sql:  # the anti-joins that hash every match and every member
+            context["cursor"].execute("SELECT current_setting('work_mem')")
+            seen.append(context["cursor"].fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('work_mem')")
+        before = cursor.fetchone()[0]
+    with connection.execute_wrapper(record_work_mem):
+        assert refresh_audience(audience).added == 2
+
+    assert seen == ["96MB", "96MB"]  # the add and the remove anti-joins
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('work_mem')")
+        assert cursor.fetchone()[0] == before != "96MB"

@@ -67,3 +67,10 @@ def test_production_will_not_start_without_its_secrets():
 
     assert proc.returncode != 0
     assert "SECRETS_ENCRYPTION_KEYS must be set when DEBUG is off." in proc.stderr
+
+
+def test_a_work_mem_that_postgresql_would_refuse_stops_the_start_with_the_setting_named():
+    proc = manage("check", env=production_env(REFRESH_WORK_MEM="lots"))
+
+    assert proc.returncode != 0
+    assert "REFRESH_WORK_MEM must be a PostgreSQL memory size such as 256MB or 1GB, not 'lots'." in proc.stderr
