@@ -380,7 +380,7 @@ def run(ctx) -> list[Figure]:
 
     ctx.run_piece("profile_path")  # the idle per-profile path, in the same run
     figures = []
-    for broker in ("orm", "redis"):
+    for broker in ctx.args.brokers:
         label = profile_path.broker_label(broker)
         keys = ("p50", "p95", "max", "after_answer", "load", "backlog")
         if broker == "redis" and not harness.redis_reachable(ctx.args.redis_url):

@@ -122,7 +122,7 @@ def broker_label(broker: str) -> str:
 def run(ctx) -> list[Figure]:
     updates = ctx.args.updates
     figures = []
-    for broker in ("orm", "redis"):
+    for broker in ctx.args.brokers:
         label = broker_label(broker)
         if broker == "redis" and not harness.redis_reachable(ctx.args.redis_url):
             note = f"not measured: Redis not reachable at {ctx.args.redis_url}"

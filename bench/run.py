@@ -89,6 +89,11 @@ def parse(argv=None):
         default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
         help="Redis for the Redis-broker measurements (a database of its own: it is flushed)",
     )
+    p.add_argument(
+        "--brokers",
+        default="orm,redis",
+        help="brokers of the per-profile path and of latency under load (default orm,redis)",
+    )
     p.add_argument("--growth-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     small = args.smoke
@@ -103,6 +108,9 @@ def parse(argv=None):
     args.web_workers = args.web_workers or (2 * (os.cpu_count() or 1))
     if args.growth_base is None:
         args.growth_base = 1_000 if small else args.profiles // 10
+    args.brokers = [x.strip() for x in args.brokers.split(",") if x.strip()]
+    if not args.brokers or set(args.brokers) - {"orm", "redis"}:
+        p.error("--brokers: orm, redis or both (comma-separated)")
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.only) - set(PIECES)
     if unknown:
@@ -176,6 +184,9 @@ def growth_run(args, url) -> dict | None:
         "0" if forward else str(args.braze_messages),
         "--redis-url",
         args.redis_url,
+        # The smoke checks that the growth figures are made, not their values: one broker's path will do.
+        "--brokers",
+        "orm" if args.smoke else ",".join(args.brokers),
         "--growth-child",
     ]
     if args.drop:

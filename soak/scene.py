@@ -26,9 +26,10 @@ FAST_ENV = {
     "OUTCOME_SETTLE_SECONDS": "4",
     "DRAIN_MAX_SECONDS": "5",
     "SLOT_WAIT_SECONDS": "2",
-    # ORM broker: a task a killed cluster had taken is handed out again after Q_RETRY (> Q_TIMEOUT).
-    "Q_TIMEOUT": "20",
-    "Q_RETRY": "30",
+    # ORM broker: a task a killed cluster had taken is handed out again after Q_RETRY (> Q_TIMEOUT), which is
+    # what the ORM crash soak waits for; Q_TIMEOUT stays above a drain's 5 s and a request in flight.
+    "Q_TIMEOUT": "12",
+    "Q_RETRY": "15",
     "ALLOW_PRIVATE_DESTINATIONS": "true",  # the sandbox listens on 127.0.0.1
     "ALLOW_BASE_URL_OVERRIDE": "true",  # and stands in for the partners' hosts
     "CONNECTION_FAULT_HOOK": "",
