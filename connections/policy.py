@@ -111,27 +111,53 @@ def gave_up(reason: str) -> str:
     return f"Gave up after {settings.RETRY_WINDOW_HOURS:g} hours: {reason}"
 
 
-def earliest_retry(conn):
-    """When the first message backing off is due, for an active realtime connection; None otherwise."""
+@dataclass(frozen=True)
+class Waiting:
+    """When the first message not in flight is due: among those backing off, and among those never tried."""
+
+    retry_at: dt.datetime | None = None
+    untried_at: dt.datetime | None = None
+
+    @property
+    def first(self) -> dt.datetime | None:
+        return min((at for at in (self.retry_at, self.untried_at) if at is not None), default=None)
+
+
+def earliest_retry(conn) -> Waiting:
+    """When the first waiting message is due, for an active realtime connection (nothing otherwise); one query."""
     if conn.delivery_mode != Connection.Mode.REALTIME or conn.status != Connection.Status.ACTIVE:
-        return None
+        return Waiting()
     waiting = OutboxMessage.objects.filter(connection=conn, state=State.PENDING).exclude(in_flight(timezone.now()))
-    return waiting.aggregate(at=Min("next_attempt_at"))["at"]
+    return Waiting(
+        **waiting.aggregate(
+            retry_at=Min("next_attempt_at", filter=Q(attempts__gt=0)),
+            untried_at=Min("next_attempt_at", filter=Q(attempts=0)),
+        )
+    )
 
 
-def retry_wait(sent: bool, due_at, now=None) -> float | None:
-    """Seconds a worker waits, after a drain, for the retry due at `due_at`; None leaves it to a schedule.
+def retry_wait(sent: bool, waiting: Waiting, now=None) -> float | None:
+    """Seconds a worker waits, after a drain, for the next message due; None leaves it to a schedule.
 
     django-q2's scheduler looks at one-off schedules only every 30 seconds, which would turn a backoff of
-    0.2-5 s into a stall of up to 30 s, so a retry due within RETRY_WAIT_SECONDS is waited for by the worker.
-    It pauses at least RETRY_BASE_SECONDS (the partner was struggling: no hammering). A drain that sent
-    nothing (messages not due, or waiting behind an older one in flight) leaves it to the schedule.
+    0.2-5 s into a stall of up to 30 s, so a message due within RETRY_WAIT_SECONDS is waited for by the worker.
+    Before a retry it pauses at least RETRY_BASE_SECONDS (the partner was struggling: no hammering). A message
+    never tried is no retry: one that committed after the drain's last claim is due now (0: drain again at
+    once; pausing for it held every change behind a busy worker for RETRY_BASE_SECONDS), one whose identity
+    is settling waits until then. A drain that sent nothing (messages not due, or waiting behind an older one
+    in flight) leaves it to the schedule.
     """
-    if not sent or due_at is None:
+    if not sent:
         return None
     now = now or timezone.now()
-    wait = max((due_at - now).total_seconds(), min(settings.RETRY_BASE_SECONDS, RETRY_WAIT_SECONDS))
-    return wait if wait <= RETRY_WAIT_SECONDS else None
+    waits = []
+    if waiting.retry_at is not None:
+        pause = min(settings.RETRY_BASE_SECONDS, RETRY_WAIT_SECONDS)
+        waits.append(max((waiting.retry_at - now).total_seconds(), pause))
+    if waiting.untried_at is not None:
+        waits.append(max((waiting.untried_at - now).total_seconds(), 0.0))
+    wait = min(waits, default=None)
+    return wait if wait is not None and wait <= RETRY_WAIT_SECONDS else None
 
 
 def upload_due(conn, now=None) -> bool:

@@ -83,13 +83,13 @@ def drain_connection(connection_id: int) -> dict:
     if report.more_due:
         request_drain([connection_id], force=True)
     else:
-        due = policy.earliest_retry(conn)  # one query for both: wait for it here, or leave it to a schedule
-        wait = policy.retry_wait(bool(report.batches), due)
+        waiting = policy.earliest_retry(conn)  # one query for both: wait for it here, or leave it to a schedule
+        wait = policy.retry_wait(bool(report.batches), waiting)
         if wait is not None:
             time.sleep(wait)
             request_drain([conn.pk], force=True)
         else:
-            _schedule_retry(conn, due)
+            _schedule_retry(conn, waiting.first)
     if report.fault:
         log.warning("Connection %s faulted: %s", connection_id, report.fault)
         _after_fault(conn)
