@@ -4,7 +4,8 @@
     … 50 --prepare      # (re)create the 50 audiences of `bench/ingest.py` first (each refreshed over every profile)
     … 50 --explain SQL  # EXPLAIN (ANALYZE, BUFFERS) the statements starting with SQL instead of running them
 
-Runs `ingest_events` on the bench's batches (seed 16, as `bench/ingest.py`) in rolled-back transactions, so
+Runs `ingest_events` on the bench's batches (seed 16, as `bench/ingest.py`; `--seed` for others: after a bench
+run the database already holds seed 16's events, so its batches change few memberships) in rolled-back transactions, so
 the database stays as it was, and prints each statement over 10 ms, the batch's wall time and its CPU time
 (this process's plus its PostgreSQL backend's, read from /proc: the database must be on this machine), which
 a loaded machine disturbs less than the wall clock. Medians at the end. PostgreSQL only.
@@ -28,6 +29,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("audiences", type=int)
     p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--seed", type=int, default=16)
     p.add_argument("--prepare", action="store_true")
     p.add_argument("--explain", default=None)
     args = p.parse_args(argv)
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
                 print(f"  {seconds:.3f} s  {' '.join(sql.split())[:100]}")
 
     walls, cpus = [], []
-    for batch in ingest.batches(profiles, 5_000, args.batches, seed=16):
+    for batch in ingest.batches(profiles, 5_000, args.batches, seed=args.seed):
         events = [
             {
                 **{k: v for k, v in e.items() if k != "profile_id"},
