@@ -27,18 +27,3 @@ def test_memberships_are_found_by_profile_with_their_audience_in_the_same_index(
 def test_events_have_one_index_leading_with_the_profile_the_one_that_also_holds_name_and_time():
     leading = [columns for columns in index_columns(Event) if columns[0] == "profile_id"]
     assert leading == [["profile_id", "name", "occurred_at"]]
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="index-only scans: PostgreSQL's planner")
-def test_a_batchs_memberships_can_be_read_from_the_index_alone():
-    with connection.cursor() as cursor:
-        # Every other way off: the plan that is left says whether the index can answer on its own.
-        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_indexscan"):
-            cursor.execute(f"SET LOCAL {setting} = off")
-        cursor.execute(
-            "EXPLAIN SELECT audience_id, profile_id FROM audiences_membership "
-            "WHERE profile_id = ANY(%s) AND audience_id = ANY(%s)",
-            [[1, 2, 3], [4, 5]],
-        )
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Index Only Scan using membership_profile_idx" in plan, plan
